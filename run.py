@@ -1,0 +1,34 @@
+"""SDNN entry point: ``python run.py [group=option ...] [key=value ...]`` (Hydra)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from sdnn.errors import SDNNError
+
+# Lightning's start-up chatter (accelerator lines, tips) and two warnings that do not apply.
+logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from sdnn.pipeline import run
+
+    try:
+        results = run(cfg, HydraConfig.get().runtime.output_dir)
+    except SDNNError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    return results["test"]["acc"]
+
+
+if __name__ == "__main__":
+    main()

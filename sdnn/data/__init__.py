@@ -1,0 +1,31 @@
+"""Datasets (``conf/dataset/*.yaml`` ↔ this package). ``load_splits`` reads one by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sdnn.data.digits import load_digits_splits
+from sdnn.data.npz import load_npz_splits
+from sdnn.data.tensors import TensorSplits, split_off_validation, standardize
+from sdnn.errors import ConfigError
+
+DATASETS = ("digits", "npz")
+
+
+def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
+    """Load, hold out validation (``val_fraction``, if no val split is given) and normalise."""
+    name = cfg["name"]
+    if name == "digits":
+        splits = load_digits_splits(cfg.get("test_fraction", 0.3), cfg.get("split_seed", 0))
+    elif name == "npz":
+        splits = load_npz_splits(cfg.get("path"), cfg.get("layout", "auto"))
+    else:
+        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    fraction = float(cfg.get("val_fraction", 0.0) or 0.0)
+    if splits.x_val is None and fraction > 0:
+        splits.x_train, splits.y_train, splits.x_val, splits.y_val = split_off_validation(
+            splits.x_train, splits.y_train, fraction, cfg.get("split_seed", 0))
+    if cfg.get("normalize", True):
+        splits = standardize(splits)
+    return splits

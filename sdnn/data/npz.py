@@ -1,0 +1,83 @@
+"""Bring your own data: one ``.npz`` with ``x_train, y_train, x_test, y_test`` (optional
+``x_val, y_val``). Images as (N, H, W, C), (N, C, H, W) or (N, H, W); vectors as (N, F);
+labels as integers 0..c−1.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sdnn.data.tensors import TensorSplits
+from sdnn.errors import DataError
+
+REQUIRED = ("x_train", "y_train", "x_test", "y_test")
+_CHANNELS = (1, 3, 4)
+
+
+def _to_nchw(x: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray:
+    if x.ndim == 2:
+        return x
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim != 4:
+        raise DataError(f"{path}: '{key}' has shape {x.shape}; expected (N, F), (N, H, W), (N, H, W, C) or (N, C, H, W)")
+    if layout == "auto":
+        channels_last, channels_first = x.shape[3] in _CHANNELS, x.shape[1] in _CHANNELS
+        if channels_last == channels_first:
+            raise DataError(f"{path}: cannot tell the channel axis of '{key}' with shape {x.shape}; "
+                            "set dataset.layout=nhwc or dataset.layout=nchw")
+        layout = "nhwc" if channels_last else "nchw"
+    return x.transpose(0, 3, 1, 2) if layout == "nhwc" else x
+
+
+def load_npz_splits(path: str | None, layout: str = "auto") -> TensorSplits:
+    """Read and check the arrays; uint8 images are scaled to [0, 1]."""
+    if not path:
+        raise DataError("dataset=npz needs a file: add dataset.path=/path/to/data.npz")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"dataset.path={path}: no such file")
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"dataset.path={path}: not a readable .npz file ({exc})") from exc
+    missing = [k for k in REQUIRED if k not in arrays]
+    if missing:
+        raise DataError(f"{file}: missing array(s) {', '.join(missing)}; found {', '.join(sorted(arrays)) or 'none'}")
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        raise DataError(f"{file}: give both x_val and y_val, or neither")
+    splits = [s for s in ("train", "val", "test") if f"x_{s}" in arrays]
+    tensors = {}
+    for s in splits:
+        x, y = arrays[f"x_{s}"], arrays[f"y_{s}"]
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{file}: y_{s} must be a 1-D array of integer class labels, got {y.dtype} {y.shape}")
+        if len(x) != len(y):
+            raise DataError(f"{file}: x_{s} has {len(x)} rows but y_{s} has {len(y)}")
+        if len(x) == 0:
+            raise DataError(f"{file}: x_{s} is empty")
+        scale = 255.0 if x.dtype == np.uint8 else 1.0
+        if not np.issubdtype(x.dtype, np.number):
+            raise DataError(f"{file}: x_{s} must be numeric, got {x.dtype}")
+        x = _to_nchw(x, layout, f"x_{s}", file).astype(np.float32) / scale
+        if not np.isfinite(x).all():
+            raise DataError(f"{file}: x_{s} contains NaN or Inf values; clean or impute them first")
+        tensors[s] = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)))
+    shapes = {s: tuple(tensors[s][0].shape[1:]) for s in splits}
+    if len(set(shapes.values())) > 1:
+        raise DataError(f"{file}: splits have different sample shapes {shapes}")
+    labels = torch.cat([tensors[s][1] for s in splits])
+    if int(labels.min()) < 0:
+        raise DataError(f"{file}: negative class label {int(labels.min())}; labels must be 0..c-1")
+    num_classes = int(labels.max()) + 1
+    present = torch.bincount(tensors["train"][1], minlength=num_classes)
+    empty = torch.flatnonzero(present == 0).tolist()
+    if empty:
+        raise DataError(f"{file}: class(es) {empty} have no training sample; labels must be 0..c-1 with every class present")
+    val = tensors.get("val", (None, None))
+    return TensorSplits(*tensors["train"], *tensors["test"], num_classes=num_classes, x_val=val[0], y_val=val[1])

@@ -1,0 +1,117 @@
+"""In-memory datasets as tensors: train / val / test splits, normalisation, batch sampling.
+
+Batches are drawn by slicing whole tensors with an index batch (no per-sample Python or
+collate on the training path).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class TensorSplits:
+    """A multiclass dataset held as tensors. Images are (N, C, H, W) float, vectors (N, F)."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    x_val: Tensor | None = None
+    y_val: Tensor | None = None
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.dim() == 4
+
+    def names(self) -> list[str]:
+        return self.class_names or [str(i) for i in range(self.num_classes)]
+
+
+def split_off_validation(x: Tensor, y: Tensor, fraction: float, seed: int):
+    """Hold out a seeded random ``fraction`` of (x, y) as a validation split."""
+    if fraction <= 0:
+        return x, y, None, None
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(fraction * len(x))))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def standardize(splits: TensorSplits) -> TensorSplits:
+    """Zero mean, unit variance per channel (images) or per feature (vectors), from train."""
+    dims = (0, 2, 3) if splits.is_image else (0,)
+    mean = splits.x_train.mean(dims, keepdim=True)
+    std = splits.x_train.std(dims, keepdim=True).clamp_min(1e-6)
+    for name in ("x_train", "x_val", "x_test"):
+        value = getattr(splits, name)
+        if value is not None:
+            setattr(splits, name, ((value - mean) / std).contiguous())
+    return splits
+
+
+class IndexBatchSampler:
+    """Yields index tensors of whole batches; seeded per epoch; shards batches across ranks.
+
+    Each rank takes every world_size-th batch of the same seeded permutation, so ranks never
+    overlap. ``set_epoch`` is called by Lightning at the start of every epoch.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.drop_last = drop_last and n > batch_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _num_batches(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def __len__(self) -> int:
+        _, world = self._rank_world()
+        return self._num_batches() // world if world > 1 else self._num_batches()
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        rank, world = self._rank_world()
+        for b in range(rank, len(self) * world, world):
+            yield order[b * self.batch_size:(b + 1) * self.batch_size]
+
+
+class TensorPairs(torch.utils.data.Dataset):
+    """``dataset[index_tensor]`` returns the whole batch ``(x[index], y[index])``."""
+
+    def __init__(self, x: Tensor, y: Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index):
+        return self.x[index], self.y[index]
+
+
+def batch_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader over whole-batch slices (``batch_size=None`` turns off per-sample collation)."""
+    sampler = IndexBatchSampler(len(x), batch_size, shuffle=shuffle, seed=seed, drop_last=shuffle)
+    return torch.utils.data.DataLoader(TensorPairs(x, y), batch_size=None, sampler=sampler)

@@ -1,0 +1,6 @@
+"""Lightning glue: the one LightningModule and the callbacks; the math lives in floor-1 modules."""
+
+from sdnn.lit.callbacks import NeglectCallback
+from sdnn.lit.module import SDNNModule
+
+__all__ = ["NeglectCallback", "SDNNModule"]

@@ -1,0 +1,90 @@
+"""One LightningModule for every backbone: backbone → penultimate features → linear head."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from sdnn.subclass import class_predictions
+
+
+def build_optimizer(params, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    name = cfg.get("name", "sgd")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0),
+                               nesterov=bool(cfg.get("nesterov", False)), weight_decay=cfg.get("weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+    raise ValueError(f"unknown optimizer {name!r}: use optim.name=sgd or adam")
+
+
+def build_scheduler(optimizer, cfg: Mapping[str, Any]):
+    """Per-epoch schedule: steps at ``milestones`` (×gamma), or ×gamma every epoch if no milestones."""
+    milestones = list(cfg.get("milestones") or [])
+    gamma = float(cfg.get("gamma", 1.0))
+    if milestones:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
+    return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+
+
+class SDNNModule(pl.LightningModule):
+    """Serves phase 1, phase 2 and the baseline; only the head width and the loss differ.
+
+    ``subclass_to_class`` (S,) maps output units to classes; evaluation is always at class
+    level (the class of the arg-max unit, SPEC §5). ``training_step`` hands the detached
+    features, logits and targets to callbacks (the NeglectCallback uses them).
+    """
+
+    def __init__(self, backbone: nn.Module, loss: nn.Module, subclass_to_class: Tensor, num_classes: int,
+                 optim: Mapping[str, Any]):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.out_features, len(subclass_to_class))
+        self.loss_fn = loss
+        self.register_buffer("subclass_to_class", torch.as_tensor(subclass_to_class, dtype=torch.long))
+        self.num_classes = num_classes
+        self.optim_cfg = dict(optim)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_per_class = MulticlassAccuracy(num_classes, average=None)
+        self.test_results: dict[str, Any] = {}
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.backbone(x)
+        return features, self.head(features)
+
+    def training_step(self, batch, batch_idx):
+        x, targets = batch
+        features, logits = self(x)
+        loss = self.loss_fn(logits, targets)
+        self.log("train/loss", loss, prog_bar=True)
+        return {"loss": loss, "features": features.detach(), "logits": logits.detach(), "targets": targets}
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.val_acc.update(class_predictions(self(x)[1], self.subclass_to_class), y)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        pred = class_predictions(self(x)[1], self.subclass_to_class)
+        self.test_acc.update(pred, y)
+        self.test_per_class.update(pred, y)
+
+    def on_test_epoch_end(self):
+        acc = self.test_acc.compute()
+        per_class = self.test_per_class.compute()
+        self.log("test/acc", acc)
+        self.test_results = {"acc": float(acc), "per_class_acc": [float(v) for v in per_class]}
+        self.test_acc.reset()
+        self.test_per_class.reset()
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": build_scheduler(optimizer, self.optim_cfg),
+                                                         "interval": "epoch"}}

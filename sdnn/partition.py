@@ -1,0 +1,138 @@
+"""Subclass partitioners (SPEC §3): k-means, Algorithm 1 (median distance split), random.
+
+Every partitioner returns subclass numbers 0..H−1 per observation of one class. Subclass 0
+is the part farthest from the mean of the training data (Algorithm 1's convention, also
+used to number k-means clusters), so numbers mean the same thing across partitioners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = [
+    "median_distance_split",
+    "StreamingMedianSplit",
+    "kmeans_split",
+    "random_split",
+    "PARTITIONERS",
+]
+
+
+def _as_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _runs_of_sorted_order(order: np.ndarray, n_subclasses: int) -> np.ndarray:
+    """Give the k-th of H equal runs of ``order`` the subclass number k (bounds ⌊n·k/H⌋)."""
+    n = order.size
+    bounds = (np.arange(1, n_subclasses) * n) // n_subclasses
+    rank_to_subclass = np.searchsorted(bounds, np.arange(n), side="right")
+    out = np.empty(n, dtype=np.int64)
+    out[order] = rank_to_subclass
+    return out
+
+
+def median_distance_split(x, mean, n_subclasses: int = 2) -> np.ndarray:
+    """Algorithm 1: sort a class's observations by ‖x − m‖ descending and cut the order into
+    ``n_subclasses`` equal runs (H = 2: the ⌊n/2⌋ farthest → 0, the rest → 1)."""
+    x = _as_numpy(x).reshape(len(x), -1)
+    mean = _as_numpy(mean).reshape(-1)
+    d = np.linalg.norm(x.astype(np.float64, copy=False) - mean, axis=1)
+    return _runs_of_sorted_order(np.argsort(-d, kind="stable"), n_subclasses)
+
+
+class StreamingMedianSplit:
+    """Algorithm 1 on-line over chunks: one pass for the mean, one for the distances.
+
+    Memory is O(f) for the mean and O(n_i) distances per selected class, plus the farthest
+    and closest observation of each class (``x̌_1``, ``x̌_2`` of eq. 12); never a class's
+    feature matrix.
+    """
+
+    def __init__(self, n_subclasses: int = 2):
+        self.n_subclasses = n_subclasses
+        self._sum: np.ndarray | None = None
+        self._count = 0
+        self._distances: dict[int, list[np.ndarray]] = {}
+        self._farthest: dict[int, tuple[float, np.ndarray]] = {}
+        self._closest: dict[int, tuple[float, np.ndarray]] = {}
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self._sum is None:
+            raise RuntimeError("add_to_mean was never called")
+        return self._sum / self._count
+
+    def add_to_mean(self, chunk) -> None:
+        """Pass 1: accumulate the mean of all training observations."""
+        chunk = _as_numpy(chunk).reshape(len(chunk), -1).astype(np.float64, copy=False)
+        part = chunk.sum(0)
+        self._sum = part if self._sum is None else self._sum + part
+        self._count += len(chunk)
+
+    def add_distances(self, chunk, labels, classes: Iterable[int]) -> None:
+        """Pass 2: distances to the mean of the observations of ``classes`` in this chunk."""
+        chunk = _as_numpy(chunk).reshape(len(chunk), -1)
+        labels = _as_numpy(labels)
+        mean = self.mean
+        for cls in classes:
+            rows = np.flatnonzero(labels == cls) if labels.ndim == 1 else np.flatnonzero(labels[:, cls] > 0)
+            if rows.size == 0:
+                self._distances.setdefault(cls, [])
+                continue
+            members = chunk[rows].astype(np.float64, copy=False)
+            d = np.linalg.norm(members - mean, axis=1)
+            self._distances.setdefault(cls, []).append(d)
+            far, near = int(np.argmax(d)), int(np.argmin(d))
+            if cls not in self._farthest or d[far] > self._farthest[cls][0]:
+                self._farthest[cls] = (float(d[far]), members[far].copy())
+            if cls not in self._closest or d[near] < self._closest[cls][0]:
+                self._closest[cls] = (float(d[near]), members[near].copy())
+
+    def split(self) -> dict[int, dict[str, np.ndarray]]:
+        """Per class: ``subclass`` numbers (stream order), ``farthest`` and ``closest`` rows."""
+        out = {}
+        for cls, parts in self._distances.items():
+            d = np.concatenate(parts) if parts else np.zeros(0)
+            out[cls] = {
+                "subclass": _runs_of_sorted_order(np.argsort(-d, kind="stable"), self.n_subclasses),
+                "farthest": self._farthest[cls][1] if cls in self._farthest else None,
+                "closest": self._closest[cls][1] if cls in self._closest else None,
+            }
+        return out
+
+
+def kmeans_split(x, n_subclasses: int, seed: int, mean=None, minibatch_above: int = 20_000) -> np.ndarray:
+    """k-means (scikit-learn) in float32; mini-batch k-means above ``minibatch_above`` rows.
+
+    Clusters are numbered by the distance of their centroid to ``mean`` (default: the mean
+    of ``x``), farthest first.
+    """
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    x = _as_numpy(x).reshape(len(x), -1).astype(np.float32, copy=False)
+    if len(x) < n_subclasses:
+        raise ValueError(f"cannot split {len(x)} observations into {n_subclasses} subclasses")
+    if len(x) > minibatch_above:
+        km = MiniBatchKMeans(n_clusters=n_subclasses, random_state=seed, n_init=3, batch_size=4096)
+    else:
+        km = KMeans(n_clusters=n_subclasses, random_state=seed, n_init=10)
+    labels = km.fit_predict(x)
+    ref = x.mean(0) if mean is None else _as_numpy(mean).reshape(-1).astype(np.float32)
+    centre_distance = np.linalg.norm(km.cluster_centers_ - ref, axis=1)
+    rank = np.empty(n_subclasses, dtype=np.int64)
+    rank[np.argsort(-centre_distance, kind="stable")] = np.arange(n_subclasses)
+    return rank[labels]
+
+
+def random_split(n: int, n_subclasses: int, seed: int) -> np.ndarray:
+    """A control: a random balanced split (sizes differ by at most one)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return _runs_of_sorted_order(order, n_subclasses)
+
+
+PARTITIONERS = ("kmeans", "median_split", "random")

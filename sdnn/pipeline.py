@@ -1,0 +1,232 @@
+"""The two-phase SDNN strategy (SPEC §5) and the baseline, from a composed config.
+
+phase 1 (θ, cached) → select → augment + split (cached) → phase 2 (fresh network, S units)
+→ class-level test metrics → ``results.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from sdnn.cache import Phase1Cache, atomic_write_json
+from sdnn.data import TensorSplits, load_splits
+from sdnn.data.tensors import batch_loader
+from sdnn.errors import ConfigError
+from sdnn.lit import NeglectCallback, SDNNModule
+from sdnn.losses import SigmoidCrossEntropy, build_loss
+from sdnn.models import build_backbone
+from sdnn.neglect import last_window_theta
+from sdnn.repartition import Repartition, repartition, select_classes
+from sdnn.results import format_summary, nan_to_none, write_results
+from sdnn.subclass import build_subclass_to_class, subclass_targets
+from sdnn.validate import validate_against_data, validate_config
+
+def _say(message: str) -> None:
+    """Progress and summary lines, printed once (by rank 0 under DDP)."""
+    if rank_zero_only.rank == 0:
+        print(message, flush=True)
+
+
+def _logger(cfg: DictConfig, run_dir: Path, phase: str):
+    target = cfg.logger.get("_target_") if cfg.get("logger") else None
+    if not target:
+        return False
+    return instantiate(cfg.logger, save_dir=str(run_dir), name=phase)
+
+
+def _finish_logger(logger) -> None:
+    if logger and type(logger).__name__ == "WandbLogger":
+        logger.experiment.finish()
+
+
+def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.Tensor, subclass_to_class,
+         loss: torch.nn.Module, phase: str, run_dir: Path, epochs: float, callbacks=()) -> tuple[SDNNModule, float]:
+    """Train a fresh network (seeded, so a cached phase 1 leaves phase 2 unchanged)."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone = build_backbone(cfg.model, splits.input_shape)
+    module = SDNNModule(backbone, loss, subclass_to_class, splits.num_classes, cfg.optim)
+    batch = cfg.dataset.batch_size
+    train_loader = batch_loader(x, targets, batch, shuffle=True, seed=cfg.seed)
+    val_loader = batch_loader(splits.x_val, splits.y_val, 4 * batch, shuffle=False) if splits.x_val is not None else None
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_args.pop("max_epochs")
+    logger = _logger(cfg, run_dir, phase)
+    trainer = pl.Trainer(**trainer_args, max_epochs=math.ceil(epochs),
+                         max_steps=math.ceil(epochs * len(train_loader)) if epochs != int(epochs) else -1,
+                         logger=logger, callbacks=list(callbacks), default_root_dir=str(run_dir / phase),
+                         use_distributed_sampler=False, limit_val_batches=1.0 if val_loader else 0)
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader)
+    seconds = time.perf_counter() - start
+    trainer.test(module, batch_loader(splits.x_test, splits.y_test, 4 * batch, shuffle=False), verbose=False)
+    _finish_logger(logger)
+    return module, seconds
+
+
+def _phase1_cache(cfg: DictConfig) -> Phase1Cache:
+    key = {
+        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "optim": OmegaConf.to_container(cfg.optim, resolve=True),
+        "phase1": {"epochs": cfg.phase1.epochs, "tau": cfg.phase1.tau},
+        "seed": cfg.seed,
+        "precision": str(cfg.trainer.get("precision", "32-true")),
+    }
+    return Phase1Cache(cfg.phase1.cache_dir, key)
+
+
+def run_phase1(cfg: DictConfig, splits: TensorSplits, run_dir: Path, cache: Phase1Cache) -> dict[str, Any]:
+    """θ history and phase-1 weights, from the cache when the same phase 1 was run before."""
+    use_cache = cfg.phase1.use_cache
+    if use_cache and cache.has_phase1():
+        history, state, meta = cache.load_phase1()
+        _say(f"phase 1: reusing cached θ and weights from {cache.dir} (skipping phase-1 training)")
+        return {"history": history, "state": state, "cached": True, "seconds": meta["seconds"]}
+    with cache.lock() if use_cache else _no_lock():
+        if use_cache and cache.has_phase1():  # another run finished it while we waited
+            return run_phase1(cfg, splits, run_dir, cache)
+        _say(f"phase 1: neglect scores, {cfg.phase1.epochs} epoch(s) with the sigmoid CE (eq. 3)")
+        neglect = NeglectCallback(splits.num_classes, tau=cfg.phase1.tau)
+        identity = torch.arange(splits.num_classes)
+        module, seconds = _fit(cfg, splits, splits.x_train, splits.y_train, identity, SigmoidCrossEntropy(),
+                               "phase1", run_dir, cfg.phase1.epochs, callbacks=[neglect])
+        state = {k: v.cpu() for k, v in module.state_dict().items()}
+        if use_cache and rank_zero_only.rank == 0:
+            cache.save_phase1(neglect.history, state, {"seconds": seconds, "test": module.test_results})
+        return {"history": neglect.history, "state": state, "cached": False, "seconds": seconds}
+
+
+class _no_lock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _embedder(cfg: DictConfig, splits: TensorSplits, phase1_state: dict | None):
+    """Vectors the partition is computed in: flattened inputs or phase-1 penultimate features."""
+    if cfg.partitioner.space == "input":
+        return lambda x: x.flatten(1)
+    backbone = build_backbone(cfg.model, splits.input_shape)
+    backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in phase1_state.items()
+                              if k.startswith("backbone.")})
+    backbone.eval()
+
+    def embed(x):
+        with torch.no_grad():
+            return backbone(x)
+
+    return embed
+
+
+def _augmenter_name(cfg: DictConfig, splits: TensorSplits) -> str:
+    name = cfg.augmenter.name
+    if name == "auto":
+        return "sample_pairing" if splits.is_image else "extrapolation"
+    return name
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run ``cfg.method`` and write ``results.json`` into ``run_dir``; returns the results."""
+    run_dir = Path(run_dir)
+    validate_config(cfg)
+    splits = load_splits(cfg.dataset)
+    validate_against_data(cfg, splits)
+    c = splits.num_classes
+    results: dict[str, Any] = {"method": cfg.method, "dataset": cfg.dataset.name, "model": cfg.model.name,
+                               "seed": cfg.seed, "selected_classes": [], "theta": None}
+
+    if cfg.method == "baseline":
+        _say(f"baseline: {cfg.trainer.max_epochs} epochs, loss={cfg.loss.name}")
+        identity = torch.arange(c)
+        module, seconds = _fit(cfg, splits, splits.x_train, splits.y_train, identity, build_loss(cfg.loss.name),
+                               "baseline", run_dir, cfg.trainer.max_epochs)
+        results.update(subclass_to_class=identity.tolist(), test=module.test_results, train_seconds=seconds)
+    else:
+        results.update(_run_sdnn(cfg, splits, run_dir))
+
+    results["config"] = OmegaConf.to_container(cfg, resolve=True)
+    if rank_zero_only.rank == 0:
+        path = write_results(run_dir, results)
+        _say(format_summary(results, splits.names()))
+        _say(f"results: {path}")
+    return results
+
+
+def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str, Any]:
+    c = splits.num_classes
+    sub = cfg.subclass
+    cache = _phase1_cache(cfg)
+    fixed = sub.classes is not None
+    phase1 = None
+    if not fixed or cfg.partitioner.space == "features":
+        phase1 = run_phase1(cfg, splits, run_dir, cache)
+    out: dict[str, Any] = {}
+    if phase1 is not None:
+        theta, complete = last_window_theta(phase1["history"])
+        if not complete:
+            _say(f"note: phase 1 ({cfg.phase1.epochs} epochs) is shorter than one window of τ steps; "
+                 "selecting from the partial window")
+        out["theta"] = nan_to_none(theta)
+        out["theta_history"] = [{**w, "theta": nan_to_none(w["theta"])} for w in phase1["history"]]
+        origin = f"cached in {cache.dir}" if phase1["cached"] else f"trained, cached in {cache.dir}"
+        out["phase1"] = {"cached": phase1["cached"], "seconds": phase1["seconds"], "cache_dir": str(cache.dir),
+                         "origin": origin, "selected_from_complete_window": complete}
+    else:
+        out["phase1"] = {"cached": False, "seconds": 0.0, "origin": "skipped (fixed subclass.classes)"}
+    if fixed:
+        classes = sorted(int(k) for k in sub.classes)
+    else:
+        k = sub.num_classes_to_repartition
+        try:
+            classes = select_classes(theta, k)
+        except ValueError as exc:
+            raise ConfigError(f"subclass.num_classes_to_repartition={k}: {exc} (phase 1 saw too few classes; "
+                              "raise phase1.epochs)") from exc
+    too_small = [cls for cls in classes if int((splits.y_train == cls).sum()) < sub.per_class]
+    if too_small:
+        raise ConfigError(f"subclass.per_class={sub.per_class}: class(es) {too_small} have fewer training samples")
+
+    augmenter = _augmenter_name(cfg, splits)
+    settings = {"classes": classes, "per_class": sub.per_class, "partitioner": cfg.partitioner.name,
+                "space": cfg.partitioner.space, "augmenter": augmenter, "lam": cfg.augmenter.get("lam", 0.5),
+                "seed": cfg.seed, "n_train": len(splits.x_train)}
+    start = time.perf_counter()
+    arrays = cache.load_partition(settings) if (cfg.phase1.use_cache and phase1 is not None) else None
+    if arrays is not None:
+        rep = Repartition.from_arrays(arrays)
+        _say(f"partition: reusing cached subclasses of classes {classes}")
+    else:
+        _say(f"partition: {augmenter} + {cfg.partitioner.name} ({cfg.partitioner.space} space) "
+             f"into {sub.per_class} subclasses for classes {classes}")
+        embed = _embedder(cfg, splits, phase1["state"] if phase1 else None)
+        rep = repartition(splits.x_train, splits.y_train, classes, sub.per_class, cfg.partitioner.name, augmenter,
+                          embed, seed=cfg.seed, lam=cfg.augmenter.get("lam", 0.5))
+        if cfg.phase1.use_cache and phase1 is not None and rank_zero_only.rank == 0:
+            cache.save_partition(settings, rep.to_arrays())
+    partition_seconds = time.perf_counter() - start
+    sizes = rep.subclass_sizes(splits.y_train)
+    if rank_zero_only.rank == 0:
+        atomic_write_json(run_dir / "subclasses.json", {"settings": settings, "subclass_sizes": sizes})
+
+    x2, y2, numbers = rep.apply(splits.x_train, splits.y_train)
+    s2c = build_subclass_to_class(c, rep.subclasses_per_class())
+    targets = subclass_targets(y2, numbers, s2c)
+    _say(f"phase 2: subclass training, {cfg.trainer.max_epochs} epochs, S={len(s2c)} output units "
+         f"({len(x2)} training samples, sibling weight {sub.sibling_weight})")
+    loss = build_loss(cfg.loss.name, s2c, sub.sibling_weight)
+    module, seconds = _fit(cfg, splits, x2, targets, s2c, loss, "phase2", run_dir, cfg.trainer.max_epochs)
+    out.update(selected_classes=classes, subclass_to_class=s2c.tolist(), test=module.test_results,
+               train_seconds=seconds, subclass_sizes={str(k): v for k, v in sizes.items()},
+               partition_seconds=partition_seconds, augmenter=augmenter)
+    return out

@@ -1,0 +1,101 @@
+"""Checks of the composed config, before any data is read or any training starts.
+
+Each error names the key, the value and the fix (SPEC; issue: bad input fails in seconds).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from sdnn.augment import AUGMENTERS
+from sdnn.data.tensors import TensorSplits
+from sdnn.errors import ConfigError
+from sdnn.models import BACKBONES
+from sdnn.partition import PARTITIONERS
+
+METHODS = ("sdnn", "baseline")
+LOSSES = ("bce", "ce")
+SPACES = ("input", "features")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not an option; choose one of: {', '.join(allowed)}")
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Everything that can be checked without the data."""
+    _choice("method", cfg["method"], METHODS)
+    if not _is_int(cfg["seed"]):
+        raise ConfigError(f"seed={cfg['seed']!r} must be an integer")
+    _choice("loss (loss.name)", cfg["loss"]["name"], LOSSES)
+    _choice("model (model.name)", cfg["model"]["name"], tuple(BACKBONES))
+    _choice("partitioner (partitioner.name)", cfg["partitioner"]["name"], PARTITIONERS)
+    _choice("partitioner.space", cfg["partitioner"]["space"], SPACES)
+    _choice("augmenter (augmenter.name)", cfg["augmenter"]["name"], ("auto", *AUGMENTERS))
+    lam = cfg["augmenter"].get("lam", 0.5)
+    if not _is_number(lam) or not 0 <= lam <= 1:
+        raise ConfigError(f"augmenter.lam={lam!r} must be a number in [0, 1] (the paper uses 0.5)")
+    max_epochs = cfg["trainer"].get("max_epochs")
+    if not _is_int(max_epochs) or max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs={max_epochs!r} must be an integer >= 1")
+    batch_size = cfg["dataset"].get("batch_size")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ConfigError(f"dataset.batch_size={batch_size!r} must be an integer >= 1")
+    lr = cfg["optim"].get("lr")
+    if not _is_number(lr) or lr <= 0:
+        raise ConfigError(f"optim.lr={lr!r} must be a positive number")
+    phase1, sub = cfg["phase1"], cfg["subclass"]
+    if not _is_number(phase1["epochs"]) or phase1["epochs"] <= 0:
+        raise ConfigError(f"phase1.epochs={phase1['epochs']!r} must be a positive number (fractions allowed, e.g. 0.333)")
+    tau = phase1.get("tau")
+    if tau is not None and (not _is_int(tau) or tau < 1):
+        raise ConfigError(f"phase1.tau={tau!r} must be an integer number of steps >= 1, or null for one epoch")
+    if not _is_int(sub["per_class"]) or sub["per_class"] < 2:
+        raise ConfigError(f"subclass.per_class={sub['per_class']!r} must be an integer >= 2 (subclasses per selected class)")
+    w = sub["sibling_weight"]
+    if not _is_number(w) or not 0 <= w <= 1:
+        raise ConfigError(f"subclass.sibling_weight={w!r} must be in [0, 1] (1 = eq. 11, 0 = plain BCE over subclasses)")
+    classes = sub.get("classes")
+    if classes is not None:
+        classes = list(classes)
+        if not classes or not all(_is_int(c) for c in classes):
+            raise ConfigError(f"subclass.classes={classes!r} must be a non-empty list of class indices, e.g. [3,5]")
+        repeated = sorted({c for c in classes if classes.count(c) > 1})
+        if repeated:
+            raise ConfigError(f"subclass.classes lists class(es) {repeated} more than once")
+    else:
+        k = sub["num_classes_to_repartition"]
+        if not _is_int(k) or k < 1:
+            raise ConfigError(f"subclass.num_classes_to_repartition={k!r} must be an integer >= 1")
+
+
+def validate_against_data(cfg: Mapping[str, Any], splits: TensorSplits) -> None:
+    """What needs the data: class counts, class indices, model vs input shape."""
+    c = splits.num_classes
+    name = cfg["dataset"]["name"]
+    sub = cfg["subclass"]
+    classes = sub.get("classes")
+    if cfg["method"] == "sdnn":
+        if classes is not None:
+            unknown = sorted(int(k) for k in classes if not 0 <= k < c)
+            if unknown:
+                raise ConfigError(f"subclass.classes: {unknown} not in dataset '{name}' (classes 0..{c - 1})")
+        else:
+            k = sub["num_classes_to_repartition"]
+            if k >= c:
+                raise ConfigError(f"subclass.num_classes_to_repartition={k} but dataset '{name}' has {c} classes; "
+                                  f"choose 1..{c - 1}")
+    if cfg["model"]["name"] == "cnn" and not splits.is_image:
+        raise ConfigError(f"model=cnn needs images, but dataset '{name}' has feature vectors of shape "
+                          f"{splits.input_shape}; use model=mlp, model=lr or model=cnn1d")
