@@ -76,7 +76,7 @@ def load_npz_splits(path: str | None, layout: str = "auto") -> TensorSplits:
         raise DataError(f"{file}: negative class label {int(labels.min())}; labels must be 0..c-1")
     num_classes = int(labels.max()) + 1
     present = torch.bincount(tensors["train"][1], minlength=num_classes)
-    empty = torch.flatnonzero(present == 0).tolist()
+    empty = torch.nonzero(present == 0).flatten().tolist()
     if empty:
         raise DataError(f"{file}: class(es) {empty} have no training sample; labels must be 0..c-1 with every class present")
     val = tensors.get("val", (None, None))

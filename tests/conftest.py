@@ -1,0 +1,68 @@
+"""Shared helpers: compose the real Hydra config, run the real CLI, write small npz files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small schedules for tests; phase 1 one epoch, phase 2 two.
+FAST = ["phase1.epochs=1", "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false"]
+
+
+def compose_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def read_results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.fixture
+def run_pipeline(tmp_path):
+    """Run the pipeline in-process with FAST settings and a fresh cache; returns the results."""
+    from sdnn.pipeline import run
+
+    def _run(overrides: list[str], run_dir: Path | None = None, cache: Path | None = None):
+        cache = cache or tmp_path / "cache"
+        run_dir = run_dir or tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+        cfg = compose_config([*FAST, f"phase1.cache_dir={cache}", *overrides])
+        return run(cfg, run_dir)
+
+    return _run
+
+
+def write_npz(path: Path, kind: str, n_train: int = 120, n_test: int = 60, classes: int = 3, seed: int = 0,
+              with_val: bool = False) -> Path:
+    """A learnable toy problem in the npz format: class-dependent means plus noise."""
+    rng = np.random.default_rng(seed)
+    shapes = {"nhwc": (8, 8, 3), "nchw": (3, 8, 8), "gray": (8, 8), "vectors": (24,)}
+    shape = shapes[kind]
+    centres = rng.normal(0, 1.0, size=(classes, *shape))
+
+    def make(n):
+        y = np.arange(n) % classes
+        x = centres[y] + rng.normal(0, 0.7, size=(n, *shape))
+        if kind in ("nhwc", "nchw", "gray"):
+            x = np.clip(128 + 40 * x, 0, 255).astype(np.uint8)
+        return x.astype(x.dtype if kind != "vectors" else np.float32), y.astype(np.int64)
+
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)) + ((("val", 30),) if with_val else ()):
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = make(n)
+    np.savez(path, **arrays)
+    return path

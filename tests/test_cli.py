@@ -1,0 +1,90 @@
+"""The CLI end to end: default job, phase-1 reuse, baseline, npz data, bad input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sdnn.results import REQUIRED_KEYS
+from tests.conftest import FAST, read_results, run_cli, write_npz
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`python run.py` with no overrides except where to write (run folder, cache)."""
+    base = tmp_path_factory.mktemp("default")
+    args = [f"hydra.run.dir={base / 'run'}", f"phase1.cache_dir={base / 'cache'}"]
+    start = time.perf_counter()
+    proc = run_cli(args)
+    return base, proc, time.perf_counter() - start
+
+
+def test_default_run_writes_every_results_key(default_run):
+    base, proc, seconds = default_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = read_results(base / "run")
+    assert set(REQUIRED_KEYS) <= set(results)
+    assert results["method"] == "sdnn" and results["dataset"] == "digits" and results["model"] == "cnn"
+    assert len(results["theta"]) == 10 and all(t >= 1 for t in results["theta"])
+    # The selected classes are the two largest θ of the last window.
+    ranked = sorted(range(10), key=lambda i: -results["theta"][i])
+    assert results["selected_classes"] == sorted(ranked[:2])
+    assert len(results["subclass_to_class"]) == 12
+    assert 0.8 < results["test"]["acc"] <= 1.0 and len(results["test"]["per_class_acc"]) == 10
+    assert results["config"]["subclass"]["per_class"] == 2
+    # The readable summary lists every class and the test accuracy.
+    assert "test accuracy:" in proc.stdout and "most neglected" in proc.stdout
+    assert seconds < 180
+
+
+def test_second_run_reuses_phase1_when_only_k_changes(default_run):
+    base, first, _ = default_run
+    assert first.returncode == 0
+    proc = run_cli([f"hydra.run.dir={base / 'run_k3'}", f"phase1.cache_dir={base / 'cache'}",
+                    "subclass.num_classes_to_repartition=3"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipping phase-1 training" in proc.stdout
+    assert "phase 1: neglect scores" not in proc.stdout
+    a, b = read_results(base / "run"), read_results(base / "run_k3")
+    assert a["theta"] == b["theta"]
+    assert b["phase1"]["cached"] is True and len(b["selected_classes"]) == 3
+    assert set(a["selected_classes"]) < set(b["selected_classes"])
+
+
+def test_baseline_and_npz_from_the_cli(tmp_path):
+    proc = run_cli([*FAST, "method=baseline", f"hydra.run.dir={tmp_path / 'b'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = read_results(tmp_path / "b")
+    assert results["method"] == "baseline" and results["selected_classes"] == []
+    assert results["subclass_to_class"] == list(range(10))
+
+    path = write_npz(tmp_path / "data.npz", "nhwc")
+    proc = run_cli([*FAST, "dataset=npz", f"dataset.path={path}", "subclass.num_classes_to_repartition=1",
+                    f"hydra.run.dir={tmp_path / 'n'}", f"phase1.cache_dir={tmp_path / 'c'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = read_results(tmp_path / "n")
+    assert results["dataset"] == "npz" and len(results["theta"]) == 3 and len(results["subclass_to_class"]) == 4
+
+
+@pytest.mark.parametrize("override, named", [
+    (["model=resnet9000"], "model"),
+    (["subclass.num_classes_to_repartition=10"], "subclass.num_classes_to_repartition"),
+    (["subclass.per_class=1"], "subclass.per_class"),
+    (["subclass.sibling_weight=1.5"], "subclass.sibling_weight"),
+    (["subclass.classes=[3,3]"], "subclass.classes"),
+    (["subclass.classes=[4,12]"], "subclass.classes"),
+    (["phase1.tau=0"], "phase1.tau"),
+    (["phase1.epochs=-1"], "phase1.epochs"),
+    (["method=sdn"], "method"),
+    (["dataset=npz"], "dataset.path"),
+    (["dataset=npz", "dataset.path=/nonexistent/data.npz"], "dataset.path"),
+])
+def test_bad_input_fails_fast_naming_the_key(tmp_path, override, named):
+    start = time.perf_counter()
+    proc = run_cli([*override, f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"], timeout=60)
+    assert proc.returncode != 0
+    assert named in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r" / "results.json").exists()
+    assert time.perf_counter() - start < 10
