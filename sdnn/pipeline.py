@@ -19,6 +19,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import Phase1Cache, atomic_write_json
 from sdnn.data import TensorSplits, load_splits
+from sdnn.data.batch_augment import BatchAugment
 from sdnn.data.tensors import batch_loader
 from sdnn.errors import ConfigError
 from sdnn.lit import NeglectCallback, SDNNModule
@@ -53,7 +54,8 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     """Train a fresh network (seeded, so a cached phase 1 leaves phase 2 unchanged)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build_backbone(cfg.model, splits.input_shape)
-    module = SDNNModule(backbone, loss, subclass_to_class, splits.num_classes, cfg.optim)
+    augment = BatchAugment(**cfg.dataset.get("augment", {})) if splits.is_image else None
+    module = SDNNModule(backbone, loss, subclass_to_class, splits.num_classes, cfg.optim, augment)
     batch = cfg.dataset.batch_size
     train_loader = batch_loader(x, targets, batch, shuffle=True, seed=cfg.seed)
     val_loader = batch_loader(splits.x_val, splits.y_val, 4 * batch, shuffle=False) if splits.x_val is not None else None

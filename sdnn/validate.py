@@ -52,6 +52,11 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     batch_size = cfg["dataset"].get("batch_size")
     if not _is_int(batch_size) or batch_size < 1:
         raise ConfigError(f"dataset.batch_size={batch_size!r} must be an integer >= 1")
+    for key, value in (cfg["dataset"].get("augment") or {}).items():
+        if key not in ("crop_padding", "flip", "cutout"):
+            raise ConfigError(f"dataset.augment.{key} is not an option; choose crop_padding, flip or cutout")
+        if key != "flip" and (not _is_int(value) or value < 0):
+            raise ConfigError(f"dataset.augment.{key}={value!r} must be an integer >= 0 (0 turns it off)")
     lr = cfg["optim"].get("lr")
     if not _is_number(lr) or lr <= 0:
         raise ConfigError(f"optim.lr={lr!r} must be a positive number")

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from sdnn.data.batch_augment import BatchAugment
 from sdnn.subclass import class_predictions
 
 
@@ -41,8 +42,9 @@ class SDNNModule(pl.LightningModule):
     """
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, subclass_to_class: Tensor, num_classes: int,
-                 optim: Mapping[str, Any]):
+                 optim: Mapping[str, Any], augment: BatchAugment | None = None):
         super().__init__()
+        self.augment = augment if augment is not None and augment.active else None
         self.backbone = backbone
         self.head = nn.Linear(backbone.out_features, len(subclass_to_class))
         self.loss_fn = loss
@@ -57,6 +59,13 @@ class SDNNModule(pl.LightningModule):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self.backbone(x)
         return features, self.head(features)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        """Training images are augmented here: whole batches, already on the device."""
+        if self.augment is not None and self.trainer.training:
+            x, targets = batch
+            return self.augment(x), targets
+        return batch
 
     def training_step(self, batch, batch_idx):
         x, targets = batch
