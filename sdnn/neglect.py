@@ -88,8 +88,9 @@ def neglect_ratios(features: Tensor, logits: Tensor, targets: Tensor, method: st
     """
     pos_norm, neg_norm, total_norm = neglect_norms(features, logits, targets, method)
     ratio = (pos_norm + neg_norm) / total_norm.clamp_min(_EPS)
-    if targets.dim() == 1:
-        has_positive = torch.bincount(targets.long(), minlength=logits.shape[1]) > 0
+    if targets.dim() == 1:  # index_fill, not bincount: no host sync on CUDA
+        has_positive = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+        has_positive = has_positive.index_fill(0, targets.long(), True)
     else:
         has_positive = targets.detach().sum(0) > 0
     return torch.where(has_positive, ratio, torch.full_like(ratio, float("nan")))

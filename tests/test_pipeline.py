@@ -89,3 +89,16 @@ def test_baseline_matches_phase2_initialisation_seeded(run_pipeline):
     b = run_pipeline(["model=mlp", "method=baseline"])
     assert a["test"] == b["test"]
     assert torch.tensor(a["test"]["per_class_acc"]).le(1).all()
+
+
+def test_fractional_phase1_selects_from_its_partial_window(run_pipeline, capsys):
+    results = run_pipeline(["model=mlp", "phase1.epochs=0.5", "dataset.batch_size=32"])
+    history = results["theta_history"]
+    steps_per_epoch = 1257 // 32
+    assert len(history) == 1 and history[0]["complete"] is False
+    assert history[0]["steps"] == -(-steps_per_epoch // 2)  # ceil(0.5 epoch)
+    assert results["phase1"]["selected_from_complete_window"] is False
+    assert "shorter than one window" in capsys.readouterr().out
+    tau = run_pipeline(["model=mlp", "phase1.epochs=0.5", "dataset.batch_size=32", "phase1.tau=6"])
+    assert [w["steps"] for w in tau["theta_history"]] == [6, 6, 6, 2]
+    assert tau["theta"] == tau["theta_history"][2]["theta"]  # the last complete window
