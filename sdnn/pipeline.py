@@ -93,7 +93,8 @@ def run_phase1(cfg: DictConfig, splits: TensorSplits, run_dir: Path, cache: Phas
         history, state, meta = cache.load_phase1()
         _say(f"phase 1: reusing cached θ and weights from {cache.dir} (skipping phase-1 training)")
         return {"history": history, "state": state, "cached": True, "seconds": meta["seconds"]}
-    with cache.lock() if use_cache else _no_lock():
+    # Only rank 0 locks: under DDP the other ranks start from rank 0's fit and must train with it.
+    with cache.lock() if use_cache and rank_zero_only.rank == 0 else _no_lock():
         if use_cache and cache.has_phase1():  # another run finished it while we waited
             return run_phase1(cfg, splits, run_dir, cache)
         _say(f"phase 1: neglect scores, {cfg.phase1.epochs} epoch(s) with the sigmoid CE (eq. 3)")

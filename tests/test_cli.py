@@ -88,3 +88,14 @@ def test_bad_input_fails_fast_naming_the_key(tmp_path, override, named):
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r" / "results.json").exists()
     assert time.perf_counter() - start < 10
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """Lightning DDP (gloo): both phases run, rank 0 alone writes the results."""
+    proc = run_cli([*FAST, "model=mlp", "trainer.accelerator=cpu", "trainer.devices=2", "+trainer.strategy=ddp",
+                    f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"], timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 2/2" in proc.stderr + proc.stdout
+    results = read_results(tmp_path / "r")
+    assert len(results["selected_classes"]) == 2 and results["test"]["acc"] > 0
+    assert proc.stdout.count("results:") == 1

@@ -88,7 +88,7 @@ class SDNNModule(pl.LightningModule):
     def on_test_epoch_end(self):
         acc = self.test_acc.compute()
         per_class = self.test_per_class.compute()
-        self.log("test/acc", acc)
+        self.log("test/acc", acc, sync_dist=True)  # already global (torchmetrics); avoids a DDP warning
         self.test_results = {"acc": float(acc), "per_class_acc": [float(v) for v in per_class]}
         self.test_acc.reset()
         self.test_per_class.reset()
