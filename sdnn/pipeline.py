@@ -6,6 +6,7 @@ phase 1 (θ, cached) → select → augment + split (cached) → phase 2 (fresh 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from sdnn.repartition import Repartition, repartition, select_classes
 from sdnn.results import format_summary, nan_to_none, write_results
 from sdnn.subclass import build_subclass_to_class, subclass_targets
 from sdnn.validate import validate_against_data, validate_config
+
 
 def _say(message: str) -> None:
     """Progress and summary lines, printed once (by rank 0 under DDP)."""
@@ -59,13 +61,15 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     batch = cfg.dataset.batch_size
     train_loader = batch_loader(x, targets, batch, shuffle=True, seed=cfg.seed)
     val_loader = batch_loader(splits.x_val, splits.y_val, 4 * batch, shuffle=False) if splits.x_val is not None else None
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_args.pop("max_epochs")
     logger = _logger(cfg, run_dir, phase)
-    trainer = pl.Trainer(**trainer_args, max_epochs=math.ceil(epochs),
-                         max_steps=math.ceil(epochs * len(train_loader)) if epochs != int(epochs) else -1,
-                         logger=logger, callbacks=list(callbacks), default_root_dir=str(run_dir / phase),
-                         use_distributed_sampler=False, limit_val_batches=1.0 if val_loader else 0)
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_args.update(max_epochs=math.ceil(epochs),
+                        max_steps=math.ceil(epochs * len(train_loader)) if epochs != int(epochs) else -1,
+                        logger=logger, callbacks=[*trainer_args.get("callbacks", []), *callbacks],
+                        default_root_dir=str(run_dir / phase), use_distributed_sampler=False)
+    if val_loader is None:
+        trainer_args["limit_val_batches"] = 0
+    trainer = pl.Trainer(**trainer_args)
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
     seconds = time.perf_counter() - start
@@ -94,7 +98,7 @@ def run_phase1(cfg: DictConfig, splits: TensorSplits, run_dir: Path, cache: Phas
         _say(f"phase 1: reusing cached θ and weights from {cache.dir} (skipping phase-1 training)")
         return {"history": history, "state": state, "cached": True, "seconds": meta["seconds"]}
     # Only rank 0 locks: under DDP the other ranks start from rank 0's fit and must train with it.
-    with cache.lock() if use_cache and rank_zero_only.rank == 0 else _no_lock():
+    with cache.lock() if use_cache and rank_zero_only.rank == 0 else contextlib.nullcontext():
         if use_cache and cache.has_phase1():  # another run finished it while we waited
             return run_phase1(cfg, splits, run_dir, cache)
         _say(f"phase 1: neglect scores, {cfg.phase1.epochs} epoch(s) with the sigmoid CE (eq. 3)")
@@ -106,14 +110,6 @@ def run_phase1(cfg: DictConfig, splits: TensorSplits, run_dir: Path, cache: Phas
         if use_cache and rank_zero_only.rank == 0:
             cache.save_phase1(neglect.history, state, {"seconds": seconds, "test": module.test_results})
         return {"history": neglect.history, "state": state, "cached": False, "seconds": seconds}
-
-
-class _no_lock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _embedder(cfg: DictConfig, splits: TensorSplits, phase1_state: dict | None):
