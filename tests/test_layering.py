@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 PURE = ["sdnn.neglect", "sdnn.losses", "sdnn.partition", "sdnn.augment", "sdnn.subclass", "sdnn.repartition",
-        "sdnn.models", "sdnn.data", "sdnn.validate", "sdnn.cache", "sdnn.results"]
+        "sdnn.models", "sdnn.data", "sdnn.validate", "sdnn.cache", "sdnn.results", "sdnn.metrics"]
 
 
 def test_pure_modules_do_not_import_lightning_or_hydra():
