@@ -20,10 +20,17 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from sdnn.pipeline import run
+    from sdnn.data import load_splits
+    from sdnn.validate import validate_against_data, validate_config
 
     try:
-        results = run(cfg, HydraConfig.get().runtime.output_dir)
+        # Bad values and bad data fail here, in seconds, before Lightning is even imported.
+        validate_config(cfg)
+        splits = load_splits(cfg.dataset)
+        validate_against_data(cfg, splits)
+        from sdnn.pipeline import run
+
+        results = run(cfg, HydraConfig.get().runtime.output_dir, splits=splits)
     except SDNNError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -135,12 +135,16 @@ def _augmenter_name(cfg: DictConfig, splits: TensorSplits) -> str:
     return name
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run ``cfg.method`` and write ``results.json`` into ``run_dir``; returns the results."""
+def run(cfg: DictConfig, run_dir: str | Path, splits: TensorSplits | None = None) -> dict[str, Any]:
+    """Run ``cfg.method`` and write ``results.json`` into ``run_dir``; returns the results.
+
+    ``splits``: the dataset, if the caller already loaded and checked it against ``cfg``.
+    """
     run_dir = Path(run_dir)
-    validate_config(cfg)
-    splits = load_splits(cfg.dataset)
-    validate_against_data(cfg, splits)
+    if splits is None:
+        validate_config(cfg)
+        splits = load_splits(cfg.dataset)
+        validate_against_data(cfg, splits)
     c = splits.num_classes
     results: dict[str, Any] = {"method": cfg.method, "dataset": cfg.dataset.name, "model": cfg.model.name,
                                "seed": cfg.seed, "selected_classes": [], "theta": None}
