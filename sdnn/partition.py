@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "median_distance_split",
+    "distances_to",
     "StreamingMedianSplit",
     "kmeans_split",
     "random_split",
@@ -40,9 +41,17 @@ def median_distance_split(x, mean, n_subclasses: int = 2) -> np.ndarray:
     """Algorithm 1: sort a class's observations by ‖x − m‖ descending and cut the order into
     ``n_subclasses`` equal runs (H = 2: the ⌊n/2⌋ farthest → 0, the rest → 1)."""
     x = _as_numpy(x).reshape(len(x), -1)
-    mean = _as_numpy(mean).reshape(-1)
-    d = np.linalg.norm(x.astype(np.float64, copy=False) - mean, axis=1)
-    return _runs_of_sorted_order(np.argsort(-d, kind="stable"), n_subclasses)
+    return _runs_of_sorted_order(np.argsort(-distances_to(x, mean), kind="stable"), n_subclasses)
+
+
+def distances_to(x: np.ndarray, mean, chunk_rows: int = 16384) -> np.ndarray:
+    """‖x_κ − m‖ in float64, a chunk of rows at a time (never a float64 copy of all of x)."""
+    mean = _as_numpy(mean).reshape(-1).astype(np.float64)
+    d = np.empty(len(x), dtype=np.float64)
+    for start in range(0, len(x), chunk_rows):
+        block = x[start:start + chunk_rows].astype(np.float64) - mean
+        d[start:start + chunk_rows] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return d
 
 
 class StreamingMedianSplit:
@@ -84,8 +93,8 @@ class StreamingMedianSplit:
             if rows.size == 0:
                 self._distances.setdefault(cls, [])
                 continue
-            members = chunk[rows].astype(np.float64, copy=False)
-            d = np.linalg.norm(members - mean, axis=1)
+            members = chunk[rows]
+            d = distances_to(members, mean)
             self._distances.setdefault(cls, []).append(d)
             far, near = int(np.argmax(d)), int(np.argmin(d))
             if cls not in self._farthest or d[far] > self._farthest[cls][0]:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from sdnn.augment import extrapolate, sample_pairing
-from sdnn.partition import StreamingMedianSplit, kmeans_split, median_distance_split, random_split
+from sdnn.partition import StreamingMedianSplit, distances_to, kmeans_split, median_distance_split, random_split
 
 __all__ = ["select_classes", "Repartition", "repartition"]
 
@@ -169,7 +169,7 @@ def repartition(
             partners.append(pair)
             added_subclasses.append(numbers[len(members):])
         elif augmenter == "extrapolation":
-            distance = np.linalg.norm(vectors.astype(np.float64) - mean, axis=1)
+            distance = distances_to(vectors, mean)
             farthest, closest = members[np.argmax(distance)], members[np.argmin(distance)]
             sources.append(members)
             partners.append(np.where(numbers == 0, farthest, closest))
