@@ -1,0 +1,1 @@
+"""SDNN benchmarks: ``python -m benchmarks [--quick | --smoke]`` (see docs/benchmarks.md)."""

@@ -1,0 +1,84 @@
+"""``python -m benchmarks``: run the suite, print a table of ratios, write docs/benchmarks.md.
+
+Every ratio compares two timings taken in the same run on the same machine:
+``ratio = baseline time / our time`` (> 1 means ours is faster; for the θ cost rows it is
+"steps without θ / steps with θ", so 0.98 means θ adds 2%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from benchmarks.suite import SCALES, SECTIONS
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}; {os.cpu_count()} logical cores; torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads); Python {platform.python_version()}; {platform.system()}")
+
+
+def render(results: dict[str, tuple[str, list[tuple]]], command: str) -> str:
+    lines = ["# Benchmarks", "",
+             "Every ratio compares two timings taken in the same run, on the same machine: "
+             "`baseline time / our time` (> 1: ours is faster; for the θ-cost rows, "
+             "`time without θ / time with θ`, so 0.98 means θ adds 2% to a step).", "",
+             f"- command: `{command}`",
+             f"- machine: {machine()}",
+             f"- date: {datetime.date.today().isoformat()}", ""]
+    for title, rows in results.values():
+        lines += [f"## {title}", "", "| case | baseline | s | ours | s | ratio |", "|---|---|---:|---|---:|---:|"]
+        for what, base, base_s, ours, ours_s in rows:
+            lines.append(f"| {what} | {base} | {base_s:.4f} | {ours} | {ours_s:.4f} | {base_s / ours_s:.2f}× |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes on 2 cores)")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes, to check that everything runs")
+    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), help="run only these sections")
+    parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to write ('-' for none)")
+    args = parser.parse_args(argv)
+    scale = SCALES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    results = {}
+    for key in args.only or SECTIONS:
+        title, bench = SECTIONS[key]
+        print(f"running: {title} ({scale.name})", file=sys.stderr, flush=True)
+        results[key] = (title, bench(scale))
+    command = "python -m benchmarks" + {"full": "", "quick": " --quick", "smoke": " --smoke"}[scale.name]
+    if args.only:
+        command += " --only " + " ".join(args.only)
+    text = render(results, command)
+    print(text)
+    if args.out != "-":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+        print(f"written: {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

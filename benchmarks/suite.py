@@ -1,0 +1,282 @@
+"""Benchmarks: every figure is a ratio against a baseline measured in the same run.
+
+Each ``bench_*`` function returns rows ``(what, baseline, baseline_s, ours, ours_s)``; the
+ratio printed is ``baseline_s / ours_s`` (> 1: ours is faster) unless a row says otherwise.
+Sizes come from a ``Scale`` (``smoke`` for the test, ``quick`` and ``full``).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from sdnn.data.tensors import batch_loader
+from sdnn.lit import NeglectCallback, SDNNModule
+from sdnn.losses import SigmoidCrossEntropy, SubclassBCELoss
+from sdnn.models import build_backbone
+from sdnn.neglect import NeglectAccumulator, neglect_ratios
+from sdnn.partition import StreamingMedianSplit, kmeans_split, median_distance_split
+from sdnn.subclass import build_subclass_to_class
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    train_steps: int        # steps per timed fit (θ on/off, throughput)
+    repeats: int            # timed repetitions (the minimum is kept)
+    yt8m_features: int      # f of the YT8M-shaped output layer (full: 64 × 576)
+    partition_sizes: tuple[int, ...]
+
+
+SCALES = {
+    "smoke": Scale("smoke", train_steps=2, repeats=1, yt8m_features=128, partition_sizes=(1_000,)),
+    "quick": Scale("quick", train_steps=30, repeats=2, yt8m_features=4_608, partition_sizes=(10_000, 100_000)),
+    "full": Scale("full", train_steps=60, repeats=3, yt8m_features=36_864,
+                  partition_sizes=(10_000, 100_000, 1_000_000)),
+}
+
+
+def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ---------------------------------------------------------------- θ during training
+
+def _image_problem(c: int, n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, c, (n,), generator=g)
+
+
+def _fit_seconds(c: int, steps: int, with_theta: bool) -> float:
+    """Wall time of ``steps`` Lightning training steps of the small CNN on 32×32 images."""
+    x, y = _image_problem(c, 128 * steps)
+    pl.seed_everything(0, verbose=False)
+    module = SDNNModule(build_backbone({"name": "cnn", "channels": [32, 64]}, (3, 32, 32)), SigmoidCrossEntropy(),
+                        torch.arange(c), c, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "gamma": 1.0})
+    timer = _StepTimer()
+    callbacks = [timer] + ([NeglectCallback(c, tau=steps)] if with_theta else [])
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=callbacks, accelerator="cpu")
+    trainer.fit(module, batch_loader(x, y, 128, shuffle=True))
+    return timer.seconds
+
+
+class _StepTimer(pl.Callback):
+    """Times the second epoch only (the first warms up allocators and kernels)."""
+
+    def __init__(self):
+        self.start, self.seconds = None, math.nan
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            self.seconds = time.perf_counter() - self.start
+
+
+def bench_theta_in_training(scale: Scale) -> list[tuple]:
+    rows = []
+    for c in (10, 100):
+        off = min(_fit_seconds(c, scale.train_steps, False) for _ in range(scale.repeats))
+        on = min(_fit_seconds(c, scale.train_steps, True) for _ in range(scale.repeats))
+        rows.append((f"training step, CNN 32×32, c={c}, batch 128 (θ cost)", "θ off", off, "θ on", on))
+    rows.append(_theta_yt8m_step(scale))
+    return rows
+
+
+def _theta_yt8m_step(scale: Scale) -> tuple:
+    """YT8M's output layer: f × 3,862 weights, batch 512, ~3 labels per video."""
+    n, c, f = 512, 3862, scale.yt8m_features
+    g = torch.Generator().manual_seed(0)
+    features = torch.relu(torch.randn(n, f, generator=g))
+    labels = torch.zeros(n, c)
+    labels.scatter_(1, torch.randint(0, c, (n, 3), generator=g), 1.0)
+    head = torch.nn.Linear(f, c)
+    opt = torch.optim.SGD(head.parameters(), lr=1e-3)
+    acc = NeglectAccumulator(c)
+
+    def step(with_theta: bool):
+        logits = head(features)
+        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / n
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if with_theta:
+            acc.update(neglect_ratios(features, logits.detach(), labels))
+
+    reps = max(2, scale.repeats)
+    off = best_time(lambda: step(False), reps)
+    on = best_time(lambda: step(True), reps)
+    return (f"output-layer step, YT8M shape f={f}, c=3862, batch 512 (θ cost)", "θ off", off, "θ on", on)
+
+
+# ---------------------------------------------------------------- θ for one batch
+
+def loop_ratios(x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The straightforward form (as the original code): a Python loop over classes."""
+    z = torch.sigmoid(logits) - F.one_hot(y, logits.shape[1]).float()
+    out = torch.full((logits.shape[1],), float("nan"))
+    for i in range(logits.shape[1]):
+        positive = y == i
+        if positive.any():
+            pull = -(z[positive, i, None] * x[positive]).sum(0)
+            push = (z[~positive, i, None] * x[~positive]).sum(0)
+            out[i] = (pull.norm() + push.norm()) / (push - pull).norm()
+    return out
+
+
+def bench_theta_batch(scale: Scale) -> list[tuple]:
+    rows = []
+    shapes = [(128, 10, 512), (128, 100, 512), (512, 3862, min(scale.yt8m_features, 4096))]
+    for n, c, f in shapes:
+        g = torch.Generator().manual_seed(1)
+        x, h, y = torch.relu(torch.randn(n, f, generator=g)), torch.randn(n, c, generator=g), torch.randint(0, c, (n,), generator=g)
+        torch.testing.assert_close(neglect_ratios(x, h, y), loop_ratios(x, h, y), rtol=1e-3, atol=1e-4, equal_nan=True)
+        loop = best_time(lambda: loop_ratios(x, h, y), scale.repeats)
+        ours = best_time(lambda: neglect_ratios(x, h, y), scale.repeats)
+        rows.append((f"θ of one batch, n={n}, c={c}, f={f}", "loop over classes", loop, "neglect_ratios", ours))
+    return rows
+
+
+# ---------------------------------------------------------------- subclass CE
+
+def loop_subclass_loss(logits: torch.Tensor, targets: torch.Tensor, s2c: torch.Tensor, w: float) -> torch.Tensor:
+    """Targets and weights built per sample in Python, as the original code does."""
+    n, S = logits.shape
+    y = torch.zeros(n, S)
+    weight = torch.ones(n, S)
+    for k in range(n):
+        unit = int(targets[k])
+        y[k, unit] = 1.0
+        for s in range(S):
+            if s != unit and int(s2c[s]) == int(s2c[unit]):
+                weight[k, s] = 1.0 - w
+    return F.binary_cross_entropy_with_logits(logits, y, weight=weight, reduction="sum") / n
+
+
+def bench_subclass_loss(scale: Scale) -> list[tuple]:
+    rows = []
+    for c, selected in ((10, 2), (100, 10)):
+        s2c = build_subclass_to_class(c, {i: 2 for i in range(selected)})
+        S = len(s2c)
+        g = torch.Generator().manual_seed(2)
+        logits = torch.randn(128, S, generator=g, requires_grad=True)
+        targets = torch.randint(0, S, (128,), generator=g)
+        ours_fn = SubclassBCELoss(s2c, sibling_weight=0.9)
+        torch.testing.assert_close(ours_fn(logits, targets), loop_subclass_loss(logits, targets, s2c, 0.9))
+
+        def run(fn):
+            logits.grad = None
+            fn().backward()
+
+        loop = best_time(lambda: run(lambda: loop_subclass_loss(logits, targets, s2c, 0.9)), scale.repeats)
+        ours = best_time(lambda: run(lambda: ours_fn(logits, targets)), scale.repeats)
+        rows.append((f"subclass CE forward+backward, batch 128, S={S}", "per-sample target loop", loop,
+                     "SubclassBCELoss", ours))
+    return rows
+
+
+# ---------------------------------------------------------------- framework throughput
+
+def bench_throughput(scale: Scale) -> list[tuple]:
+    """The framework (Lightning, SDNNModule, whole-batch loader) vs a hand-written loop."""
+    c, steps = 10, scale.train_steps
+    x, y = _image_problem(c, 128 * steps)
+
+    def plain() -> float:
+        torch.manual_seed(0)
+        backbone = build_backbone({"name": "cnn", "channels": [32, 64]}, (3, 32, 32))
+        model = torch.nn.Sequential(backbone, torch.nn.Linear(backbone.out_features, c))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        loss_fn = SigmoidCrossEntropy()
+        seconds = math.nan
+        for epoch in range(2):
+            start = time.perf_counter()
+            for xb, yb in batch_loader(x, y, 128, shuffle=True, seed=epoch):
+                loss = loss_fn(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            seconds = time.perf_counter() - start  # the second epoch's
+        return seconds
+
+    ours = min(_fit_seconds(c, steps, with_theta=False) for _ in range(scale.repeats))
+    base = min(plain() for _ in range(scale.repeats))
+    images = 128 * steps
+    return [(f"training throughput, CNN 32×32, c=10 (images/s: plain {images / base:.0f}, "
+             f"framework {images / ours:.0f})", "plain PyTorch loop", base, "framework", ours)]
+
+
+# ---------------------------------------------------------------- partitioners
+
+def _peak_mib(fn: Callable[[], object]) -> tuple[float, float]:
+    gc.collect()
+    tracemalloc.start()
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return seconds, peak
+
+
+def bench_partitioners(scale: Scale) -> list[tuple]:
+    """Time and peak memory (tracemalloc) of splitting one class of n 128-d float32 vectors."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    rows = []
+    for n in scale.partition_sizes:
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(n, 128)).astype(np.float32)
+        labels = np.zeros(n, dtype=np.int64)
+        chunks = range(0, n, 65_536)
+
+        def streaming():  # two passes over 64k-row chunks: the mean, then the distances
+            s = StreamingMedianSplit(2)
+            for start in chunks:
+                s.add_to_mean(x[start:start + 65_536])
+            for start in chunks:
+                s.add_distances(x[start:start + 65_536], labels[start:start + 65_536], [0])
+            return s.split()
+
+        results = {
+            "Algorithm 1 (in memory)": _peak_mib(lambda: median_distance_split(x, x.mean(0))),
+            "Algorithm 1 (on-line, 64k chunks)": _peak_mib(streaming),
+            "k-means (sklearn, n_init=1)": _peak_mib(lambda: KMeans(2, n_init=1, random_state=0).fit_predict(x)),
+            "mini-batch k-means (sklearn)": _peak_mib(
+                lambda: MiniBatchKMeans(2, n_init=1, random_state=0, batch_size=4096).fit_predict(x)),
+            "kmeans_split (ours: float32, mini-batch above 20k)": _peak_mib(lambda: kmeans_split(x, 2, seed=0)),
+        }
+        base_s, base_mib = results["k-means (sklearn, n_init=1)"]
+        for name, (seconds, mib) in results.items():
+            rows.append((f"partition n={n:,} × 128 (peak {mib:.0f} MiB; k-means {base_mib:.0f} MiB)",
+                         "k-means (sklearn, n_init=1)", base_s, name, seconds))
+    return rows
+
+
+SECTIONS = {
+    "theta_training": ("θ during training (target: ≤ 2% extra per step, i.e. ratio ≥ 0.98)", bench_theta_in_training),
+    "theta_batch": ("θ for one batch", bench_theta_batch),
+    "subclass_loss": ("Subclass CE (eq. 11)", bench_subclass_loss),
+    "throughput": ("Training throughput (target: framework ≥ 0.9× the plain loop)", bench_throughput),
+    "partition": ("Partitioners", bench_partitioners),
+}
