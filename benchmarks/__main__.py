@@ -42,6 +42,10 @@ def render(results: dict[str, tuple[str, list[tuple]]], command: str) -> str:
              f"- command: `{command}`",
              f"- machine: {machine()}",
              f"- date: {datetime.date.today().isoformat()}", ""]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    lines += [f"GPU: {gpu}." if gpu else
+              "GPU: none in this run, so there are no GPU rows (bf16, channels_last, compiled throughput); "
+              "run the same command on a GPU machine to add them.", ""]
     for title, rows in results.values():
         lines += [f"## {title}", "", "| case | baseline | s | ours | s | ratio |", "|---|---|---:|---|---:|---:|"]
         for what, base, base_s, ours, ours_s in rows:

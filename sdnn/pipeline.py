@@ -56,8 +56,12 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     """Train a fresh network (seeded, so a cached phase 1 leaves phase 2 unchanged)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build_backbone(cfg.model, splits.input_shape)
+    perf = cfg.performance
+    if perf.compile:
+        backbone.compile(backend=perf.compile_backend)  # in place: state_dict keys stay the same
     augment = BatchAugment(**cfg.dataset.get("augment", {})) if splits.is_image else None
-    module = SDNNModule(backbone, loss, subclass_to_class, splits.num_classes, cfg.optim, augment)
+    module = SDNNModule(backbone, loss, subclass_to_class, splits.num_classes, cfg.optim, augment,
+                        channels_last=bool(perf.channels_last) and splits.is_image)
     batch = cfg.dataset.batch_size
     train_loader = batch_loader(x, targets, batch, shuffle=True, seed=cfg.seed)
     val_loader = batch_loader(splits.x_val, splits.y_val, 4 * batch, shuffle=False) if splits.x_val is not None else None
@@ -86,6 +90,7 @@ def _phase1_cache(cfg: DictConfig) -> Phase1Cache:
         "phase1": {"epochs": cfg.phase1.epochs, "tau": cfg.phase1.tau},
         "seed": cfg.seed,
         "precision": str(cfg.trainer.get("precision", "32-true")),
+        "performance": OmegaConf.to_container(cfg.performance, resolve=True),
     }
     return Phase1Cache(cfg.phase1.cache_dir, key)
 

@@ -42,9 +42,10 @@ class SDNNModule(pl.LightningModule):
     """
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, subclass_to_class: Tensor, num_classes: int,
-                 optim: Mapping[str, Any], augment: BatchAugment | None = None):
+                 optim: Mapping[str, Any], augment: BatchAugment | None = None, channels_last: bool = False):
         super().__init__()
         self.augment = augment if augment is not None and augment.active else None
+        self.channels_last = channels_last
         self.backbone = backbone
         self.head = nn.Linear(backbone.out_features, len(subclass_to_class))
         self.loss_fn = loss
@@ -60,12 +61,18 @@ class SDNNModule(pl.LightningModule):
         features = self.backbone(x)
         return features, self.head(features)
 
+    def on_fit_start(self):
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+
     def on_after_batch_transfer(self, batch, dataloader_idx):
         """Training images are augmented here: whole batches, already on the device."""
+        x, targets = batch
         if self.augment is not None and self.trainer.training:
-            x, targets = batch
-            return self.augment(x), targets
-        return batch
+            x = self.augment(x)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, targets
 
     def training_step(self, batch, batch_idx):
         x, targets = batch
