@@ -38,7 +38,10 @@ def render(results: dict[str, tuple[str, list[tuple]]], command: str) -> str:
     lines = ["# Benchmarks", "",
              "Every ratio compares two timings taken in the same run, on the same machine: "
              "`baseline time / our time` (> 1: ours is faster; for the θ-cost rows, "
-             "`time without θ / time with θ`, so 0.98 means θ adds 2% to a step).", "",
+             "`time without θ / time with θ`, so 0.98 means θ adds 2% to a step). Whole-step timings on a "
+             "shared 2-core VM vary by several percent between repetitions, more than θ costs at CIFAR shapes, "
+             "so those rows also give θ's own per-step work, timed alone on tensors of the step's shapes, "
+             "as a share of the step.", "",
              f"- command: `{command}`",
              f"- machine: {machine()}",
              f"- date: {datetime.date.today().isoformat()}", ""]
