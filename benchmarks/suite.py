@@ -130,7 +130,8 @@ def _theta_yt8m_step(scale: Scale) -> tuple:
     reps = max(2, scale.repeats)
     off = best_time(lambda: step(False), reps)
     on = best_time(lambda: step(True), reps)
-    share = best_time(lambda: acc.update(neglect_ratios(features, head(features).detach(), labels)), reps) / off
+    logits = head(features).detach()
+    share = best_time(lambda: acc.update(neglect_ratios(features, logits, labels)), reps) / off
     return (f"output-layer step, YT8M shape f={f}, c=3862, batch 512, 3 labels/video (θ alone: {share:.1%} "
             "of the step)", "θ off", off, "θ on", on)
 
