@@ -106,3 +106,14 @@ def test_loader_yields_whole_batches():
     batches = list(batch_loader(x, y, 8, shuffle=False))
     assert [len(b[0]) for b in batches] == [8, 8, 8, 1]
     assert torch.equal(batches[1][0], x[8:16]) and torch.equal(batches[1][1], y[8:16])
+
+
+def test_evaluation_sampler_covers_every_index_once_across_ranks(monkeypatch):
+    parts = []
+    for rank in range(3):
+        monkeypatch.setattr(IndexBatchSampler, "_rank_world", staticmethod(lambda r=rank: (r, 3)))
+        sampler = IndexBatchSampler(103, 10, shuffle=False)  # 11 batches over 3 ranks: 4, 4, 3
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == (4 if rank < 2 else 3)
+        parts.append(torch.cat(batches))
+    assert sorted(torch.cat(parts).tolist()) == list(range(103))

@@ -85,8 +85,11 @@ class IndexBatchSampler:
         return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
 
     def __len__(self) -> int:
-        _, world = self._rank_world()
-        return self._num_batches() // world if world > 1 else self._num_batches()
+        """Training (``drop_last``): the same count on every rank, as gradient all-reduce needs.
+        Evaluation: every batch once, so a rank may get one batch more than another."""
+        rank, world = self._rank_world()
+        total = self._num_batches()
+        return total // world if self.drop_last else len(range(rank, total, world))
 
     def __iter__(self):
         if self.shuffle:
@@ -94,7 +97,7 @@ class IndexBatchSampler:
         else:
             order = torch.arange(self.n)
         rank, world = self._rank_world()
-        for b in range(rank, len(self) * world, world):
+        for b in range(rank, rank + len(self) * world, world):
             yield order[b * self.batch_size:(b + 1) * self.batch_size]
 
 
