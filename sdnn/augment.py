@@ -26,5 +26,8 @@ def sample_pairing(x: Tensor, partners: Tensor) -> Tensor:
 
 
 def extrapolate(x: Tensor, anchors: Tensor, lam: float = 0.5) -> Tensor:
-    """Eq. 12: ``λ (x − x̌) + x`` row by row (``anchors`` broadcast to ``x``)."""
+    """Eq. 12: ``λ (x − x̌) + x`` row by row (``anchors`` broadcast to ``x``); uint8 data is
+    computed in float and rounded and clipped back to 0..255."""
+    if x.dtype == torch.uint8:
+        return extrapolate(x.float(), anchors.float(), lam).round_().clamp_(0, 255).to(torch.uint8)
     return lam * (x - anchors) + x

@@ -20,7 +20,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import Phase1Cache, atomic_write_json
 from sdnn.data import TensorSplits, load_splits
-from sdnn.data.batch_augment import BatchAugment
+from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.tensors import batch_loader
 from sdnn.errors import ConfigError
 from sdnn.lit import NeglectCallback, SDNNModule
@@ -59,8 +59,7 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     perf = cfg.performance
     if perf.compile:
         backbone.compile(backend=perf.compile_backend)  # in place: state_dict keys stay the same
-    augment = BatchAugment(**cfg.dataset.get("augment", {})) if splits.is_image else None
-    module = SDNNModule(backbone, loss, subclass_to_class, splits.num_classes, cfg.optim, augment,
+    module = SDNNModule(backbone, loss, subclass_to_class, splits.num_classes, cfg.optim, _input_pipeline(cfg, splits),
                         channels_last=bool(perf.channels_last) and splits.is_image)
     batch = cfg.dataset.batch_size
     train_loader = batch_loader(x, targets, batch, shuffle=True, seed=cfg.seed)
@@ -80,6 +79,11 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     trainer.test(module, batch_loader(splits.x_test, splits.y_test, 4 * batch, shuffle=False), verbose=False)
     _finish_logger(logger)
     return module, seconds
+
+
+def _input_pipeline(cfg: DictConfig, splits: TensorSplits) -> InputPipeline:
+    augment = BatchAugment(**cfg.dataset.get("augment", {})) if splits.is_image else None
+    return InputPipeline(augment, splits.norm_mean, splits.norm_std)
 
 
 def _phase1_cache(cfg: DictConfig) -> Phase1Cache:
@@ -118,17 +122,21 @@ def run_phase1(cfg: DictConfig, splits: TensorSplits, run_dir: Path, cache: Phas
 
 
 def _embedder(cfg: DictConfig, splits: TensorSplits, phase1_state: dict | None):
-    """Vectors the partition is computed in: flattened inputs or phase-1 penultimate features."""
+    """Vectors the partition is computed in: flattened (normalised) inputs or phase-1
+    penultimate features."""
+    normalize = InputPipeline(None, splits.norm_mean, splits.norm_std).normalize
     if cfg.partitioner.space == "input":
-        return lambda x: x.flatten(1)
+        return lambda x: normalize(x).flatten(1)
     backbone = build_backbone(cfg.model, splits.input_shape)
     backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in phase1_state.items()
                               if k.startswith("backbone.")})
-    backbone.eval()
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    backbone.eval().to(device)
+    normalize = InputPipeline(None, splits.norm_mean, splits.norm_std).to(device).normalize
 
     def embed(x):
         with torch.no_grad():
-            return backbone(x)
+            return backbone(normalize(x.to(device))).cpu()
 
     return embed
 

@@ -1,8 +1,11 @@
-"""Image augmentation on whole batches, on the device, per sample and vectorised (no PIL).
+"""The image input path on the device: whole batches, per sample, vectorised (no PIL).
 
-``pad + random crop``, ``horizontal flip`` (p = 0.5) and ``cutout`` (DeVries & Taylor 2017:
+Datasets stay as one uint8 tensor (4× smaller than float32); ``InputPipeline`` turns a
+batch, once it is on the device, into normalised float images, augmenting training
+batches: ``pad + random crop``, ``horizontal flip`` (p = 0.5) and ``cutout`` (DeVries & Taylor 2017:
 a length×length square, centred uniformly in the image and clipped at its border, set to 0
-after normalisation), as in the paper's §3.2 and the original scripts' --data_augmentation,
+after normalisation), in torchvision's order (crop and flip on raw pixels, zero padding
+black; normalise; cutout), as in the paper's §3.2 and the original scripts' --data_augmentation,
 --cutout --length flags. Uses the torch RNG, so it is seeded by the run's seed.
 """
 
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def random_crop(x: Tensor, padding: int) -> Tensor:
@@ -67,4 +70,41 @@ class BatchAugment:
             x = random_flip(x)
         if self.cutout:
             x = cutout(x, self.cutout)
+        return x
+
+
+class InputPipeline(nn.Module):
+    """Device-side input path: (crop, flip) → per-channel normalisation → cutout.
+
+    ``mean``/``std`` (C,) are in the stored units (0–255 for uint8 data); ``None`` leaves
+    already-normalised float data as it is. Buffers are not saved in checkpoints.
+    """
+
+    def __init__(self, augment: BatchAugment | None = None, mean: Tensor | None = None, std: Tensor | None = None):
+        super().__init__()
+        self.augment = augment if augment is not None and augment.active else None
+        self.normalizes = mean is not None
+        if self.normalizes:
+            std = torch.as_tensor(std, dtype=torch.float32)
+            self.register_buffer("scale", (1.0 / std).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("shift", (-torch.as_tensor(mean, dtype=torch.float32) / std).view(1, -1, 1, 1),
+                                 persistent=False)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """``(x − mean) / std`` as one multiply-add, in float32."""
+        if not self.normalizes:
+            return x.float() if not x.is_floating_point() else x
+        if x.dim() == 2:
+            return torch.addcmul(self.shift.flatten(), x.float(), self.scale.flatten())
+        return torch.addcmul(self.shift, x.float(), self.scale)
+
+    def forward(self, x: Tensor, train: bool = False) -> Tensor:
+        augment = self.augment if train and x.dim() == 4 else None
+        if augment is not None and augment.crop_padding:
+            x = random_crop(x, augment.crop_padding)
+        if augment is not None and augment.flip:
+            x = random_flip(x)
+        x = self.normalize(x)
+        if augment is not None and augment.cutout:
+            x = cutout(x, augment.cutout)
         return x

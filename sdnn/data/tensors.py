@@ -15,7 +15,12 @@ from torch import Tensor
 
 @dataclass
 class TensorSplits:
-    """A multiclass dataset held as tensors. Images are (N, C, H, W) float, vectors (N, F)."""
+    """A multiclass dataset held as tensors. Images are (N, C, H, W), vectors (N, F).
+
+    Float data is normalised in place. uint8 images stay uint8 (a quarter of the memory);
+    ``norm_mean``/``norm_std`` (C,) then hold the per-channel statistics that the device-side
+    ``InputPipeline`` applies to each batch.
+    """
 
     x_train: Tensor
     y_train: Tensor
@@ -25,6 +30,8 @@ class TensorSplits:
     x_val: Tensor | None = None
     y_val: Tensor | None = None
     class_names: list[str] = field(default_factory=list)
+    norm_mean: Tensor | None = None
+    norm_std: Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -48,8 +55,29 @@ def split_off_validation(x: Tensor, y: Tensor, fraction: float, seed: int):
     return x[train], y[train], x[val], y[val]
 
 
+def channel_statistics(x: Tensor, chunk_size: int = 8192) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std of (N, C, ...) data, in float64 one chunk at a time
+    (no float copy of the whole dataset)."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(x), chunk_size):
+        chunk = x[start:start + chunk_size].to(torch.float64).transpose(0, 1).flatten(1)
+        total += chunk.sum(1)
+        squares += chunk.square().sum(1)
+    count = len(x) * (x[0].numel() // x.shape[1])
+    mean = total / count
+    std = ((squares - count * mean.square()) / max(count - 1, 1)).clamp_min(0).sqrt()
+    return mean.float(), std.float().clamp_min(1e-6)
+
+
 def standardize(splits: TensorSplits) -> TensorSplits:
-    """Zero mean, unit variance per channel (images) or per feature (vectors), from train."""
+    """Zero mean, unit variance per channel (images) or per feature (vectors), from train.
+
+    uint8 data is left as it is; its statistics go to ``norm_mean``/``norm_std``.
+    """
+    if splits.x_train.dtype == torch.uint8:
+        splits.norm_mean, splits.norm_std = channel_statistics(splits.x_train)
+        return splits
     dims = (0, 2, 3) if splits.is_image else (0,)
     mean = splits.x_train.mean(dims, keepdim=True)
     std = splits.x_train.std(dims, keepdim=True).clamp_min(1e-6)
@@ -104,17 +132,25 @@ class IndexBatchSampler:
 class TensorPairs(torch.utils.data.Dataset):
     """``dataset[index_tensor]`` returns the whole batch ``(x[index], y[index])``."""
 
-    def __init__(self, x: Tensor, y: Tensor):
-        self.x, self.y = x, y
+    def __init__(self, x: Tensor, y: Tensor, pin_memory: bool = False):
+        self.x, self.y, self.pin_memory = x, y, pin_memory
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, index):
-        return self.x[index], self.y[index]
+        x, y = self.x[index], self.y[index]
+        if self.pin_memory:
+            return x.pin_memory(), y.pin_memory()
+        return x, y
 
 
 def batch_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader over whole-batch slices (``batch_size=None`` turns off per-sample collation)."""
+    """A DataLoader over whole-batch slices (``batch_size=None`` turns off per-sample collation).
+
+    With a GPU, each batch is gathered into pinned memory so its copy to the device is
+    asynchronous.
+    """
     sampler = IndexBatchSampler(len(x), batch_size, shuffle=shuffle, seed=seed, drop_last=shuffle)
-    return torch.utils.data.DataLoader(TensorPairs(x, y), batch_size=None, sampler=sampler)
+    pairs = TensorPairs(x, y, pin_memory=torch.cuda.is_available())
+    return torch.utils.data.DataLoader(pairs, batch_size=None, sampler=sampler)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from sdnn.data.batch_augment import BatchAugment
+from sdnn.data.batch_augment import InputPipeline
 from sdnn.subclass import class_predictions
 
 
@@ -42,9 +42,9 @@ class SDNNModule(pl.LightningModule):
     """
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, subclass_to_class: Tensor, num_classes: int,
-                 optim: Mapping[str, Any], augment: BatchAugment | None = None, channels_last: bool = False):
+                 optim: Mapping[str, Any], inputs: InputPipeline | None = None, channels_last: bool = False):
         super().__init__()
-        self.augment = augment if augment is not None and augment.active else None
+        self.inputs = inputs if inputs is not None else InputPipeline()
         self.channels_last = channels_last
         self.backbone = backbone
         self.head = nn.Linear(backbone.out_features, len(subclass_to_class))
@@ -66,10 +66,9 @@ class SDNNModule(pl.LightningModule):
             self.backbone.to(memory_format=torch.channels_last)
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
-        """Training images are augmented here: whole batches, already on the device."""
+        """Whole batches, already on the device: normalised, and augmented when training."""
         x, targets = batch
-        if self.augment is not None and self.trainer.training:
-            x = self.augment(x)
+        x = self.inputs(x, train=self.trainer.training)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, targets
