@@ -15,12 +15,16 @@ from sdnn.models.cnn import SmallCNN
 from sdnn.models.cnn1d import CNN1d
 from sdnn.models.lr import LogisticRegression
 from sdnn.models.mlp import MLP
+from sdnn.models.vgg import VGG16BN
+from sdnn.models.wrn import WideResNet
 
 BACKBONES: dict[str, type[nn.Module]] = {
     "cnn": SmallCNN,
     "mlp": MLP,
     "lr": LogisticRegression,
     "cnn1d": CNN1d,
+    "vgg16": VGG16BN,
+    "wrn": WideResNet,
 }
 
 
