@@ -1,0 +1,298 @@
+"""Figures of the paper (Gkalelis & Mezaris, MMM 2020) and of sweep reports, drawn with matplotlib.
+
+- Fig. 1: the neglect score θ_i and the per-class test accuracy CCR_i over epochs
+  (:func:`plot_neglect_and_accuracy`).
+- Fig. 2: the lengths of the gradient parts δ_i, δ̂_i, δ̃_i over steps (:func:`plot_gradient_norms`).
+- θ against the per-class test error, with Spearman's ρ (:func:`plot_neglect_vs_error`, :func:`spearman`).
+- Test accuracy against a swept setting (:func:`plot_sweep`, used by ``sdnn.report``).
+
+Every function takes plain numpy data, draws on its own ``Figure`` with the non-interactive Agg
+canvas (never pyplot: no window opens, no global backend is switched, nothing stays open), writes
+a PNG and returns the path. Nothing here imports torch, Lightning or Hydra.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+LEGEND_MAX_CLASSES = 20  # above this many classes, only the top classes get a colour and a legend entry
+TOP_HIGHLIGHT = 5
+DPI = 120
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.clear()
+    return path
+
+
+def _last_finite(values: np.ndarray) -> np.ndarray:
+    """Per column of (E, c), the last finite value (NaN where a column has none)."""
+    out = np.full(values.shape[1], np.nan)
+    for i in range(values.shape[1]):
+        finite = np.flatnonzero(np.isfinite(values[:, i]))
+        if finite.size:
+            out[i] = values[finite[-1], i]
+    return out
+
+
+def _top_indices(scores: np.ndarray, k: int) -> list[int]:
+    """Indices of the k largest finite scores, largest first."""
+    finite = [i for i in np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable") if np.isfinite(scores[i])]
+    return [int(i) for i in finite[:k]]
+
+
+def _class_styles(c: int, highlight: Sequence[int]) -> list[dict[str, Any]]:
+    """Line styles: every class coloured (c ≤ 20), else coloured ``highlight`` and thin grey others."""
+    if c <= LEGEND_MAX_CLASSES:
+        cmap = colormaps["tab10" if c <= 10 else "tab20"]
+        return [{"color": cmap(i), "lw": 1.5, "zorder": 2, "legend": True} for i in range(c)]
+    cmap = colormaps["tab10"]
+    styles = [{"color": "0.75", "lw": 0.6, "zorder": 1, "legend": False} for _ in range(c)]
+    for rank, i in enumerate(highlight):
+        styles[i] = {"color": cmap(rank % 10), "lw": 1.8, "zorder": 3, "legend": True}
+    return styles
+
+
+def theta_from_history(history: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """``results.json``'s ``theta_history`` → (epoch of each window (W,), θ (W, c) with NaN for null)."""
+    epochs = np.array([float(w.get("epoch", k)) for k, w in enumerate(history)])
+    theta = np.array([[np.nan if t is None else float(t) for t in w["theta"]] for w in history], dtype=float)
+    return epochs, theta.reshape(len(history), -1)
+
+
+def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.ndarray | None,
+                              class_names: Sequence[str], path: str | Path,
+                              epochs: np.ndarray | None = None) -> Path:
+    """Fig. 1: θ_i per class over epochs (left) and the per-class test accuracy CCR_i (right, if given).
+
+    ``theta_per_epoch`` and ``acc_per_epoch`` are (E, c), NaN allowed; ``epochs`` the x values
+    (default 1..E). Above 20 classes the 5 classes with the largest final θ are coloured and named.
+    """
+    theta = np.asarray(theta_per_epoch, dtype=float)
+    if theta.ndim != 2:
+        raise ValueError(f"theta_per_epoch must be (epochs, classes), got shape {theta.shape}")
+    n_epochs, c = theta.shape
+    if len(class_names) != c:
+        raise ValueError(f"{len(class_names)} class names for {c} classes")
+    x = np.arange(1, n_epochs + 1) if epochs is None else np.asarray(epochs, dtype=float)
+    acc = None if acc_per_epoch is None else np.asarray(acc_per_epoch, dtype=float)
+    if acc is not None and acc.shape[1] != c:
+        raise ValueError(f"acc_per_epoch has {acc.shape[1]} classes, theta_per_epoch {c}")
+    top = _top_indices(_last_finite(theta), TOP_HIGHLIGHT)
+    styles = _class_styles(c, top)
+
+    panels = 1 if acc is None else 2
+    fig = _figure(6.5 * panels, 4.5)
+    axes = fig.subplots(1, panels, squeeze=False)
+    ax_theta = axes[0, 0]
+    for i in range(c):
+        style = styles[i]
+        ax_theta.plot(x, theta[:, i], color=style["color"], lw=style["lw"], zorder=style["zorder"],
+                      marker="." if n_epochs < 30 else None, label=class_names[i] if style["legend"] else None)
+    ax_theta.set_xlabel("epoch")
+    ax_theta.set_ylabel(r"neglect score $\theta_i$")
+    ax_theta.set_title(r"$\theta_i$ per class" + ("" if c <= LEGEND_MAX_CLASSES else f" (top {len(top)} by final θ)"))
+    ax_theta.grid(alpha=0.3)
+    if acc is not None:
+        ax_acc = axes[0, 1]
+        x_acc = x if len(x) == len(acc) else np.arange(1, len(acc) + 1)
+        for i in range(c):
+            style = styles[i]
+            ax_acc.plot(x_acc, 100 * acc[:, i], color=style["color"], lw=style["lw"], zorder=style["zorder"],
+                        marker="." if len(acc) < 30 else None)
+        ax_acc.set_xlabel("epoch")
+        ax_acc.set_ylabel(r"test accuracy CCR$_i$ (%)")
+        ax_acc.set_title("per-class test accuracy")
+        ax_acc.grid(alpha=0.3)
+    if any(style["legend"] for style in styles):
+        ax_theta.legend(fontsize="small", ncol=2 if 10 < c <= LEGEND_MAX_CLASSES else 1, loc="best")
+    fig.suptitle("Neglect score and per-class accuracy (paper Fig. 1)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_names: Sequence[str],
+                        path: str | Path, max_classes: int = 10) -> Path:
+    """Fig. 2: ‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖ over steps, one subplot per class.
+
+    ``norms`` holds "delta", "delta_hat", "delta_tilde", each (T, c). The classes shown (at most
+    ``max_classes``) are those with the largest mean ratio (‖δ̂‖ + ‖δ̃‖) / ‖δ‖, i.e. the most neglected.
+    """
+    steps = np.asarray(steps, dtype=float)
+    parts = {key: np.asarray(norms[key], dtype=float) for key in ("delta", "delta_hat", "delta_tilde")}
+    shapes = {a.shape for a in parts.values()}
+    if len(shapes) != 1 or parts["delta"].ndim != 2 or parts["delta"].shape[0] != len(steps):
+        raise ValueError(f"norms must all be (T={len(steps)}, c); got {[a.shape for a in parts.values()]}")
+    c = parts["delta"].shape[1]
+    if len(class_names) != c:
+        raise ValueError(f"{len(class_names)} class names for {c} classes")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (parts["delta_hat"] + parts["delta_tilde"]) / np.maximum(parts["delta"], 1e-12)
+        ratio[~np.isfinite(ratio)] = np.nan
+    mean_ratio = np.array([np.nanmean(col) if np.isfinite(col).any() else np.nan for col in ratio.T])
+    shown = _top_indices(mean_ratio, max_classes) or list(range(min(c, max_classes)))
+
+    ncols = min(len(shown), 5)
+    nrows = math.ceil(len(shown) / ncols)
+    fig = _figure(3.4 * ncols, 2.8 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
+    labels = {"delta": r"$\|\delta_i\|$", "delta_hat": r"$\|\hat\delta_i\|$", "delta_tilde": r"$\|\tilde\delta_i\|$"}
+    colors = {"delta": "black", "delta_hat": "tab:blue", "delta_tilde": "tab:red"}
+    for k, ax in enumerate(axes.flat):
+        if k >= len(shown):
+            ax.set_visible(False)
+            continue
+        i = shown[k]
+        for key, values in parts.items():
+            ax.plot(steps, values[:, i], color=colors[key], lw=1.0, label=labels[key])
+        ax.set_title(f"{class_names[i]}  (mean ratio {mean_ratio[i]:.2f})", fontsize="small")
+        ax.grid(alpha=0.3)
+        if k % ncols == 0:
+            ax.set_ylabel("length")
+        if k >= len(shown) - ncols:
+            ax.set_xlabel("step")
+    handles, legend_labels = axes[0, 0].get_legend_handles_labels()
+    fig.suptitle("Gradient lengths of the most neglected classes (paper Fig. 2)")
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.legend(handles, legend_labels, loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=3, fontsize="small")
+    return _save(fig, path)
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(values), dtype=float)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return ranks
+
+
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Spearman's rank correlation (ties get average ranks), over the pairs where neither is NaN.
+
+    NaN when fewer than 3 valid pairs remain or either side has no spread.
+    """
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"spearman needs equal lengths, got {a.shape} and {b.shape}")
+    valid = ~(np.isnan(a) | np.isnan(b))
+    if valid.sum() < 3:
+        return float("nan")
+    ra = _average_ranks(a[valid])
+    rb = _average_ranks(b[valid])
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denominator = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    if denominator == 0.0:
+        return float("nan")
+    return float(np.clip((ra @ rb) / denominator, -1.0, 1.0))
+
+
+def plot_neglect_vs_error(theta: np.ndarray, test_error: np.ndarray, class_names: Sequence[str], path: str | Path,
+                          selected: Sequence[int] = ()) -> tuple[Path, float]:
+    """Final θ_i against the per-class test error (1 − CCR_i), the correlation of paper Fig. 1.
+
+    Selected classes are highlighted; points are named when c ≤ 20; the title gives Spearman's ρ,
+    which is also returned.
+    """
+    theta = np.asarray(theta, dtype=float).ravel()
+    error = np.asarray(test_error, dtype=float).ravel()
+    if theta.shape != error.shape or len(class_names) != len(theta):
+        raise ValueError(f"theta {theta.shape}, test_error {error.shape} and {len(class_names)} names differ")
+    rho = spearman(theta, error)
+    is_selected = np.zeros(len(theta), dtype=bool)
+    is_selected[[int(i) for i in selected]] = True
+    shown = ~(np.isnan(theta) | np.isnan(error))
+
+    fig = _figure(6, 4.5)
+    ax = fig.subplots()
+    rest = shown & ~is_selected
+    ax.scatter(theta[rest], 100 * error[rest], s=28, color="tab:blue", alpha=0.8, label="other classes")
+    chosen = shown & is_selected
+    if chosen.any():
+        ax.scatter(theta[chosen], 100 * error[chosen], s=70, color="tab:red", marker="D", edgecolor="black",
+                   zorder=3, label="selected classes")
+    if len(theta) <= LEGEND_MAX_CLASSES:
+        for i in np.flatnonzero(shown):
+            ax.annotate(class_names[i], (theta[i], 100 * error[i]), textcoords="offset points", xytext=(4, 4),
+                        fontsize="small")
+    missing = int((~shown).sum())
+    rho_text = "n/a" if math.isnan(rho) else f"{rho:.3f}"
+    ax.set_title(f"θ vs per-class test error: Spearman ρ = {rho_text}"
+                 + (f" ({missing} class(es) without θ)" if missing else ""))
+    ax.set_xlabel(r"neglect score $\theta_i$ (last window of phase 1)")
+    ax.set_ylabel("test error 1 − CCR$_i$ (%)")
+    ax.grid(alpha=0.3)
+    if chosen.any():
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path), rho
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is None:
+        return (0, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (1, value)
+    return (2, str(value))
+
+
+def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc_mean", err_key: str = "acc_std",
+               group_key: str = "method", scale: float = 100.0, y_label: str = "test accuracy (%)") -> Path:
+    """Mean ± std (error bars) of ``y_key`` against a swept ``x_key``, one line per ``group_key`` value.
+
+    A group whose rows have no ``x_key`` value (e.g. the baseline, where the number of
+    repartitioned classes does not apply) is drawn as a horizontal line with a ±std band.
+    Values are multiplied by ``scale`` (fractions → percent).
+    """
+    groups: dict[Any, list[dict]] = {}
+    for row in rows:
+        if row.get(y_key) is not None:
+            groups.setdefault(row.get(group_key), []).append(row)
+    fig = _figure(6.5, 4.5)
+    ax = fig.subplots()
+    xs_all = sorted({row[x_key] for row in rows if row.get(x_key) is not None})
+    cmap = colormaps["tab10"]
+    for k, (group, members) in enumerate(sorted(groups.items(), key=lambda item: _sort_key(item[0]))):
+        color = cmap(k % 10)
+        label = str(group)
+        with_x = sorted((r for r in members if r.get(x_key) is not None), key=lambda r: r[x_key])
+        for row in members:
+            if row.get(x_key) is None and xs_all:
+                mean = scale * row[y_key]
+                std = scale * (row.get(err_key) or 0.0)
+                ax.axhline(mean, color=color, ls="--", lw=1.2, label=label)
+                ax.axhspan(mean - std, mean + std, color=color, alpha=0.12)
+        if with_x:
+            x = np.array([r[x_key] for r in with_x], dtype=float)
+            y = scale * np.array([r[y_key] for r in with_x], dtype=float)
+            err = scale * np.array([r.get(err_key) or 0.0 for r in with_x], dtype=float)
+            ax.errorbar(x, y, yerr=err, color=color, marker="o", capsize=3, lw=1.5, label=label)
+    if xs_all and all(float(v).is_integer() for v in xs_all):
+        ax.set_xticks(xs_all)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(y_label)
+    ax.set_title(f"{y_label} vs {x_key} (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    if groups:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
