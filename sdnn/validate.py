@@ -18,6 +18,7 @@ from sdnn.partition import PARTITIONERS
 METHODS = ("sdnn", "baseline")
 LOSSES = ("bce", "ce")
 SPACES = ("input", "features")
+IMAGE_BACKBONES = ("cnn", "vgg16", "wrn")
 
 
 def _is_int(value) -> bool:
@@ -101,6 +102,7 @@ def validate_against_data(cfg: Mapping[str, Any], splits: TensorSplits) -> None:
             if k >= c:
                 raise ConfigError(f"subclass.num_classes_to_repartition={k} but dataset '{name}' has {c} classes; "
                                   f"choose 1..{c - 1}")
-    if cfg["model"]["name"] == "cnn" and not splits.is_image:
-        raise ConfigError(f"model=cnn needs images, but dataset '{name}' has feature vectors of shape "
+    model = cfg["model"]["name"]
+    if model in IMAGE_BACKBONES and not splits.is_image:
+        raise ConfigError(f"model={model} needs images, but dataset '{name}' has feature vectors of shape "
                           f"{splits.input_shape}; use model=mlp, model=lr or model=cnn1d")

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdnn.data.digits import load_digits_splits
+from sdnn.data.image_folder import load_image_folder
 from sdnn.data.npz import load_npz_splits
 from sdnn.data.tensors import TensorSplits, split_off_validation, standardize
 from sdnn.errors import ConfigError
 
-DATASETS = ("digits", "npz")
+DATASETS = ("digits", "npz", "image_folder", "cifar10", "cifar100", "svhn")
 
 
 def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
@@ -20,6 +21,9 @@ def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
         splits = load_digits_splits(cfg.get("test_fraction", 0.3), cfg.get("split_seed", 0))
     elif name == "npz":
         splits = load_npz_splits(cfg.get("path"), cfg.get("layout", "auto"))
+    elif name == "image_folder":
+        splits = load_image_folder(cfg.get("root"), cfg.get("image_size"), cfg.get("cache_file"),
+                                   cfg.get("on_corrupt", "error"))
     else:
         raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     fraction = float(cfg.get("val_fraction", 0.0) or 0.0)
