@@ -12,6 +12,7 @@ import datetime
 import logging
 import os
 import platform
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -49,12 +50,29 @@ def render(results: dict[str, tuple[str, list[tuple]]], command: str) -> str:
     lines += [f"GPU: {gpu}." if gpu else
               "GPU: none in this run, so there are no GPU rows (bf16, channels_last, compiled throughput); "
               "run the same command on a GPU machine to add them.", ""]
-    for title, rows in results.values():
-        lines += [f"## {title}", "", "| case | baseline | s | ours | s | ratio |", "|---|---|---:|---|---:|---:|"]
-        for what, base, base_s, ours, ours_s in rows:
-            lines.append(f"| {what} | {base} | {base_s:.4f} | {ours} | {ours_s:.4f} | {base_s / ours_s:.2f}× |")
-        lines.append("")
+    for key, (title, rows) in results.items():
+        lines += section(key, title, rows, command)
     return "\n".join(lines)
+
+
+def section(key: str, title: str, rows: list[tuple], command: str) -> list[str]:
+    """One section, between markers so that ``--only`` can replace it in an existing file."""
+    lines = [f"<!-- section: {key} -->", f"## {title}", "",
+             f"From `{command}` on {datetime.date.today().isoformat()}.", "",
+             "| case | baseline | s | ours | s | ratio |", "|---|---|---:|---|---:|---:|"]
+    for what, base, base_s, ours, ours_s in rows:
+        lines.append(f"| {what} | {base} | {base_s:.4f} | {ours} | {ours_s:.4f} | {base_s / ours_s:.2f}× |")
+    return lines + [f"<!-- /section: {key} -->", ""]
+
+
+def merge(existing: str, results: dict[str, tuple[str, list[tuple]]], command: str) -> str:
+    """Replace the sections that were run in ``existing`` (or append them); keep the others."""
+    for key, (title, rows) in results.items():
+        block = "\n".join(section(key, title, rows, command)).rstrip("\n")
+        pattern = re.compile(rf"<!-- section: {key} -->.*?<!-- /section: {key} -->", re.S)
+        existing = pattern.sub(lambda _: block, existing) if pattern.search(existing) else \
+            existing.rstrip("\n") + "\n\n" + block + "\n"
+    return existing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes on 2 cores)")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, to check that everything runs")
-    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), help="run only these sections")
+    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS),
+                        help="run only these sections (their sections in --out are replaced, the rest kept)")
     parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to write ('-' for none)")
     args = parser.parse_args(argv)
     scale = SCALES["smoke" if args.smoke else "quick" if args.quick else "full"]
@@ -81,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, command)
     print(text)
     if args.out != "-":
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if args.only and out.is_file():  # keep the sections that were not run
+            text = merge(out.read_text(), results, command)
+        out.write_text(text.rstrip("\n") + "\n")
         print(f"written: {args.out}", file=sys.stderr)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -19,7 +20,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from sdnn.data.tensors import batch_loader
+from sdnn.data.batch_augment import BatchAugment, InputPipeline
+from sdnn.data.tensors import batch_loader, channel_statistics
 from sdnn.lit import NeglectCallback, SDNNModule
 from sdnn.losses import SigmoidCrossEntropy, SubclassBCELoss
 from sdnn.models import build_backbone
@@ -35,11 +37,14 @@ class Scale:
     repeats: int            # timed repetitions (the minimum is kept)
     yt8m_features: int      # f of the YT8M-shaped output layer (full: 64 × 576)
     partition_sizes: tuple[int, ...]
+    pipeline_images: int = 50_000  # images per timed epoch of the input pipelines
 
 
 SCALES = {
-    "smoke": Scale("smoke", train_steps=2, repeats=1, yt8m_features=128, partition_sizes=(1_000,)),
-    "quick": Scale("quick", train_steps=30, repeats=2, yt8m_features=4_608, partition_sizes=(10_000, 100_000)),
+    "smoke": Scale("smoke", train_steps=2, repeats=1, yt8m_features=128, partition_sizes=(1_000,),
+                   pipeline_images=512),
+    "quick": Scale("quick", train_steps=30, repeats=2, yt8m_features=4_608, partition_sizes=(10_000, 100_000),
+                   pipeline_images=10_000),
     "full": Scale("full", train_steps=40, repeats=2, yt8m_features=36_864,
                   partition_sizes=(10_000, 100_000, 1_000_000)),
 }
@@ -288,10 +293,100 @@ def bench_partitioners(scale: Scale) -> list[tuple]:
     return rows
 
 
+# ---------------------------------------------------------------- input pipeline
+
+class _PerImageCIFAR(torch.utils.data.Dataset):
+    """torchvision's CIFAR10 ``__getitem__``: one PIL image per sample through ``transform``."""
+
+    def __init__(self, images_hwc: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images_hwc, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def _cutout_per_image(length: int):
+    """The Cutout paper's per-image transform (numpy mask, after normalisation)."""
+
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[1:]
+        y, x = np.random.randint(h), np.random.randint(w)
+        mask = np.ones((h, w), np.float32)
+        mask[max(0, y - length // 2):min(h, y + length // 2), max(0, x - length // 2):min(w, x + length // 2)] = 0
+        return image * torch.from_numpy(mask)
+
+    return apply
+
+
+def _per_image_transform(mean, std):
+    """torchvision's transforms when installed, else the same steps written with PIL and numpy."""
+    try:
+        from torchvision import transforms
+    except ImportError:
+        transforms = None
+    if transforms is not None:
+        return "torchvision per-image", transforms.Compose([
+            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+            transforms.Normalize(mean, std), _cutout_per_image(16)])
+    from PIL import ImageOps
+
+    mean_t, std_t = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+    cut = _cutout_per_image(16)
+
+    def transform(image):
+        padded = ImageOps.expand(image, border=4, fill=0)
+        top, left = np.random.randint(9), np.random.randint(9)
+        image = padded.crop((left, top, left + 32, top + 32))
+        if np.random.rand() < 0.5:
+            image = ImageOps.mirror(image)
+        tensor = torch.from_numpy(np.asarray(image, np.float32) / 255).permute(2, 0, 1)
+        return cut((tensor - mean_t) / std_t)
+
+    return "per-image PIL (torchvision not installed)", transform
+
+
+def bench_input_pipeline(scale: Scale) -> list[tuple]:
+    """CIFAR augmentation (crop 4, flip, normalise, cutout 16) for one epoch: per-image PIL
+    DataLoader (2 workers, torchvision's way) vs whole uint8 batches through ``InputPipeline``."""
+    n = scale.pipeline_images
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, n)
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    y = torch.from_numpy(labels)
+    mean, std = channel_statistics(x)
+    name, transform = _per_image_transform((mean / 255).tolist(), (std / 255).tolist())
+    workers = min(2, os.cpu_count() or 1)
+
+    def per_image() -> None:
+        loader = torch.utils.data.DataLoader(_PerImageCIFAR(images, labels, transform), batch_size=128,
+                                             shuffle=True, num_workers=workers, drop_last=True)
+        for xb, _ in loader:
+            xb.sum()
+
+    pipeline = InputPipeline(BatchAugment(crop_padding=4, flip=True, cutout=16), mean, std)
+
+    def batched() -> None:
+        for xb, _ in batch_loader(x, y, 128, shuffle=True):
+            pipeline(xb, train=True).sum()
+
+    base = best_time(per_image, scale.repeats, warmup=0)
+    ours = best_time(batched, scale.repeats, warmup=0)
+    return [(f"CIFAR augmentation, {n:,} images of 32×32 (images/s: per-image {n / base:,.0f}, "
+             f"batched {n / ours:,.0f}; both on this CPU)", f"{name} DataLoader, {workers} workers", base,
+             "uint8 batches + InputPipeline", ours)]
+
+
 SECTIONS = {
     "theta_training": ("θ during training (target: ≤ 2% extra per step, i.e. ratio ≥ 0.98)", bench_theta_in_training),
     "theta_batch": ("θ for one batch", bench_theta_batch),
     "subclass_loss": ("Subclass CE (eq. 11)", bench_subclass_loss),
     "throughput": ("Training throughput (target: framework ≥ 0.9× the plain loop)", bench_throughput),
     "partition": ("Partitioners", bench_partitioners),
+    "input_pipeline": ("Image input pipeline (CIFAR augmentation)", bench_input_pipeline),
 }
