@@ -55,10 +55,18 @@ def render(results: dict[str, tuple[str, list[tuple]]], command: str) -> str:
     return "\n".join(lines)
 
 
+def _versions() -> str:
+    try:
+        import torchvision
+        return f"torch {torch.__version__}, torchvision {torchvision.__version__}"
+    except ImportError:
+        return f"torch {torch.__version__}, no torchvision"
+
+
 def section(key: str, title: str, rows: list[tuple], command: str) -> list[str]:
     """One section, between markers so that ``--only`` can replace it in an existing file."""
     lines = [f"<!-- section: {key} -->", f"## {title}", "",
-             f"From `{command}` on {datetime.date.today().isoformat()}.", "",
+             f"From `{command}` on {datetime.date.today().isoformat()} ({_versions()}).", "",
              "| case | baseline | s | ours | s | ratio |", "|---|---|---:|---|---:|---:|"]
     for what, base, base_s, ours, ours_s in rows:
         lines.append(f"| {what} | {base} | {base_s:.4f} | {ours} | {ours_s:.4f} | {base_s / ours_s:.2f}× |")
