@@ -1,0 +1,53 @@
+"""experiment=paper/<dataset>_<model>: composed against SPEC §6, then run for a few batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import compose_config
+
+CELLS = [(d, m) for d in ("cifar10", "cifar100", "svhn") for m in ("vgg16", "wrn")]
+# SPEC §6, written out independently of the configs.
+CUTOUT = {"cifar10": 16, "cifar100": 8, "svhn": 20}
+LR = {"cifar10": 0.1, "cifar100": 0.1, "svhn": 0.01}
+CLASSES_TO_SPLIT = {"cifar10": 2, "cifar100": 10, "svhn": 2}
+WRN = {"cifar10": (28, 10, 0.3), "cifar100": (28, 10, 0.3), "svhn": (16, 8, 0.4)}
+
+
+@pytest.mark.parametrize("dataset, model", CELLS)
+def test_paper_config_matches_spec_section_6(dataset, model):
+    cfg = compose_config([f"experiment=paper/{dataset}_{model}"])
+    assert cfg.dataset.name == dataset and cfg.model.name == model
+    assert cfg.method == "sdnn" and cfg.loss.name == "bce"
+    assert cfg.partitioner.name == "kmeans" and cfg.augmenter.name == "sample_pairing"
+    assert cfg.trainer.max_epochs == 200 and cfg.phase1.epochs == 30 and cfg.dataset.batch_size == 128
+    optim = cfg.optim
+    assert (optim.name, optim.lr, optim.momentum, optim.nesterov, optim.weight_decay) == ("sgd", LR[dataset], 0.9,
+                                                                                         True, 5e-4)
+    assert list(optim.milestones) == [60, 120, 160] and optim.gamma == 0.2
+    assert cfg.subclass.num_classes_to_repartition == CLASSES_TO_SPLIT[dataset]
+    assert cfg.subclass.per_class == 2 and cfg.subclass.sibling_weight == 1.0
+    augment = cfg.dataset.augment
+    assert augment.cutout == CUTOUT[dataset]
+    if dataset == "svhn":
+        assert augment.crop_padding == 0 and not augment.flip and cfg.dataset.use_extra
+    else:
+        assert augment.crop_padding == 4 and augment.flip
+    if model == "wrn":
+        assert (cfg.model.depth, cfg.model.widen_factor, cfg.model.dropout) == WRN[dataset]
+    else:
+        assert cfg.model.hidden == 4096 and cfg.model.batch_norm
+
+
+def test_baseline_and_overrides_compose_on_top_of_an_experiment():
+    cfg = compose_config(["experiment=paper/cifar100_wrn", "method=baseline", "model.depth=16", "optim.gamma=0.1",
+                          "seed=3"])
+    assert cfg.method == "baseline" and cfg.model.depth == 16 and cfg.optim.gamma == 0.1 and cfg.seed == 3
+    assert cfg.model.widen_factor == 10
+
+
+def test_model_wrn_follows_the_dataset_outside_experiments():
+    assert compose_config(["dataset=svhn", "model=wrn"]).model.depth == 16
+    assert compose_config(["dataset=cifar10", "model=wrn"]).model.depth == 28
+    assert np.isclose(compose_config(["dataset=svhn", "model=wrn"]).model.dropout, 0.4)
