@@ -232,6 +232,7 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
             cache.save_partition(settings, rep.to_arrays())
     partition_seconds = time.perf_counter() - start
     sizes = rep.subclass_sizes(splits.y_train)
+    _say(f"partition: {partition_seconds:.1f} s; subclass sizes {sizes}")
     if rank_zero_only.rank == 0:
         atomic_write_json(run_dir / "subclasses.json", {"settings": settings, "subclass_sizes": sizes})
 

@@ -51,3 +51,45 @@ def test_model_wrn_follows_the_dataset_outside_experiments():
     assert compose_config(["dataset=svhn", "model=wrn"]).model.depth == 16
     assert compose_config(["dataset=cifar10", "model=wrn"]).model.depth == 28
     assert np.isclose(compose_config(["dataset=svhn", "model=wrn"]).model.dropout, 0.4)
+
+
+def _write_tiny_official_files(root, dataset: str) -> None:
+    """A few images per class in the official file format of ``dataset``."""
+    rng = np.random.default_rng(0)
+    classes = 100 if dataset == "cifar100" else 10
+    per_class = 3 if dataset == "cifar100" else 6
+
+    def images(n):
+        y = np.arange(n) % classes
+        return rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), y
+
+    (x_train, y_train), (x_test, y_test) = images(classes * per_class), images(2 * classes)
+    if dataset == "svhn":
+        from sdnn.data.svhn import write_svhn_mat
+
+        root.mkdir(parents=True)
+        half = len(x_train) // 2
+        write_svhn_mat(root / "train_32x32.mat", x_train[:half], y_train[:half])
+        write_svhn_mat(root / "extra_32x32.mat", x_train[half:], y_train[half:])
+        write_svhn_mat(root / "test_32x32.mat", x_test, y_test)
+    else:
+        from sdnn.data.cifar import write_cifar_batches
+
+        write_cifar_batches(root, dataset, x_train, y_train, x_test, y_test)
+
+
+@pytest.mark.parametrize("dataset, model", CELLS)
+def test_paper_config_runs_both_phases_for_a_few_batches(tmp_path, run_pipeline, dataset, model):
+    root = tmp_path / "data"
+    _write_tiny_official_files(root, dataset)
+    batch = 16 if dataset == "cifar100" else 8  # phase 1 must see ≥ 10 CIFAR-100 classes in 2 steps
+    results = run_pipeline([f"experiment=paper/{dataset}_{model}", f"dataset.root={root}",
+                            f"dataset.batch_size={batch}", "phase1.epochs=1", "trainer.max_epochs=1",
+                            "+trainer.limit_train_batches=2", "+trainer.limit_test_batches=1"])
+    k = CLASSES_TO_SPLIT[dataset]
+    assert results["method"] == "sdnn" and results["dataset"] == dataset and results["model"] == model
+    assert len(results["selected_classes"]) == k
+    classes = 100 if dataset == "cifar100" else 10
+    assert len(results["subclass_to_class"]) == classes + k
+    assert results["config"]["optim"]["milestones"] == [60, 120, 160]
+    assert 0.0 <= results["test"]["acc"] <= 1.0 and results["partition_seconds"] >= 0

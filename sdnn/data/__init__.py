@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
+from sdnn.data.cifar import load_cifar
 from sdnn.data.digits import load_digits_splits
 from sdnn.data.image_folder import load_image_folder
 from sdnn.data.npz import load_npz_splits
+from sdnn.data.svhn import load_svhn
 from sdnn.data.tensors import TensorSplits, split_off_validation, standardize
-from sdnn.errors import ConfigError
+from sdnn.errors import ConfigError, DataError
 
 DATASETS = ("digits", "npz", "image_folder", "cifar10", "cifar100", "svhn")
 
@@ -21,6 +25,17 @@ def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
         splits = load_digits_splits(cfg.get("test_fraction", 0.3), cfg.get("split_seed", 0))
     elif name == "npz":
         splits = load_npz_splits(cfg.get("path"), cfg.get("layout", "auto"))
+    elif name in ("cifar10", "cifar100", "svhn"):
+        root = cfg.get("root")
+        if not root:
+            raise DataError(f"dataset={name} needs its location: add dataset.root=/path/to/data")
+        if name == "svhn":
+            arrays = load_svhn(root, use_extra=bool(cfg.get("use_extra", True)), download=bool(cfg.get("download")))
+        else:
+            arrays = load_cifar(root, name, download=bool(cfg.get("download")))
+        splits = TensorSplits(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]),
+                              torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]),
+                              num_classes=len(arrays["class_names"]), class_names=list(arrays["class_names"]))
     elif name == "image_folder":
         splits = load_image_folder(cfg.get("root"), cfg.get("image_size"), cfg.get("cache_file"),
                                    cfg.get("on_corrupt", "error"))
