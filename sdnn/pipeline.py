@@ -24,6 +24,7 @@ from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.tensors import batch_loader
 from sdnn.errors import ConfigError
 from sdnn.lit import NeglectCallback, SDNNModule
+from sdnn.lit.progress import PhaseProgressBar
 from sdnn.losses import SigmoidCrossEntropy, build_loss
 from sdnn.models import build_backbone
 from sdnn.neglect import last_window_theta
@@ -37,6 +38,21 @@ def _say(message: str) -> None:
     """Progress and summary lines, printed once (by rank 0 under DDP)."""
     if rank_zero_only.rank == 0:
         print(message, flush=True)
+
+
+def _configured_callbacks(trainer_args: dict) -> list:
+    """``trainer.callbacks`` from the config: entries with ``_target_`` are instantiated, e.g.
+    ``+trainer.callbacks=[{_target_: pytorch_lightning.callbacks.LearningRateMonitor}]``."""
+    return [instantiate(c) if isinstance(c, dict) and "_target_" in c else c for c in trainer_args.get("callbacks") or []]
+
+
+def _status(cfg: DictConfig, message: str):
+    """A rich spinner for work outside Lightning's loops (shown on a terminal, by rank 0)."""
+    if rank_zero_only.rank != 0 or not cfg.trainer.get("enable_progress_bar", True):
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
 
 
 def _logger(cfg: DictConfig, run_dir: Path, phase: str):
@@ -66,9 +82,11 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     val_loader = batch_loader(splits.x_val, splits.y_val, 4 * batch, shuffle=False) if splits.x_val is not None else None
     logger = _logger(cfg, run_dir, phase)
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_args.get("enable_progress_bar", True):
+        callbacks = [*callbacks, PhaseProgressBar(phase)]
     trainer_args.update(max_epochs=math.ceil(epochs),
                         max_steps=math.ceil(epochs * len(train_loader)) if epochs != int(epochs) else -1,
-                        logger=logger, callbacks=[*trainer_args.get("callbacks", []), *callbacks],
+                        logger=logger, callbacks=[*_configured_callbacks(trainer_args), *callbacks],
                         default_root_dir=str(run_dir / phase), use_distributed_sampler=False)
     if val_loader is None:
         trainer_args["limit_val_batches"] = 0
@@ -226,8 +244,9 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
         _say(f"partition: {augmenter} + {cfg.partitioner.name} ({cfg.partitioner.space} space) "
              f"into {sub.per_class} subclasses for classes {classes}")
         embed = _embedder(cfg, splits, phase1["state"] if phase1 else None)
-        rep = repartition(splits.x_train, splits.y_train, classes, sub.per_class, cfg.partitioner.name, augmenter,
-                          embed, seed=cfg.seed, lam=cfg.augmenter.get("lam", 0.5))
+        with _status(cfg, f"partitioning: {cfg.partitioner.name} on classes {classes}"):
+            rep = repartition(splits.x_train, splits.y_train, classes, sub.per_class, cfg.partitioner.name,
+                              augmenter, embed, seed=cfg.seed, lam=cfg.augmenter.get("lam", 0.5))
         if cfg.phase1.use_cache and phase1 is not None and rank_zero_only.rank == 0:
             cache.save_partition(settings, rep.to_arrays())
     partition_seconds = time.perf_counter() - start
