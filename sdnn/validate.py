@@ -106,3 +106,25 @@ def validate_against_data(cfg: Mapping[str, Any], splits: TensorSplits) -> None:
     if model in IMAGE_BACKBONES and not splits.is_image:
         raise ConfigError(f"model={model} needs images, but dataset '{name}' has feature vectors of shape "
                           f"{splits.input_shape}; use model=mlp, model=lr or model=cnn1d")
+    _check_backbone(cfg["model"], splits.input_shape)
+
+
+def _check_backbone(model_cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> None:
+    """Build the backbone on the meta device (no memory, no compute) so that a bad option
+    fails now, not after phase 1."""
+    import inspect
+
+    import torch
+
+    from sdnn.models import build_backbone
+
+    name = model_cfg["name"]
+    allowed = set(inspect.signature(BACKBONES[name]).parameters) - {"input_shape"}
+    unknown = sorted(set(model_cfg) - allowed - {"name"})
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]} is not an option of model={name}; its options: {', '.join(sorted(allowed))}")
+    try:
+        with torch.device("meta"):
+            build_backbone(model_cfg, input_shape)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"model={name}: {exc}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
 from sdnn.results import REQUIRED_KEYS
 from tests.conftest import FAST, read_results, run_cli, write_npz
@@ -79,6 +80,10 @@ def test_baseline_and_npz_from_the_cli(tmp_path):
     (["method=sdn"], "method"),
     (["dataset=npz"], "dataset.path"),
     (["dataset=npz", "dataset.path=/nonexistent/data.npz"], "dataset.path"),
+    (["dataset=cifar10", "dataset.root=/nonexistent"], "dataset.download=true"),
+    (["dataset=svhn", "dataset.root=/nonexistent"], "train_32x32.mat"),
+    (["dataset=image_folder"], "dataset.root"),
+    (["dataset=digits", "model=wrn", "model.depth=27"], "model.depth"),
 ])
 def test_bad_input_fails_fast_naming_the_key(tmp_path, override, named):
     start = time.perf_counter()
@@ -99,3 +104,44 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     results = read_results(tmp_path / "r")
     assert len(results["selected_classes"]) == 2 and results["test"]["acc"] > 0
     assert proc.stdout.count("results:") == 1
+
+
+def _slow_ratios(features, logits, targets):
+    """r_i of one batch (SPEC §2) by loops over classes and samples; NaN without a positive."""
+    q = torch.sigmoid(logits.double())
+    x = features.double()
+    n, c = q.shape
+    out = torch.full((c,), float("nan"), dtype=torch.float64)
+    for i in range(c):
+        pull = torch.zeros(x.shape[1], dtype=torch.float64)
+        push = torch.zeros(x.shape[1], dtype=torch.float64)
+        positives = 0
+        for k in range(n):
+            zeta = q[k, i] - (1.0 if int(targets[k]) == i else 0.0)
+            if int(targets[k]) == i:
+                pull -= zeta * x[k]
+                positives += 1
+            else:
+                push += zeta * x[k]
+        if positives:
+            out[i] = (pull.norm() + push.norm()) / (push - pull).norm().clamp_min(1e-12)
+    return out
+
+
+def test_ddp_cpu_theta_is_the_mean_of_per_rank_batch_ratios_and_ranks_agree(tmp_path):
+    """SPEC §2: under DDP θ equals one process averaging the ratios of every rank's batches."""
+    dump = tmp_path / "dump"
+    proc = run_cli([*FAST, "model=mlp", "trainer=ddp_cpu", "trainer.devices=2", "logger=none",
+                    f"+trainer.callbacks=[{{_target_: tests.ddp_probe.StepDump, folder: '{dump}'}}]",
+                    f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = read_results(tmp_path / "r")
+    steps = sorted(dump.glob("phase1_rank*_step*.pt"))
+    assert {p.name.split("_")[1] for p in steps} == {"rank0", "rank1"}
+    ratios = torch.stack([_slow_ratios(**torch.load(p)) for p in steps])
+    expected = torch.nanmean(ratios, 0)  # steps where a class has no positive are left out
+    theta = torch.tensor([float("nan") if v is None else v for v in results["theta"]], dtype=torch.float64)
+    assert len(results["theta_history"]) == 1  # one window (one epoch) over both ranks' steps
+    torch.testing.assert_close(theta, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
+    maps = [torch.load(dump / f"phase2_rank{r}_map.pt") for r in (0, 1)]
+    assert torch.equal(maps[0], maps[1]) and maps[0].tolist() == results["subclass_to_class"]

@@ -144,7 +144,8 @@ def test_unknown_test_class_and_missing_root(tmp_path):
 def test_short_cpu_run_on_the_shared_cifar10_jpeg_archive(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli(["dataset=image_folder", f"dataset.root={SHARED_JPEG}", f"dataset.cache_file={tmp_path / 'c.pt'}",
-                    "model=cnn", "phase1.epochs=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
+                    "model=cnn", "partitioner=random", "phase1.epochs=1", "trainer.max_epochs=1",
+                    "+trainer.limit_train_batches=4",
                     "+trainer.limit_test_batches=4", "logger=none", "trainer.enable_progress_bar=false",
                     f"phase1.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"], timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
