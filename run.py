@@ -12,14 +12,18 @@ from omegaconf import DictConfig
 
 from sdnn.errors import SDNNError
 
-# Lightning's start-up chatter (accelerator lines, tips) and two warnings that do not apply.
-logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
-warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+
+def _quiet() -> None:
+    """Lightning's start-up chatter (accelerator lines, tips) and two warnings that do not apply;
+    called in every job, since launchers such as joblib run jobs in fresh worker processes."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    _quiet()
     from sdnn.data import load_splits
     from sdnn.validate import validate_against_data, validate_config
 

@@ -112,6 +112,8 @@ def _phase1_cache(cfg: DictConfig) -> Phase1Cache:
         "phase1": {"epochs": cfg.phase1.epochs, "tau": cfg.phase1.tau},
         "seed": cfg.seed,
         "precision": str(cfg.trainer.get("precision", "32-true")),
+        # dataset.batch_size is per process: another world size is another phase 1
+        "world": [str(cfg.trainer.get("devices", 1)), int(cfg.trainer.get("num_nodes", 1) or 1)],
         "performance": OmegaConf.to_container(cfg.performance, resolve=True),
     }
     return Phase1Cache(cfg.phase1.cache_dir, key)
