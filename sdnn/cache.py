@@ -95,6 +95,19 @@ class Phase1Cache:
         state = torch.load(self.dir / "model.pt", map_location="cpu", weights_only=True)
         return history, state, meta
 
+    def save_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Extra phase-1 arrays (e.g. the gradient norms of Fig. 2), written atomically."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(self.dir / f"{name}.npz", buffer.getvalue())
+
+    def load_arrays(self, name: str) -> dict[str, np.ndarray] | None:
+        path = self.dir / f"{name}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as archive:
+            return {k: archive[k] for k in archive.files}
+
     def partition_path(self, settings: Mapping[str, Any]) -> Path:
         return self.dir / "partitions" / f"{stable_hash(settings)}.npz"
 

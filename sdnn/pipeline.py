@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -23,7 +24,8 @@ from sdnn.data import TensorSplits, load_splits
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.tensors import batch_loader
 from sdnn.errors import ConfigError
-from sdnn.lit import NeglectCallback, SDNNModule
+from sdnn.lit import NeglectCallback, PerClassAccuracyHistory, SDNNModule
+from sdnn.lit.publish import publish
 from sdnn.lit.progress import PhaseProgressBar
 from sdnn.losses import SigmoidCrossEntropy, build_loss
 from sdnn.models import build_backbone
@@ -55,10 +57,28 @@ def _status(cfg: DictConfig, message: str):
     return Console(stderr=True).status(message)
 
 
+def _sweep_group(run_dir: Path) -> str:
+    """The W&B group: the sweep folder for a Hydra multirun, else the run folder."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return HydraConfig.get().sweep.dir
+    except ImportError:
+        pass
+    return str(run_dir)
+
+
 def _logger(cfg: DictConfig, run_dir: Path, phase: str):
     target = cfg.logger.get("_target_") if cfg.get("logger") else None
     if not target:
         return False
+    if target.endswith("WandbLogger"):  # one W&B run per phase, grouped by sweep
+        group = cfg.logger.get("group") or _sweep_group(run_dir)
+        make = instantiate(cfg.logger, save_dir=str(run_dir), name=f"{run_dir.name}/{phase}", group=group,
+                           job_type=phase, _partial_=True)  # `config` would clash with instantiate's own argument
+        return make(config=OmegaConf.to_container(cfg, resolve=True))
     return instantiate(cfg.logger, save_dir=str(run_dir), name=phase)
 
 
@@ -68,8 +88,10 @@ def _finish_logger(logger) -> None:
 
 
 def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.Tensor, subclass_to_class,
-         loss: torch.nn.Module, phase: str, run_dir: Path, epochs: float, callbacks=()) -> tuple[SDNNModule, float]:
-    """Train a fresh network (seeded, so a cached phase 1 leaves phase 2 unchanged)."""
+         loss: torch.nn.Module, phase: str, run_dir: Path, epochs: float, callbacks=(),
+         ) -> tuple[SDNNModule, float, list[dict]]:
+    """Train a fresh network (seeded, so a cached phase 1 leaves phase 2 unchanged); returns it,
+    the training seconds and the per-class test accuracy after each epoch (if observed)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build_backbone(cfg.model, splits.input_shape)
     perf = cfg.performance
@@ -82,6 +104,10 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     val_loader = batch_loader(splits.x_val, splits.y_val, 4 * batch, shuffle=False) if splits.x_val is not None else None
     logger = _logger(cfg, run_dir, phase)
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    accuracy = None
+    if cfg.observe.per_class_test_acc:
+        accuracy = PerClassAccuracyHistory(splits.x_test, splits.y_test, batch_size=4 * batch)
+        callbacks = [*callbacks, accuracy]
     if trainer_args.get("enable_progress_bar", True):
         callbacks = [*callbacks, PhaseProgressBar(phase)]
     trainer_args.update(max_epochs=math.ceil(epochs),
@@ -96,7 +122,7 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     seconds = time.perf_counter() - start
     trainer.test(module, batch_loader(splits.x_test, splits.y_test, 4 * batch, shuffle=False), verbose=False)
     _finish_logger(logger)
-    return module, seconds
+    return module, seconds, accuracy.history if accuracy is not None else []
 
 
 def _input_pipeline(cfg: DictConfig, splits: TensorSplits) -> InputPipeline:
@@ -125,20 +151,27 @@ def run_phase1(cfg: DictConfig, splits: TensorSplits, run_dir: Path, cache: Phas
     if use_cache and cache.has_phase1():
         history, state, meta = cache.load_phase1()
         _say(f"phase 1: reusing cached θ and weights from {cache.dir} (skipping phase-1 training)")
-        return {"history": history, "state": state, "cached": True, "seconds": meta["seconds"]}
+        return {"history": history, "state": state, "cached": True, "seconds": meta["seconds"],
+                "test": meta.get("test"), "accuracy": meta.get("accuracy", []), "norms": cache.load_arrays("norms")}
     # Only rank 0 locks: under DDP the other ranks start from rank 0's fit and must train with it.
     with cache.lock() if use_cache and rank_zero_only.rank == 0 else contextlib.nullcontext():
         if use_cache and cache.has_phase1():  # another run finished it while we waited
             return run_phase1(cfg, splits, run_dir, cache)
         _say(f"phase 1: neglect scores, {cfg.phase1.epochs} epoch(s) with the sigmoid CE (eq. 3)")
-        neglect = NeglectCallback(splits.num_classes, tau=cfg.phase1.tau)
+        neglect = NeglectCallback(splits.num_classes, tau=cfg.phase1.tau,
+                                  record_norms_every=int(cfg.observe.norms_every or 0))
         identity = torch.arange(splits.num_classes)
-        module, seconds = _fit(cfg, splits, splits.x_train, splits.y_train, identity, SigmoidCrossEntropy(),
-                               "phase1", run_dir, cfg.phase1.epochs, callbacks=[neglect])
+        module, seconds, accuracy = _fit(cfg, splits, splits.x_train, splits.y_train, identity, SigmoidCrossEntropy(),
+                                         "phase1", run_dir, cfg.phase1.epochs, callbacks=[neglect])
         state = {k: v.cpu() for k, v in module.state_dict().items()}
+        norms = neglect.norm_history() if cfg.observe.norms_every else None
         if use_cache and rank_zero_only.rank == 0:
-            cache.save_phase1(neglect.history, state, {"seconds": seconds, "test": module.test_results})
-        return {"history": neglect.history, "state": state, "cached": False, "seconds": seconds}
+            if norms is not None:
+                cache.save_arrays("norms", norms)
+            cache.save_phase1(neglect.history, state, {"seconds": seconds, "test": module.test_results,
+                                                       "accuracy": accuracy})
+        return {"history": neglect.history, "state": state, "cached": False, "seconds": seconds,
+                "test": module.test_results, "accuracy": accuracy, "norms": norms}
 
 
 def _embedder(cfg: DictConfig, splits: TensorSplits, phase1_state: dict | None):
@@ -185,18 +218,70 @@ def run(cfg: DictConfig, run_dir: str | Path, splits: TensorSplits | None = None
     if cfg.method == "baseline":
         _say(f"baseline: {cfg.trainer.max_epochs} epochs, loss={cfg.loss.name}")
         identity = torch.arange(c)
-        module, seconds = _fit(cfg, splits, splits.x_train, splits.y_train, identity, build_loss(cfg.loss.name),
-                               "baseline", run_dir, cfg.trainer.max_epochs)
-        results.update(subclass_to_class=identity.tolist(), test=module.test_results, train_seconds=seconds)
+        module, seconds, accuracy = _fit(cfg, splits, splits.x_train, splits.y_train, identity,
+                                         build_loss(cfg.loss.name), "baseline", run_dir, cfg.trainer.max_epochs)
+        results.update(subclass_to_class=identity.tolist(), test=module.test_results, train_seconds=seconds,
+                       epoch_test_acc={"baseline": accuracy})
     else:
         results.update(_run_sdnn(cfg, splits, run_dir))
 
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
     if rank_zero_only.rank == 0:
         path = write_results(run_dir, results)
+        _publish_summary(cfg, run_dir, results, splits.names())
         _say(format_summary(results, splits.names()))
         _say(f"results: {path}")
     return results
+
+
+def _phase1_figures(run_dir: Path, phase1: dict, theta, selected: list[int], names: list[str]) -> dict[str, Any]:
+    """Fig. 1 (θ_i and test CCR_i per epoch), Fig. 2 (the three norms over steps) and final θ
+    against the phase-1 network's per-class test error, with Spearman's ρ."""
+    from sdnn.plots import plot_gradient_norms, plot_neglect_and_accuracy, plot_neglect_vs_error, theta_from_history
+
+    figures = {}
+    epochs, theta_per_window = theta_from_history(phase1["history"])
+    accuracy = np.array([a["per_class_acc"] for a in phase1["accuracy"]], dtype=float) if phase1["accuracy"] else None
+    if accuracy is not None and len(accuracy) != len(theta_per_window):
+        accuracy = None  # windows are not epochs (phase1.tau set): plot θ alone
+    figures["fig1_neglect_and_accuracy"] = plot_neglect_and_accuracy(
+        theta_per_window, accuracy, names, run_dir / "fig1_neglect_and_accuracy.png", epochs=epochs)
+    norms = phase1.get("norms")
+    if norms is not None and len(norms["steps"]):
+        np.savez(run_dir / "gradient_norms.npz", **norms)
+        figures["fig2_gradient_norms"] = plot_gradient_norms(
+            norms["steps"], {k: norms[k] for k in ("delta", "delta_hat", "delta_tilde")}, names,
+            run_dir / "fig2_gradient_norms.png")
+    out: dict[str, Any] = {"figures": {k: v.name for k, v in figures.items()}}
+    if phase1.get("test"):
+        error = 1.0 - np.asarray(phase1["test"]["per_class_acc"], dtype=float)
+        path, rho = plot_neglect_vs_error(np.asarray(theta, dtype=float), error, names,
+                                          run_dir / "neglect_vs_error.png", selected=selected)
+        out["figures"]["neglect_vs_error"] = path.name
+        out["neglect_vs_error"] = {"spearman": None if math.isnan(rho) else rho,
+                                   "error_of": "phase-1 network, test split"}
+    return out
+
+
+def _publish_summary(cfg: DictConfig, run_dir: Path, results: dict[str, Any], names: list[str]) -> None:
+    """Figures, the subclass table and the artifacts to W&B or TensorBoard (CSV: files only)."""
+    target = cfg.logger.get("_target_") if cfg.get("logger") else None
+    if not target or not (target.endswith("WandbLogger") or target.endswith("TensorBoardLogger")):
+        return
+    figures = {k: run_dir / v for k, v in (results.get("figures") or {}).items()}
+    sizes = results.get("subclass_sizes") or {}
+    theta = results.get("theta") or [None] * len(names)
+    rows = [[i, names[i], theta[i], "/".join(map(str, sizes.get(str(i), []))), results["test"]["per_class_acc"][i]]
+            for i in results.get("selected_classes") or []]
+    table = (["class", "name", "theta", "subclass sizes", "test acc"], rows) if rows else None
+    artifacts = {}
+    if results.get("method") == "sdnn":
+        artifacts["subclass-map"] = ("subclass_map", [run_dir / "subclasses.json", run_dir / "partition.npz"])
+        cache_dir = (results.get("phase1") or {}).get("cache_dir")
+        if cache_dir:
+            artifacts[f"phase1-{Path(cache_dir).name}"] = ("phase1", [Path(cache_dir) / f for f in
+                                                                     ("theta.json", "meta.json", "norms.npz")])
+    publish(_logger(cfg, run_dir, "summary"), figures, table, artifacts)
 
 
 def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str, Any]:
@@ -263,7 +348,12 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
     _say(f"phase 2: subclass training, {cfg.trainer.max_epochs} epochs, S={len(s2c)} output units "
          f"({len(x2)} training samples, sibling weight {sub.sibling_weight})")
     loss = build_loss(cfg.loss.name, s2c, sub.sibling_weight)
-    module, seconds = _fit(cfg, splits, x2, targets, s2c, loss, "phase2", run_dir, cfg.trainer.max_epochs)
+    module, seconds, accuracy = _fit(cfg, splits, x2, targets, s2c, loss, "phase2", run_dir, cfg.trainer.max_epochs)
+    out["epoch_test_acc"] = {"phase1": phase1["accuracy"] if phase1 else [], "phase2": accuracy}
+    if rank_zero_only.rank == 0:
+        np.savez(run_dir / "partition.npz", **rep.to_arrays())
+        if phase1 is not None and cfg.observe.figures:
+            out.update(_phase1_figures(run_dir, phase1, theta, classes, splits.names()))
     out.update(selected_classes=classes, subclass_to_class=s2c.tolist(), test=module.test_results,
                train_seconds=seconds, subclass_sizes={str(k): v for k, v in sizes.items()},
                partition_seconds=partition_seconds, augmenter=augmenter)

@@ -47,4 +47,9 @@ def format_summary(results: dict[str, Any], class_names: list[str]) -> str:
                  f"   train time {results['train_seconds']:.1f} s")
     if ranked and results["method"] == "sdnn":
         lines.append("most neglected (highest theta): " + ", ".join(class_names[i] for _, i in reversed(ranked[-3:])))
+    rho = (results.get("neglect_vs_error") or {}).get("spearman")
+    if rho is not None:
+        lines.append(f"Spearman rank correlation of theta with the phase-1 network's per-class test error: {rho:+.2f}")
+    if results.get("figures"):
+        lines.append("figures: " + ", ".join(f"{name}" for name in results["figures"].values()))
     return "\n".join(lines)

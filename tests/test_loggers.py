@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
 
-def test_wandb_offline_writes_one_run_per_phase(run_pipeline, tmp_path, monkeypatch):
+def test_wandb_offline_has_theta_per_class_accuracy_figures_table_and_artifacts(run_pipeline, tmp_path, monkeypatch):
+    """One W&B run per phase plus a summary run, all in one group (offline files, no account)."""
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run_pipeline(["logger=wandb", "model=mlp"], run_dir=tmp_path / "w")
+    results = run_pipeline(["logger=wandb", "model=mlp", "phase1.epochs=2"], run_dir=tmp_path / "w")
     runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(list(r.glob("run-*.wandb")) for r in runs)
+    assert len(runs) == 3
+    records = [next(r.glob("run-*.wandb")).read_bytes() for r in runs]
+    phase1, phase2, summary = records
+    for i in range(10):
+        assert f"theta/{i}".encode() in phase1 and f"epoch_test/acc_class_{i}".encode() in phase1
+    assert b"epoch_test/acc_class_0" in phase2 and b"theta/0" not in phase2
+    group = str(tmp_path / "w").encode()  # not a sweep: the run folder is the group
+    assert all(group in r for r in records)
+    media = {p.name.rsplit("_", 2)[0] for p in (runs[2] / "files" / "media" / "images" / "figures").glob("*.png")}
+    assert media == {"fig1_neglect_and_accuracy", "fig2_gradient_norms", "neglect_vs_error"}
+    table = json.loads(next((runs[2] / "files" / "media" / "table").glob("subclasses_*.table.json")).read_text())
+    assert [row[0] for row in table["data"]] == results["selected_classes"]
+    assert table["columns"][:2] == ["class", "name"]
+    assert b"subclass-map" in summary and b"phase1-" in summary  # the two artifacts
 
 
 def test_csv_logger_records_theta_per_window(run_pipeline, tmp_path):

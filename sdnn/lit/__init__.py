@@ -2,5 +2,6 @@
 
 from sdnn.lit.callbacks import NeglectCallback
 from sdnn.lit.module import SDNNModule
+from sdnn.lit.observe import PerClassAccuracyHistory
 
-__all__ = ["NeglectCallback", "SDNNModule"]
+__all__ = ["NeglectCallback", "PerClassAccuracyHistory", "SDNNModule"]

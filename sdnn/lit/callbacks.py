@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from sdnn.neglect import NeglectAccumulator, neglect_ratios
+from sdnn.neglect import NeglectAccumulator, neglect_norms, neglect_ratios
+
+NORM_KEYS = ("delta", "delta_hat", "delta_tilde")
 
 
 class NeglectCallback(pl.Callback):
@@ -18,27 +21,49 @@ class NeglectCallback(pl.Callback):
     ranks, θ = sums / counts is logged (``theta/<class>``) and appended to ``history``.
     ``tau=None`` means one epoch. A window cut short by the end of training is kept with
     ``complete: False``.
+
+    ``record_norms_every=k > 0`` also keeps ‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖ (eq. 6–8, the paper's Fig. 2)
+    of every k-th training batch (batch indices 0, k, 2k, … counted from the fit's start
+    ``global_step``; equal to ``trainer.global_step`` at the batch's start without gradient
+    accumulation). They stay on the device until the window closes and are moved to the host
+    there, in one transfer; ``norm_history()`` returns them. Columns are output units (classes
+    in phase 1). ‖δ̂_i‖ is NaN where class i had no positive in the batch (where r_i is NaN and
+    left out of θ); ‖δ_i‖ = ‖δ̃_i‖ there, as computed. Under DDP each rank keeps its own local
+    batch's norms (no communication); rank 0's are the ones plotted. θ is unaffected, and
+    ``k = 0`` (the default) costs nothing.
     """
 
-    def __init__(self, num_classes: int, tau: int | None = None, method: str = "auto"):
+    def __init__(self, num_classes: int, tau: int | None = None, method: str = "auto", record_norms_every: int = 0):
         super().__init__()
+        if record_norms_every < 0:
+            raise ValueError(f"record_norms_every must be >= 0, got {record_norms_every}")
         self.num_classes = num_classes
         self.tau = tau
         self.method = method
+        self.record_norms_every = int(record_norms_every)
         self.history: list[dict] = []
         self._acc: NeglectAccumulator | None = None
         self._steps = 0
         self._window_tau = tau
+        self._batch_index = 0
+        self._pending_norms: list[torch.Tensor] = []
+        self._norm_steps: list[int] = []
+        self._norm_chunks: list[np.ndarray] = []
 
     def on_train_start(self, trainer, pl_module):
         self._acc = NeglectAccumulator(self.num_classes, device=pl_module.device)
         self._steps = 0
         self._window_tau = self.tau or max(1, int(trainer.num_training_batches))
         self.history = []
+        self._batch_index = int(trainer.global_step)
+        self._pending_norms, self._norm_steps, self._norm_chunks = [], [], []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         ratios = neglect_ratios(outputs["features"], outputs["logits"], outputs["targets"], method=self.method)
         self._acc.update(ratios)
+        if self.record_norms_every and self._batch_index % self.record_norms_every == 0:
+            self._record_norms(outputs, ratios)
+        self._batch_index += 1
         self._steps += 1
         if self._steps == self._window_tau:
             self._close_window(trainer, complete=True)
@@ -46,11 +71,38 @@ class NeglectCallback(pl.Callback):
     def on_train_end(self, trainer, pl_module):
         if self._steps > 0:
             self._close_window(trainer, complete=False)
+        self._flush_norms()
+
+    def norm_history(self) -> dict[str, np.ndarray]:
+        """Fig. 2 data: "steps" (T,) batch indices and "delta", "delta_hat", "delta_tilde" (T, c) float32."""
+        self._flush_norms()
+        if self._norm_chunks:
+            norms = np.concatenate(self._norm_chunks, axis=0)
+        else:
+            norms = np.zeros((0, len(NORM_KEYS), self.num_classes), dtype=np.float32)
+        history = {key: norms[:, k] for k, key in enumerate(NORM_KEYS)}
+        history["steps"] = np.asarray(self._norm_steps, dtype=np.int64)
+        return history
+
+    def _record_norms(self, outputs, ratios: torch.Tensor) -> None:
+        """One (3, c) device tensor (‖δ‖, ‖δ̂‖, ‖δ̃‖); no host sync."""
+        pull, push, total = neglect_norms(outputs["features"], outputs["logits"], outputs["targets"],
+                                          method=self.method)
+        pull = torch.where(torch.isnan(ratios), torch.full_like(pull, math.nan), pull)
+        self._pending_norms.append(torch.stack([total, pull, push]).float())
+        self._norm_steps.append(self._batch_index)
+
+    def _flush_norms(self) -> None:
+        """Moves the window's recorded norms to the host in one transfer."""
+        if self._pending_norms:
+            self._norm_chunks.append(torch.stack(self._pending_norms).cpu().numpy())
+            self._pending_norms = []
 
     def _close_window(self, trainer, complete: bool) -> None:
         sums = trainer.strategy.reduce(self._acc.sums.clone(), reduce_op="sum")
         counts = trainer.strategy.reduce(self._acc.counts.clone(), reduce_op="sum")
         theta = torch.where(counts > 0, sums / counts.clamp_min(1), torch.nan).cpu().tolist()
+        self._flush_norms()
         self.history.append({"step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
                              "steps": self._steps, "complete": complete, "theta": theta})
         if trainer.logger is not None and trainer.is_global_zero:

@@ -1,0 +1,46 @@
+"""What a run shows: figures in the run folder, θ vs error in results.json, phase-named progress."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_sdnn_run_writes_the_paper_figures_and_spearman(run_pipeline, tmp_path):
+    run_dir, cache = tmp_path / "a", tmp_path / "cache"
+    results = run_pipeline(["model=mlp", "phase1.epochs=2", "observe.norms_every=3"], run_dir=run_dir, cache=cache)
+    assert set(results["figures"]) == {"fig1_neglect_and_accuracy", "fig2_gradient_norms", "neglect_vs_error"}
+    for name in results["figures"].values():
+        assert (run_dir / name).read_bytes()[:8] == PNG
+    phase1_acc = results["epoch_test_acc"]["phase1"]
+    assert [a["epoch"] for a in phase1_acc] == [0, 1] and len(results["epoch_test_acc"]["phase2"]) == 2
+    # θ against the phase-1 network's final per-class test error, recomputed here with scipy.
+    error = 1 - np.asarray(phase1_acc[-1]["per_class_acc"])
+    expected = spearmanr(np.asarray(results["theta"], dtype=float), error).statistic
+    assert results["neglect_vs_error"]["spearman"] == pytest.approx(expected, abs=1e-9)
+    norms = np.load(run_dir / "gradient_norms.npz")
+    assert list(norms["steps"][:3]) == [0, 3, 6] and norms["delta"].shape[1] == 10
+
+    reused = run_pipeline(["model=mlp", "phase1.epochs=2", "observe.norms_every=3",
+                           "subclass.num_classes_to_repartition=3"], run_dir=tmp_path / "b", cache=cache)
+    assert reused["phase1"]["cached"] and set(reused["figures"]) == set(results["figures"])
+    assert np.array_equal(np.load(tmp_path / "b" / "gradient_norms.npz")["delta"], norms["delta"])
+
+
+def test_observation_can_be_turned_off(run_pipeline, tmp_path):
+    results = run_pipeline(["model=mlp", "observe.figures=false", "observe.norms_every=0",
+                            "observe.per_class_test_acc=false"], run_dir=tmp_path / "r")
+    assert "figures" not in results and not list((tmp_path / "r").glob("*.png"))
+    assert results["epoch_test_acc"] == {"phase1": [], "phase2": []}
+
+
+def test_progress_bars_are_named_by_phase(run_pipeline, tmp_path, capsys):
+    run_pipeline(["model=mlp", "trainer.enable_progress_bar=true", "trainer.max_epochs=1"], run_dir=tmp_path / "p")
+    out = capsys.readouterr()
+    text = out.out + out.err
+    for name in ("phase 1: neglect scores · epoch 1/1", "phase 2: subclass training · epoch 1/1",
+                 "phase 1: neglect scores · testing"):
+        assert name in text, text[-2000:]
