@@ -323,19 +323,25 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
                 "space": cfg.partitioner.space, "augmenter": augmenter, "lam": cfg.augmenter.get("lam", 0.5),
                 "seed": cfg.seed, "n_train": len(splits.x_train)}
     start = time.perf_counter()
-    arrays = cache.load_partition(settings) if (cfg.phase1.use_cache and phase1 is not None) else None
-    if arrays is not None:
-        rep = Repartition.from_arrays(arrays)
-        _say(f"partition: reusing cached subclasses of classes {classes}")
-    else:
-        _say(f"partition: {augmenter} + {cfg.partitioner.name} ({cfg.partitioner.space} space) "
-             f"into {sub.per_class} subclasses for classes {classes}")
-        embed = _embedder(cfg, splits, phase1["state"] if phase1 else None)
-        with _status(cfg, f"partitioning: {cfg.partitioner.name} on classes {classes}"):
-            rep = repartition(splits.x_train, splits.y_train, classes, sub.per_class, cfg.partitioner.name,
-                              augmenter, embed, seed=cfg.seed, lam=cfg.augmenter.get("lam", 0.5))
-        if cfg.phase1.use_cache and phase1 is not None and rank_zero_only.rank == 0:
-            cache.save_partition(settings, rep.to_arrays())
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if not distributed or torch.distributed.get_rank() == 0:  # computed once, then shared
+        arrays = cache.load_partition(settings) if (cfg.phase1.use_cache and phase1 is not None) else None
+        if arrays is not None:
+            rep = Repartition.from_arrays(arrays)
+            _say(f"partition: reusing cached subclasses of classes {classes}")
+        else:
+            _say(f"partition: {augmenter} + {cfg.partitioner.name} ({cfg.partitioner.space} space) "
+                 f"into {sub.per_class} subclasses for classes {classes}")
+            embed = _embedder(cfg, splits, phase1["state"] if phase1 else None)
+            with _status(cfg, f"partitioning: {cfg.partitioner.name} on classes {classes}"):
+                rep = repartition(splits.x_train, splits.y_train, classes, sub.per_class, cfg.partitioner.name,
+                                  augmenter, embed, seed=cfg.seed, lam=cfg.augmenter.get("lam", 0.5))
+            if cfg.phase1.use_cache and phase1 is not None and rank_zero_only.rank == 0:
+                cache.save_partition(settings, rep.to_arrays())
+    if distributed:
+        shared = [rep.to_arrays() if torch.distributed.get_rank() == 0 else None]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        rep = Repartition.from_arrays(shared[0])
     partition_seconds = time.perf_counter() - start
     sizes = rep.subclass_sizes(splits.y_train)
     _say(f"partition: {partition_seconds:.1f} s; subclass sizes {sizes}")
