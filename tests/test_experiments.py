@@ -93,3 +93,20 @@ def test_paper_config_runs_both_phases_for_a_few_batches(tmp_path, run_pipeline,
     assert len(results["subclass_to_class"]) == classes + k
     assert results["config"]["optim"]["milestones"] == [60, 120, 160]
     assert 0.0 <= results["test"]["acc"] <= 1.0 and results["partition_seconds"] >= 0
+
+
+def test_untracked_local_overrides_apply_last(tmp_path):
+    """conf/local/default.yaml (git-ignored) is loaded when present and wins over the defaults."""
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import ROOT
+
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    (conf / "local" / "default.yaml").write_text("# @package _global_\nphase1:\n  cache_dir: /scratch/me\n"
+                                                  "dataset:\n  batch_size: 32\n")
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=paper/cifar10_vgg16"])
+    assert cfg.phase1.cache_dir == "/scratch/me" and cfg.dataset.batch_size == 32
