@@ -21,11 +21,16 @@ def test_benchmark_command_runs_and_writes_the_table(tmp_path):
     assert len(rows) == 3 + 3 + 2 + 1 + 5 + 1
     assert "python -m benchmarks --smoke" in text and "machine:" in text
 
-    hand_written = text + "\nA note kept by hand.\n"
-    out.write_text(hand_written)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--only", "subclass_loss", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    merged = out.read_text()
-    assert "A note kept by hand." in merged and merged.count("## Subclass CE") == 1
-    assert merged.count("## Partitioners") == 1 and "--only subclass_loss" in merged
+
+
+def test_only_replaces_its_own_sections_and_keeps_the_rest():
+    from benchmarks.__main__ import merge, render
+
+    rows = [("case", "base", 2.0, "ours", 1.0)]
+    text = render({"a": ("Section A", rows), "b": ("Section B", rows)}, "python -m benchmarks") + "\nBy hand.\n"
+    merged = merge(text, {"b": ("Section B", [("new case", "base", 3.0, "ours", 1.0)]),
+                          "c": ("Section C", rows)}, "python -m benchmarks --only b c")
+    assert "By hand." in merged and merged.count("## Section B") == 1 and "new case" in merged
+    assert "| case | base | 2.0000 | ours | 1.0000 | 2.00× |" in merged.split("## Section B")[0]  # A kept
+    assert merged.index("## Section A") < merged.index("## Section B") < merged.index("## Section C")
+    assert "--only b c" in merged
