@@ -53,6 +53,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     batch_size = cfg["dataset"].get("batch_size")
     if not _is_int(batch_size) or batch_size < 1:
         raise ConfigError(f"dataset.batch_size={batch_size!r} must be an integer >= 1")
+    fraction = cfg["dataset"].get("val_fraction", 0.0) or 0.0
+    if not _is_number(fraction) or not 0 <= fraction < 1:
+        raise ConfigError(f"dataset.val_fraction={fraction!r} must be in [0, 1): the share of train held out "
+                          "for validation (e.g. 0.1)")
     for key, value in (cfg["dataset"].get("augment") or {}).items():
         if key not in ("crop_padding", "flip", "cutout"):
             raise ConfigError(f"dataset.augment.{key} is not an option; choose crop_padding, flip or cutout")

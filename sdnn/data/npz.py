@@ -38,7 +38,7 @@ def load_npz_splits(path: str | None, layout: str = "auto") -> TensorSplits:
     """Read and check the arrays; uint8 images are scaled to [0, 1]."""
     if not path:
         raise DataError("dataset=npz needs a file: add dataset.path=/path/to/data.npz")
-    file = Path(path).expanduser()
+    file = Path(str(path)).expanduser()
     if not file.is_file():
         raise DataError(f"dataset.path={path}: no such file")
     try:
