@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["neglect_norms", "neglect_ratios", "NeglectAccumulator", "last_window_theta"]
+__all__ = ["neglect_norms", "neglect_ratios", "ratios_from_norms", "NeglectAccumulator", "last_window_theta"]
 
 _EPS = 1e-12
 
@@ -86,10 +86,14 @@ def neglect_ratios(features: Tensor, logits: Tensor, targets: Tensor, method: st
     (sigmoid units), ``targets`` a float multi-hot (n, c) or class indices (n,). Classes with
     no positive in the batch get NaN (they are left out of θ's mean).
     """
-    pos_norm, neg_norm, total_norm = neglect_norms(features, logits, targets, method)
+    return ratios_from_norms(*neglect_norms(features, logits, targets, method), targets)
+
+
+def ratios_from_norms(pos_norm: Tensor, neg_norm: Tensor, total_norm: Tensor, targets: Tensor) -> Tensor:
+    """r_i from the three norms of ``neglect_norms``; NaN for classes without a positive in ``targets``."""
     ratio = (pos_norm + neg_norm) / total_norm.clamp_min(_EPS)
     if targets.dim() == 1:  # index_fill, not bincount: no host sync on CUDA
-        has_positive = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+        has_positive = torch.zeros(ratio.shape[0], dtype=torch.bool, device=ratio.device)
         has_positive = has_positive.index_fill(0, targets.long(), True)
     else:
         has_positive = targets.detach().sum(0) > 0

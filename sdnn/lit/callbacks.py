@@ -8,7 +8,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from sdnn.neglect import NeglectAccumulator, neglect_norms, neglect_ratios
+from sdnn.neglect import NeglectAccumulator, neglect_norms, neglect_ratios, ratios_from_norms
 
 NORM_KEYS = ("delta", "delta_hat", "delta_tilde")
 
@@ -59,10 +59,14 @@ class NeglectCallback(pl.Callback):
         self._pending_norms, self._norm_steps, self._norm_chunks = [], [], []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        ratios = neglect_ratios(outputs["features"], outputs["logits"], outputs["targets"], method=self.method)
-        self._acc.update(ratios)
+        step = (outputs["features"], outputs["logits"], outputs["targets"])
         if self.record_norms_every and self._batch_index % self.record_norms_every == 0:
-            self._record_norms(outputs, ratios)
+            norms = neglect_norms(*step, method=self.method)  # computed once, for θ and for Fig. 2
+            ratios = ratios_from_norms(*norms, outputs["targets"])
+            self._record_norms(norms, ratios)
+        else:
+            ratios = neglect_ratios(*step, method=self.method)
+        self._acc.update(ratios)
         self._batch_index += 1
         self._steps += 1
         if self._steps == self._window_tau:
@@ -84,10 +88,9 @@ class NeglectCallback(pl.Callback):
         history["steps"] = np.asarray(self._norm_steps, dtype=np.int64)
         return history
 
-    def _record_norms(self, outputs, ratios: torch.Tensor) -> None:
+    def _record_norms(self, norms: tuple[torch.Tensor, torch.Tensor, torch.Tensor], ratios: torch.Tensor) -> None:
         """One (3, c) device tensor (‖δ‖, ‖δ̂‖, ‖δ̃‖); no host sync."""
-        pull, push, total = neglect_norms(outputs["features"], outputs["logits"], outputs["targets"],
-                                          method=self.method)
+        pull, push, total = norms
         pull = torch.where(torch.isnan(ratios), torch.full_like(pull, math.nan), pull)
         self._pending_norms.append(torch.stack([total, pull, push]).float())
         self._norm_steps.append(self._batch_index)
