@@ -247,7 +247,8 @@ def plot_neglect_vs_error(theta: np.ndarray, test_error: np.ndarray, class_names
     return _save(fig, path), rho
 
 
-def _sort_key(value: Any) -> tuple:
+def sort_key(value: Any) -> tuple:
+    """Orders mixed sweep values: None first, then numbers, then everything else as text."""
     if value is None:
         return (0, "")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -271,7 +272,7 @@ def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc
     ax = fig.subplots()
     xs_all = sorted({row[x_key] for row in rows if row.get(x_key) is not None})
     cmap = colormaps["tab10"]
-    for k, (group, members) in enumerate(sorted(groups.items(), key=lambda item: _sort_key(item[0]))):
+    for k, (group, members) in enumerate(sorted(groups.items(), key=lambda item: sort_key(item[0]))):
         color = cmap(k % 10)
         label = str(group)
         with_x = sorted((r for r in members if r.get(x_key) is not None), key=lambda r: r[x_key])

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sdnn.plots import plot_sweep, sort_key
+
 import numpy as np
 
 METRICS = ("acc", "hit_at_1", "perr", "map", "gap")  # multiclass: acc; multilabel (YT8M): the other four
@@ -110,14 +112,6 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _sort_key(value: Any) -> tuple:
-    if value is None:
-        return (0, "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (1, value)
-    return (2, str(value))
-
-
 def _mean_by_seed(rows: list[dict], metric: str) -> dict[Any, float]:
     """Per seed, the metric (averaged over repeated runs of the same seed)."""
     by_seed: dict[Any, list[float]] = {}
@@ -156,10 +150,10 @@ def summarize(rows: list[dict], by: Sequence[str] | None = None) -> list[dict[st
     for row in rows:
         groups.setdefault(tuple(_hashable(row.get(k)) for k in by), []).append(row)
     summary = []
-    for key in sorted(groups, key=lambda values: tuple(_sort_key(v) for v in values)):
+    for key in sorted(groups, key=lambda values: tuple(sort_key(v) for v in values)):
         members = groups[key]
         entry: dict[str, Any] = dict(zip(by, key))
-        seeds = sorted({row["seed"] for row in members}, key=_sort_key)
+        seeds = sorted({row["seed"] for row in members}, key=sort_key)
         entry.update(n=len(seeds), runs=len(members), seeds=seeds)
         for name in METRICS:
             per_seed = list(_mean_by_seed(members, name).values())
@@ -284,7 +278,6 @@ def plot_key(summary: list[dict]) -> str | None:
 def write_plot(summary: list[dict], path: str | Path) -> Path | None:
     """Mean ± std of the main metric against :func:`plot_key`, one line per other grouping; None if
     nothing numeric was swept."""
-    from sdnn.plots import plot_sweep
 
     x_key = plot_key(summary)
     if x_key is None:
