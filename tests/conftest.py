@@ -66,3 +66,30 @@ def write_npz(path: Path, kind: str, n_train: int = 120, n_test: int = 60, class
         arrays[f"x_{split}"], arrays[f"y_{split}"] = make(n)
     np.savez(path, **arrays)
     return path
+
+
+def loop_norms(x, logits, y, c: int) -> np.ndarray:
+    """(‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖) of one batch by SPEC §2, one class and one sample at a time (float64),
+    independent of sdnn.neglect; ‖δ̂_i‖ is NaN for a class without a positive."""
+    x = x.double().flatten(1).cpu().numpy()
+    q = 1.0 / (1.0 + np.exp(-logits.double().cpu().numpy()))
+    y = np.asarray(y.cpu())
+    out = np.zeros((3, c))
+    for i in range(c):
+        pull, push = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+        positives = 0
+        for k in range(len(x)):
+            zeta = q[k, i] - (1.0 if y[k] == i else 0.0)
+            if y[k] == i:
+                pull -= zeta * x[k]
+                positives += 1
+            else:
+                push += zeta * x[k]
+        out[:, i] = [np.linalg.norm(push - pull), np.linalg.norm(pull) if positives else np.nan, np.linalg.norm(push)]
+    return out
+
+
+def loop_ratios(x, logits, y, c: int) -> np.ndarray:
+    """r_i = (‖δ̂_i‖ + ‖δ̃_i‖) / ‖δ_i‖ from ``loop_norms``; NaN for a class without a positive."""
+    total, pull, push = loop_norms(x, logits, y, c)
+    return (pull + push) / total

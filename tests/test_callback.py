@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytorch_lightning as pl
@@ -13,25 +12,7 @@ from sdnn.data.tensors import batch_loader, standardize
 from sdnn.lit import NeglectCallback, SDNNModule
 from sdnn.losses import SigmoidCrossEntropy
 from sdnn.models import build_backbone
-
-
-def _loop_ratio(x, logits, y, c):
-    """r_i by the definition, one class and one sample at a time (float64)."""
-    x, q = x.double().numpy(), torch.sigmoid(logits.double()).numpy()
-    out = []
-    for i in range(c):
-        pull, push = np.zeros(x.shape[1]), np.zeros(x.shape[1])
-        positives = 0
-        for k in range(len(x)):
-            zeta = q[k, i] - (1.0 if y[k] == i else 0.0)
-            if y[k] == i:
-                pull -= zeta * x[k]
-                positives += 1
-            else:
-                push += zeta * x[k]
-        total = push - pull
-        out.append((np.linalg.norm(pull) + np.linalg.norm(push)) / np.linalg.norm(total) if positives else math.nan)
-    return np.array(out)
+from tests.conftest import loop_ratios
 
 
 class _Spy(pl.Callback):
@@ -39,7 +20,7 @@ class _Spy(pl.Callback):
         self.ratios = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.ratios.append(_loop_ratio(outputs["features"], outputs["logits"], outputs["targets"], 10))
+        self.ratios.append(loop_ratios(outputs["features"], outputs["logits"], outputs["targets"], 10))
 
 
 def test_theta_windows_equal_mean_of_step_ratios():

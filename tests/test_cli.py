@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from sdnn.results import REQUIRED_KEYS
-from tests.conftest import FAST, read_results, run_cli, write_npz
+from tests.conftest import FAST, loop_ratios, read_results, run_cli, write_npz
 
 
 @pytest.fixture(scope="module")
@@ -68,28 +69,6 @@ def test_baseline_and_npz_from_the_cli(tmp_path):
     assert results["dataset"] == "npz" and len(results["theta"]) == 3 and len(results["subclass_to_class"]) == 4
 
 
-def _slow_ratios(features, logits, targets):
-    """r_i of one batch (SPEC §2) by loops over classes and samples; NaN without a positive."""
-    q = torch.sigmoid(logits.double())
-    x = features.double()
-    n, c = q.shape
-    out = torch.full((c,), float("nan"), dtype=torch.float64)
-    for i in range(c):
-        pull = torch.zeros(x.shape[1], dtype=torch.float64)
-        push = torch.zeros(x.shape[1], dtype=torch.float64)
-        positives = 0
-        for k in range(n):
-            zeta = q[k, i] - (1.0 if int(targets[k]) == i else 0.0)
-            if int(targets[k]) == i:
-                pull -= zeta * x[k]
-                positives += 1
-            else:
-                push += zeta * x[k]
-        if positives:
-            out[i] = (pull.norm() + push.norm()) / (push - pull).norm().clamp_min(1e-12)
-    return out
-
-
 def test_ddp_cpu_theta_is_the_mean_of_per_rank_batch_ratios_and_ranks_agree(tmp_path):
     """Lightning DDP (gloo), both phases. SPEC §2: θ equals one process averaging the ratios of
     every rank's batches; both ranks train with the same subclass map; rank 0 alone writes."""
@@ -103,7 +82,8 @@ def test_ddp_cpu_theta_is_the_mean_of_per_rank_batch_ratios_and_ranks_agree(tmp_
     assert results["test"]["acc"] > 0
     steps = sorted(dump.glob("phase1_rank*_step*.pt"))
     assert {p.name.split("_")[1] for p in steps} == {"rank0", "rank1"}
-    ratios = torch.stack([_slow_ratios(**torch.load(p)) for p in steps])
+    batches = [torch.load(p) for p in steps]
+    ratios = torch.tensor(np.stack([loop_ratios(b["features"], b["logits"], b["targets"], 10) for b in batches]))
     expected = torch.nanmean(ratios, 0)  # steps where a class has no positive are left out
     theta = torch.tensor([float("nan") if v is None else v for v in results["theta"]], dtype=torch.float64)
     assert len(results["theta_history"]) == 1  # one window (one epoch) over both ranks' steps

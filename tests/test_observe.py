@@ -17,26 +17,9 @@ from sdnn.lit import NeglectCallback, PerClassAccuracyHistory, SDNNModule
 from sdnn.losses import SigmoidCrossEntropy
 from sdnn.models import build_backbone
 from sdnn.subclass import build_subclass_to_class, subclass_targets
+from tests.conftest import loop_norms
 
 TRAINER_ARGS = {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
-
-
-def _loop_norms(x, logits, y, c):
-    """(‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖) by SPEC §2, one class and one sample at a time (float64); ‖δ̂_i‖ NaN without positives."""
-    x, q = x.double().flatten(1).numpy(), torch.sigmoid(logits.double()).numpy()
-    out = np.zeros((3, c))
-    for i in range(c):
-        pull, push = np.zeros(x.shape[1]), np.zeros(x.shape[1])
-        positives = 0
-        for k in range(len(x)):
-            zeta = q[k, i] - (1.0 if y[k] == i else 0.0)
-            if y[k] == i:
-                pull -= zeta * x[k]
-                positives += 1
-            else:
-                push += zeta * x[k]
-        out[:, i] = [np.linalg.norm(push - pull), np.linalg.norm(pull) if positives else np.nan, np.linalg.norm(push)]
-    return out
 
 
 class _BatchSpy(pl.Callback):
@@ -79,7 +62,7 @@ def test_recorded_norms_equal_slow_loop_on_the_batches_seen(method):
                for key in ("delta", "delta_hat", "delta_tilde"))
     for row, step in enumerate(norms["steps"]):
         out = spy.outputs[step]
-        expected = _loop_norms(out["features"], out["logits"], out["targets"], 10)
+        expected = loop_norms(out["features"], out["logits"], out["targets"], 10)
         for k, key in enumerate(("delta", "delta_hat", "delta_tilde")):
             np.testing.assert_allclose(norms[key][row], expected[k], rtol=1e-4, atol=1e-5, equal_nan=True)
     # Batches of 8 over 10 classes always miss a class: its ‖δ̂‖ is NaN, ‖δ‖ = ‖δ̃‖ stay finite.
