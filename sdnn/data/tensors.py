@@ -132,17 +132,14 @@ class IndexBatchSampler:
 class TensorPairs(torch.utils.data.Dataset):
     """``dataset[index_tensor]`` returns the whole batch ``(x[index], y[index])``."""
 
-    def __init__(self, x: Tensor, y: Tensor, pin_memory: bool = False):
-        self.x, self.y, self.pin_memory = x, y, pin_memory
+    def __init__(self, x: Tensor, y: Tensor):
+        self.x, self.y = x, y
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, index):
-        x, y = self.x[index], self.y[index]
-        if self.pin_memory:
-            return x.pin_memory(), y.pin_memory()
-        return x, y
+        return self.x[index], self.y[index]
 
 
 def batch_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
@@ -152,5 +149,5 @@ def batch_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int
     asynchronous.
     """
     sampler = IndexBatchSampler(len(x), batch_size, shuffle=shuffle, seed=seed, drop_last=shuffle)
-    pairs = TensorPairs(x, y, pin_memory=torch.cuda.is_available())
-    return torch.utils.data.DataLoader(pairs, batch_size=None, sampler=sampler)
+    return torch.utils.data.DataLoader(TensorPairs(x, y), batch_size=None, sampler=sampler,
+                                       pin_memory=torch.cuda.is_available())
