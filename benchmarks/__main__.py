@@ -35,21 +35,19 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads); Python {platform.python_version()}; {platform.system()}")
 
 
+HEADER = ("# Benchmarks\n\n"
+          "Every ratio compares two timings taken in the same run, on the same machine: "
+          "`baseline time / our time` (> 1: ours is faster; for the θ-cost rows, "
+          "`time without θ / time with θ`, so 0.98 means θ adds 2% to a step). Whole-step timings on a "
+          "shared 2-core VM vary by several percent between repetitions, more than θ costs at CIFAR shapes, "
+          "so those rows also give θ's own per-step work, timed alone on tensors of the step's shapes, "
+          "as a share of the step. Each section names the command, the date and the machine that produced "
+          "it; `python -m benchmarks` replaces the sections it runs and keeps the others (the GPU section "
+          "runs only where CUDA is available).\n")
+
+
 def render(results: dict[str, tuple[str, list[tuple]]], command: str) -> str:
-    lines = ["# Benchmarks", "",
-             "Every ratio compares two timings taken in the same run, on the same machine: "
-             "`baseline time / our time` (> 1: ours is faster; for the θ-cost rows, "
-             "`time without θ / time with θ`, so 0.98 means θ adds 2% to a step). Whole-step timings on a "
-             "shared 2-core VM vary by several percent between repetitions, more than θ costs at CIFAR shapes, "
-             "so those rows also give θ's own per-step work, timed alone on tensors of the step's shapes, "
-             "as a share of the step.", "",
-             f"- command: `{command}`",
-             f"- machine: {machine()}",
-             f"- date: {datetime.date.today().isoformat()}", ""]
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    lines += [f"GPU: {gpu}." if gpu else
-              "GPU: none in this run, so there are no GPU rows (bf16, channels_last, compiled throughput); "
-              "run the same command on a GPU machine to add them.", ""]
+    lines = [HEADER]
     for key, (title, rows) in results.items():
         lines += section(key, title, rows, command)
     return "\n".join(lines)
@@ -64,17 +62,24 @@ def _versions() -> str:
 
 
 def section(key: str, title: str, rows: list[tuple], command: str) -> list[str]:
-    """One section, between markers so that ``--only`` can replace it in an existing file."""
+    """One section, between markers so that a later run can replace it in an existing file."""
+    gpu = f"; GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     lines = [f"<!-- section: {key} -->", f"## {title}", "",
-             f"From `{command}` on {datetime.date.today().isoformat()} ({_versions()}).", "",
-             "| case | baseline | s | ours | s | ratio |", "|---|---|---:|---|---:|---:|"]
+             f"From `{command}` on {datetime.date.today().isoformat()}; {machine()}{gpu}; {_versions()}.", ""]
+    if not rows:
+        return lines + ["No rows: this section needs a CUDA GPU.", f"<!-- /section: {key} -->", ""]
+    lines += ["| case | baseline | s | ours | s | ratio |", "|---|---|---:|---|---:|---:|"]
     for what, base, base_s, ours, ours_s in rows:
         lines.append(f"| {what} | {base} | {base_s:.4f} | {ours} | {ours_s:.4f} | {base_s / ours_s:.2f}× |")
     return lines + [f"<!-- /section: {key} -->", ""]
 
 
 def merge(existing: str, results: dict[str, tuple[str, list[tuple]]], command: str) -> str:
-    """Replace the sections that were run in ``existing`` (or append them); keep the others."""
+    """Replace the sections that were run in ``existing`` (or append them); keep the others, and
+    refresh the header above the first section."""
+    first = existing.find("<!-- section:")
+    if first > 0:
+        existing = HEADER + "\n" + existing[first:]
     for key, (title, rows) in results.items():
         block = "\n".join(section(key, title, rows, command)).rstrip("\n")
         pattern = re.compile(rf"<!-- section: {key} -->.*?<!-- /section: {key} -->", re.S)
@@ -98,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
     results = {}
-    for key in args.only or SECTIONS:
+    default = [key for key in SECTIONS if key != "gpu" or torch.cuda.is_available()]
+    for key in args.only or default:
         title, bench = SECTIONS[key]
         print(f"running: {title} ({scale.name})", file=sys.stderr, flush=True)
         results[key] = (title, bench(scale))
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out != "-":
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if args.only and out.is_file():  # keep the sections that were not run
+        if out.is_file():  # keep the sections that were not run (e.g. GPU rows on a CPU machine)
             text = merge(out.read_text(), results, command)
         out.write_text(text.rstrip("\n") + "\n")
         print(f"written: {args.out}", file=sys.stderr)

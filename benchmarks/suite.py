@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from benchmarks.gpu import bench_gpu
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.tensors import batch_loader, channel_statistics
 from sdnn.lit import NeglectCallback, SDNNModule
@@ -389,4 +390,5 @@ SECTIONS = {
     "throughput": ("Training throughput (target: framework ≥ 0.9× the plain loop)", bench_throughput),
     "partition": ("Partitioners", bench_partitioners),
     "input_pipeline": ("Image input pipeline (CIFAR augmentation)", bench_input_pipeline),
+    "gpu": ("GPU: paper backbones (bf16, channels_last, torch.compile), framework overhead, θ cost", bench_gpu),
 }

@@ -77,7 +77,10 @@ class SDNNModule(pl.LightningModule):
         x, targets = batch
         features, logits = self(x)
         loss = self.loss_fn(logits, targets)
-        self.log("train/loss", loss, prog_bar=True)
+        # Not prog_bar: Lightning turns progress-bar metrics into Python floats after every step, a host
+        # sync that cost 15% of a WRN-28-10 step on an H200 (docs/benchmarks.md); PhaseProgressBar
+        # reads the loss every log_every_n_steps steps instead.
+        self.log("train/loss", loss)
         return {"loss": loss, "features": features.detach(), "logits": logits.detach(), "targets": targets}
 
     def validation_step(self, batch, batch_idx):

@@ -13,11 +13,27 @@ PHASE_TITLES = {
 
 
 class PhaseProgressBar(RichProgressBar):
-    """A ``RichProgressBar`` whose bars are named after the SDNN phase they belong to."""
+    """A ``RichProgressBar`` whose bars are named after the SDNN phase they belong to.
+
+    It shows the training loss, read from the device once every ``trainer.log_every_n_steps``
+    steps (reading it after every step would stall the GPU's queue once per step).
+    """
 
     def __init__(self, phase: str, **kwargs):
         super().__init__(**kwargs)
         self.title = PHASE_TITLES.get(phase, phase)
+        self._loss: float | None = None
+        self._loss_step = -1
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        step = trainer.global_step
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None and (self._loss is None or step - self._loss_step >= trainer.log_every_n_steps):
+            self._loss, self._loss_step = float(loss), step
+        if self._loss is not None and trainer.training:
+            items["loss"] = f"{self._loss:.4g}"
+        return items
 
     @property
     def validation_description(self) -> str:

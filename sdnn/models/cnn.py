@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from sdnn.models.layers import GlobalAvgPool
+
 
 class SmallCNN(nn.Module):
     """Penultimate features: the ``hidden``-wide ReLU layer after global average pooling."""
@@ -21,7 +23,7 @@ class SmallCNN(nn.Module):
                 layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
                 in_ch = out_ch
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(*layers, GlobalAvgPool())
         self.hidden = nn.Sequential(nn.Linear(in_ch, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.out_features = hidden
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from sdnn.models.layers import GlobalAvgPool
+
 POOL = "M"
 VGG16_LAYOUT: tuple[int | str, ...] = (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL,
                                        512, 512, 512, POOL, 512, 512, 512, POOL)
@@ -44,7 +46,7 @@ class VGG16BN(nn.Module):
                              "use model=mlp, lr or cnn1d for feature vectors")
         self.features = make_features(input_shape[0], VGG16_LAYOUT, batch_norm)
         feature_channels = [entry for entry in VGG16_LAYOUT if entry != POOL][-1]
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = GlobalAvgPool()
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(feature_channels, hidden), nn.ReLU(inplace=True),
             nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),

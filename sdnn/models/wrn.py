@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdnn.models.layers import GlobalAvgPool
+
 
 class BasicBlock(nn.Module):
     """BN-ReLU-conv3x3(stride)-BN-ReLU-dropout-conv3x3 plus a shortcut (1x1 conv when the shape changes)."""
@@ -55,7 +57,7 @@ class WideResNet(nn.Module):
         self.block3 = self._make_stage(widths[2], widths[3], blocks_per_stage, 2, dropout)
         self.bn = nn.BatchNorm2d(widths[3])
         self.relu = nn.ReLU(inplace=True)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = GlobalAvgPool()
         self.out_features = widths[3]
         self.reset_parameters()
 
