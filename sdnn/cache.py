@@ -46,6 +46,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """``np.savez`` written atomically (temporary file, then rename)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, default=_json_default) + "\n").encode())
 
@@ -97,9 +104,7 @@ class Phase1Cache:
 
     def save_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Extra phase-1 arrays (e.g. the gradient norms of Fig. 2), written atomically."""
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(self.dir / f"{name}.npz", buffer.getvalue())
+        atomic_savez(self.dir / f"{name}.npz", arrays)
 
     def load_arrays(self, name: str) -> dict[str, np.ndarray] | None:
         path = self.dir / f"{name}.npz"
@@ -119,6 +124,4 @@ class Phase1Cache:
             return {k: arrays[k] for k in arrays.files}
 
     def save_partition(self, settings: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(self.partition_path(settings), buffer.getvalue())
+        atomic_savez(self.partition_path(settings), arrays)

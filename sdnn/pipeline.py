@@ -19,14 +19,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from sdnn.cache import Phase1Cache, atomic_write_json
+from sdnn.cache import Phase1Cache, atomic_savez, atomic_write_json
 from sdnn.data import TensorSplits, load_splits
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.tensors import batch_loader
 from sdnn.errors import ConfigError
 from sdnn.lit import NeglectCallback, PerClassAccuracyHistory, SDNNModule
 from sdnn.lit.publish import publish
-from sdnn.lit.progress import PhaseProgressBar
+from sdnn.lit.progress import PHASE_TITLES, PhaseProgressBar
+from sdnn.lit.resume import AtomicCheckpointIO, CheckpointPlan, EpochSeed, FiniteLossGuard
 from sdnn.losses import SigmoidCrossEntropy, build_loss
 from sdnn.models import build_backbone
 from sdnn.neglect import last_window_theta
@@ -116,9 +117,20 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
                         default_root_dir=str(run_dir / phase), use_distributed_sampler=False)
     if val_loader is None:
         trainer_args["limit_val_batches"] = 0
+    checkpoint = cfg.get("checkpoint") or {}
+    plan = CheckpointPlan(run_dir, phase, OmegaConf.to_container(cfg, resolve=True),
+                          checkpoint.get("every_n_epochs", 1), checkpoint.get("resume", True))
+    resume_from = plan.resume_path()
+    if resume_from is not None:
+        _say(f"{phase}: resuming from {resume_from}")
+    guard = FiniteLossGuard(PHASE_TITLES.get(phase, phase), int(trainer_args.get("log_every_n_steps") or 50),
+                            plan.last if plan.enabled else None)
+    trainer_args["callbacks"] = [EpochSeed(cfg.seed), guard, *trainer_args["callbacks"], *plan.callbacks()]
+    trainer_args["enable_checkpointing"] = plan.enabled
+    trainer_args["plugins"] = [*(trainer_args.get("plugins") or []), AtomicCheckpointIO()]
     trainer = pl.Trainer(**trainer_args)
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)
     seconds = time.perf_counter() - start
     trainer.test(module, batch_loader(splits.x_test, splits.y_test, 4 * batch, shuffle=False), verbose=False)
     _finish_logger(logger)
@@ -248,7 +260,7 @@ def _phase1_figures(run_dir: Path, phase1: dict, theta, selected: list[int], nam
         theta_per_window, accuracy, names, run_dir / "fig1_neglect_and_accuracy.png", epochs=epochs)
     norms = phase1.get("norms")
     if norms is not None and len(norms["steps"]):
-        np.savez(run_dir / "gradient_norms.npz", **norms)
+        atomic_savez(run_dir / "gradient_norms.npz", norms)
         figures["fig2_gradient_norms"] = plot_gradient_norms(
             norms["steps"], {k: norms[k] for k in ("delta", "delta_hat", "delta_tilde")}, names,
             run_dir / "fig2_gradient_norms.png")
@@ -357,7 +369,7 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
     module, seconds, accuracy = _fit(cfg, splits, x2, targets, s2c, loss, "phase2", run_dir, cfg.trainer.max_epochs)
     out["epoch_test_acc"] = {"phase1": phase1["accuracy"] if phase1 else [], "phase2": accuracy}
     if rank_zero_only.rank == 0:
-        np.savez(run_dir / "partition.npz", **rep.to_arrays())
+        atomic_savez(run_dir / "partition.npz", rep.to_arrays())
         if phase1 is not None and cfg.observe.figures:
             out.update(_phase1_figures(run_dir, phase1, theta, classes, splits.names()))
     out.update(selected_classes=classes, subclass_to_class=s2c.tolist(), test=module.test_results,

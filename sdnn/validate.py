@@ -62,6 +62,14 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"dataset.augment.{key} is not an option; choose crop_padding, flip or cutout")
         if key != "flip" and (not _is_int(value) or value < 0):
             raise ConfigError(f"dataset.augment.{key}={value!r} must be an integer >= 0 (0 turns it off)")
+    checkpoint = cfg.get("checkpoint") or {}
+    every = checkpoint.get("every_n_epochs", 1)
+    if not _is_int(every) or every < 0:
+        raise ConfigError(f"checkpoint.every_n_epochs={every!r} must be an integer >= 0 (0 = no checkpoints)")
+    if str(checkpoint.get("resume", True)).lower() not in ("true", "false", "force"):
+        raise ConfigError(f"checkpoint.resume={checkpoint.get('resume')!r}: choose true (continue a killed run "
+                          "in the same hydra.run.dir), false (start over) or force (continue even if the "
+                          "configuration changed)")
     lr = cfg["optim"].get("lr")
     if not _is_number(lr) or lr <= 0:
         raise ConfigError(f"optim.lr={lr!r} must be a positive number")

@@ -149,5 +149,8 @@ def batch_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int
     asynchronous.
     """
     sampler = IndexBatchSampler(len(x), batch_size, shuffle=shuffle, seed=seed, drop_last=shuffle)
+    # Its own generator: creating an iterator draws a base seed, which would otherwise advance the global
+    # RNG at a point that differs between an uninterrupted and a resumed run (sdnn/lit/resume.py).
     return torch.utils.data.DataLoader(TensorPairs(x, y), batch_size=None, sampler=sampler,
-                                       pin_memory=torch.cuda.is_available())
+                                       pin_memory=torch.cuda.is_available(),
+                                       generator=torch.Generator().manual_seed(seed))

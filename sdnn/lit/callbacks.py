@@ -49,14 +49,39 @@ class NeglectCallback(pl.Callback):
         self._pending_norms: list[torch.Tensor] = []
         self._norm_steps: list[int] = []
         self._norm_chunks: list[np.ndarray] = []
+        self._restored: dict | None = None
 
     def on_train_start(self, trainer, pl_module):
         self._acc = NeglectAccumulator(self.num_classes, device=pl_module.device)
         self._steps = 0
         self._window_tau = self.tau or max(1, int(trainer.num_training_batches))
-        self.history = []
         self._batch_index = int(trainer.global_step)
-        self._pending_norms, self._norm_steps, self._norm_chunks = [], [], []
+        self._pending_norms = []
+        if self._restored is None:
+            self.history, self._norm_steps, self._norm_chunks = [], [], []
+        else:  # resumed from a checkpoint: continue the open window
+            state, self._restored = self._restored, None
+            self._acc.sums.copy_(state["sums"])
+            self._acc.counts.copy_(state["counts"])
+            self._steps, self._window_tau = int(state["steps"]), int(state["window_tau"])
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints (a resumed run continues the θ history and the open window)."""
+        if self._acc is None:
+            return {}
+        self._flush_norms()
+        return {"history": self.history, "sums": self._acc.sums.cpu(), "counts": self._acc.counts.cpu(),
+                "steps": self._steps, "window_tau": self._window_tau, "norm_steps": list(self._norm_steps),
+                "norm_chunks": [torch.from_numpy(chunk) for chunk in self._norm_chunks]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """The history is restored at once (a fit resumed after its last epoch runs no training hooks)."""
+        if not state_dict:
+            return
+        self._restored = dict(state_dict)
+        self.history = list(state_dict["history"])
+        self._norm_steps = list(state_dict["norm_steps"])
+        self._norm_chunks = [chunk.numpy() for chunk in state_dict["norm_chunks"]]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = (outputs["features"], outputs["logits"], outputs["targets"])

@@ -50,9 +50,19 @@ class PerClassAccuracyHistory(pl.Callback):
         self.every_n_epochs = every_n_epochs
         self.prefix = prefix
         self.history: list[dict] = []
+        self._resumed = False
 
     def on_train_start(self, trainer, pl_module):
-        self.history = []
+        if not self._resumed:
+            self.history = []
+        self._resumed = False
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints, so that a resumed run keeps the epochs before the interruption."""
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history, self._resumed = list(state_dict.get("history", [])), True
 
     def on_train_epoch_end(self, trainer, pl_module):
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:

@@ -1,0 +1,126 @@
+"""Interruption and resume (real signals to real processes), and NaN losses (issue 6, items 2 and 4)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, read_results, run_cli
+
+# digits (1,797 images) with the small CNN: 10 phase-1 and 10 phase-2 steps per epoch; the learning
+# rate steps down after epoch 1, so a resumed run must also restore the schedule
+ARGS = ["phase1.epochs=3", "trainer.max_epochs=3", "observe.figures=false", "trainer.log_every_n_steps=5",
+        "optim.milestones=[1]"]
+TIMINGS = ("seconds", "train_seconds", "partition_seconds")
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _signal_at(args: list[str], marker: Path, sig: int) -> str:
+    """Start the run, wait until it reaches the marker, send ``sig``; returns its output."""
+    proc = _start(args)
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert proc.poll() is None, f"the run ended before reaching {marker.name}:\n{proc.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline, "the run never reached the marker"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, output[-2000:]
+    return output
+
+
+def _comparable(results: dict) -> dict:
+    """results.json without wall-clock times and paths."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in TIMINGS and k not in ("cache_dir", "origin")}
+        return value
+    out = strip(results)
+    out.pop("config")
+    out["phase1"].pop("cached")  # the resumed run's last start takes phase 1 from the cache it wrote
+    return out
+
+
+def test_killed_in_phase_1_and_interrupted_in_phase_2_resumes_to_the_same_results(tmp_path):
+    reference = tmp_path / "reference"
+    proc = run_cli([*ARGS, f"hydra.run.dir={reference}", f"phase1.cache_dir={tmp_path / 'cache_a'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run_dir = tmp_path / "interrupted"
+    common = [*ARGS, f"hydra.run.dir={run_dir}", f"phase1.cache_dir={tmp_path / 'cache_b'}"]
+    probe = "+trainer.callbacks=[{{_target_: tests.resume_probe.PauseAt, phase: {}, epoch: {}, marker: '{}'}}]"
+
+    # SIGKILL in phase 1, after its first epoch's checkpoint: nothing is cached or written as a result
+    marker = tmp_path / "phase1.marker"
+    _signal_at([*common, probe.format("phase1", 1, marker)], marker, signal.SIGKILL)
+    assert (run_dir / "phase1" / "checkpoints" / "last.ckpt").is_file()
+    assert not (run_dir / "results.json").exists() and not list((tmp_path / "cache_b").rglob("model.pt"))
+    assert not list(run_dir.rglob("*.partial"))
+
+    # the same command again: resumes phase 1; Ctrl-C (SIGINT) in phase 2, after its first epoch
+    marker = tmp_path / "phase2.marker"
+    output = _signal_at([*common, probe.format("phase2", 1, marker)], marker, signal.SIGINT)
+    assert "phase1: resuming from" in output and str(run_dir / "phase1" / "checkpoints" / "last.ckpt") in output
+    assert not (run_dir / "results.json").exists()
+    assert (run_dir / "phase2" / "checkpoints" / "last.ckpt").is_file()
+
+    # and once more: phase 1 comes from the cache it wrote, phase 2 resumes from its checkpoint
+    proc = run_cli(common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "phase2: resuming from" in proc.stdout + proc.stderr
+    assert _comparable(read_results(run_dir)) == _comparable(read_results(reference))
+
+
+def test_a_changed_configuration_does_not_resume_silently(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["phase1.epochs=1", "trainer.max_epochs=1", "observe.figures=false", f"hydra.run.dir={run_dir}",
+            "phase1.use_cache=false"]
+    assert run_cli(args).returncode == 0
+    proc = run_cli([*args, "optim.lr=0.01"])
+    assert proc.returncode == 2
+    message = proc.stderr + proc.stdout
+    assert "optim.lr: 0.05 → 0.01" in message and "checkpoint.resume=force" in message
+    assert "hydra.run.dir" in message
+    forced = run_cli([*args, "optim.lr=0.01", "checkpoint.resume=force"])
+    assert forced.returncode == 0 and "resuming from" in forced.stdout + forced.stderr
+    fresh = run_cli([*args, "optim.lr=0.01", "checkpoint.resume=false"])
+    assert fresh.returncode == 0 and "resuming from" not in fresh.stdout + fresh.stderr
+
+
+def test_a_nan_loss_stops_with_phase_step_and_lr_and_keeps_the_last_good_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    poison = "+trainer.callbacks=[{_target_: tests.resume_probe.PoisonWeights, phase: phase1, step: 40}]"
+    proc = run_cli([*ARGS, f"hydra.run.dir={run_dir}", "phase1.use_cache=false", poison])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    message = proc.stderr + proc.stdout
+    assert "error: phase 1: neglect scores: the training loss became NaN at step 40 (epoch 2)" in message
+    assert "learning rate 0.005" in message and "optim.lr=0.0005" in message  # after the step at epoch 1
+    last = run_dir / "phase1" / "checkpoints" / "last.ckpt"
+    assert str(last) in message and "Traceback" not in message
+    assert not (run_dir / "results.json").exists()
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] == 1  # written after epoch 1 (0-based), before the fault
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("value, fragment", [("maybe", "checkpoint.resume='maybe'"),
+                                             ("-1", "checkpoint.every_n_epochs=-1")])
+def test_bad_checkpoint_options(tmp_path, value, fragment):
+    key = "checkpoint.resume" if fragment.startswith("checkpoint.resume") else "checkpoint.every_n_epochs"
+    proc = run_cli([f"{key}={value}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert proc.returncode == 2 and fragment in proc.stderr + proc.stdout
+    assert not (tmp_path / "run" / "results.json").exists()
