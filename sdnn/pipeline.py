@@ -238,10 +238,14 @@ def run(cfg: DictConfig, run_dir: str | Path, splits: TensorSplits | None = None
         results.update(_run_sdnn(cfg, splits, run_dir))
 
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
+    results["data_skipped"] = {"count": len(splits.skipped), "items": list(splits.skipped)}
     if rank_zero_only.rank == 0:
         path = write_results(run_dir, results)
         _publish_summary(cfg, run_dir, results, splits.names())
         _say(format_summary(results, splits.names()))
+        if splits.skipped:
+            _say(f"data: {len(splits.skipped)} damaged file(s) were skipped (dataset.on_corrupt=skip), "
+                 f"e.g. {splits.skipped[0]}; all listed in results.json under data_skipped")
         _say(f"results: {path}")
     return results
 

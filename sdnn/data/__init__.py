@@ -32,10 +32,15 @@ def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
         if name == "svhn":
             arrays = load_svhn(root, use_extra=bool(cfg.get("use_extra", True)), download=bool(cfg.get("download")))
         else:
-            arrays = load_cifar(root, name, download=bool(cfg.get("download")))
+            arrays = load_cifar(root, name, download=bool(cfg.get("download")),
+                                on_corrupt=cfg.get("on_corrupt", "error"))
         splits = TensorSplits(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]),
                               torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]),
-                              num_classes=len(arrays["class_names"]), class_names=list(arrays["class_names"]))
+                              num_classes=len(arrays["class_names"]), class_names=list(arrays["class_names"]),
+                              skipped=list(arrays.get("skipped", [])))
+        if splits.skipped:
+            print(f"warning: skipped {len(splits.skipped)} damaged training batch file(s) (dataset.on_corrupt=skip): "
+                  f"{'; '.join(splits.skipped)}", flush=True)
     elif name == "image_folder":
         splits = load_image_folder(cfg.get("root"), cfg.get("image_size"), cfg.get("cache_file"),
                                    cfg.get("on_corrupt", "error"))

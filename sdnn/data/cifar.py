@@ -202,13 +202,18 @@ def _download(folder: Path, base: Path, spec: _Spec) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_cifar(root: str | Path, variant: str, download: bool = False) -> dict[str, Any]:
+def load_cifar(root: str | Path, variant: str, download: bool = False, on_corrupt: str = "error") -> dict[str, Any]:
     """Read the official batches: ``x_train``/``x_test`` uint8 (N, 3, 32, 32), ``y_train``/
-    ``y_test`` int64 (N,), ``class_names`` (list of str).
+    ``y_test`` int64 (N,), ``class_names`` (list of str), ``skipped`` (list of str).
 
     ``root`` is the folder holding ``cifar-10-batches-py/`` (``cifar-100-python/``) or that
     folder itself. Missing files are downloaded (md5-checked) when ``download`` is true.
+    A damaged batch raises a ``DataError`` naming the file and the problem; with
+    ``on_corrupt="skip"`` a damaged *training* batch file is left out instead and listed in
+    ``skipped`` (the test batch and the class names cannot be left out).
     """
+    if on_corrupt not in ("error", "skip"):
+        raise DataError(f"dataset.on_corrupt={on_corrupt!r}: choose error or skip")
     spec = _spec(variant)
     folder, base = _locate(Path(root).expanduser(), spec)
     missing = _missing(folder, spec)
@@ -220,7 +225,19 @@ def load_cifar(root: str | Path, variant: str, download: bool = False) -> dict[s
             f"python-version batches at {folder}/ (unpack {spec.url}; or put that archive at "
             f"{base / spec.archive} and use dataset.download=true, which then needs no network), "
             f"or add dataset.download=true when online")
-    batches = [_read_batch(folder / name, spec) for name in spec.train_files]
+    batches, skipped = [], []
+    for name in spec.train_files:
+        try:
+            batches.append(_read_batch(folder / name, spec))
+        except DataError as exc:
+            if "is corrupt" not in str(exc):
+                raise
+            if on_corrupt != "skip":
+                raise DataError(f"{exc}; or set dataset.on_corrupt=skip to train without this batch") from exc
+            skipped.append(str(exc).split(": delete it")[0])
+    if not batches:
+        raise DataError(f"{spec.variant}: every training batch in {folder} is damaged ({'; '.join(skipped)}); "
+                        "dataset.on_corrupt=skip has nothing left to train on: download the files again")
     x_test, y_test = _read_batch(folder / spec.test_file, spec)
     return {
         "x_train": np.concatenate([x for x, _ in batches]),
@@ -228,6 +245,7 @@ def load_cifar(root: str | Path, variant: str, download: bool = False) -> dict[s
         "x_test": np.ascontiguousarray(x_test),
         "y_test": y_test,
         "class_names": _read_class_names(folder / spec.meta_file, spec),
+        "skipped": skipped,
     }
 
 

@@ -197,4 +197,4 @@ def load_image_folder(root: str | None, image_size: int | None = None, cache_fil
         os.replace(partial, cache)
     return TensorSplits(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                         num_classes=len(arrays["class_names"]), x_val=arrays.get("x_val"), y_val=arrays.get("y_val"),
-                        class_names=list(arrays["class_names"]))
+                        class_names=list(arrays["class_names"]), skipped=list(arrays.get("skipped", [])))

@@ -32,6 +32,7 @@ class TensorSplits:
     class_names: list[str] = field(default_factory=list)
     norm_mean: Tensor | None = None
     norm_std: Tensor | None = None
+    skipped: list[str] = field(default_factory=list)  # damaged files left out (dataset.on_corrupt=skip)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
