@@ -60,8 +60,10 @@ def _damaged(path: Path, offset: int, problem: str) -> DataError:
 
 
 def read_records(path: str | Path, on_corrupt: str = "error", log: CorruptionLog | None = None,
-                 ) -> Iterator[tuple[int, bytes]]:
-    """Yields ``(byte offset, data)`` of every record of one TFRecord file, checksums verified."""
+                 yield_skipped: bool = False) -> Iterator[tuple[int, bytes | None]]:
+    """Yields ``(byte offset, data)`` of every record of one TFRecord file, checksums verified.
+    With ``yield_skipped``, a record skipped for its data checksum yields ``(offset, None)``, so
+    that callers can count positions."""
     if on_corrupt not in ("error", "skip"):
         raise DataError(f"dataset.on_corrupt={on_corrupt!r}: choose error or skip")
     path = Path(path)
@@ -97,6 +99,8 @@ def read_records(path: str | Path, on_corrupt: str = "error", log: CorruptionLog
                 if on_corrupt == "error":
                     raise _damaged(path, offset, "data checksum mismatch")
                 log.add(path, offset, "data checksum mismatch; record skipped")
+                if yield_skipped:
+                    yield offset, None
             else:
                 yield offset, data
             offset += _HEADER.size + length + _FOOTER.size

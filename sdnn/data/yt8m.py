@@ -1,0 +1,285 @@
+"""YouTube-8M video-level features streamed from TFRecord shards (SPEC §6).
+
+Each record is a ``tf.train.Example`` with ``id`` (bytes), ``labels`` (int64 list, 3,862 classes),
+``mean_rgb`` (1,024 floats) and ``mean_audio`` (128 floats). Nothing is loaded whole: a
+``ShardIndex`` counts the records of every shard once (reading only the 12-byte record headers
+and seeking over the data; cached in a small JSON file), and each epoch
+
+1. orders the shards by a seeded permutation (a new order every epoch),
+2. cuts the concatenated stream into ``world × workers`` contiguous ranges of whole batches,
+   one per (DDP rank, DataLoader worker): no record is read twice and, in evaluation, none is
+   left out (in training, the fewer than ``world × batch_size`` records that do not fill a batch
+   on every rank are left out, as with ``drop_last``, so every rank takes the same number of
+   steps, which DDP needs; the shard order changes every epoch, so they differ each time),
+3. reads its range (seeking to the first record), shuffles it through a buffer of
+   ``shuffle_buffer`` videos, and yields whole batches ``(features, multi-hot labels)``.
+
+Features are ``mean_rgb`` or ``mean_rgb ⊕ mean_audio`` (``features="rgb" | "rgb_audio"``), each
+video's vector L2-normalised. ``max_videos`` keeps the first videos of the (unshuffled) shard
+order for quick runs. Damaged records follow ``on_corrupt`` (``sdnn.data.tfrecord``).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sdnn.data.tfrecord import CorruptionLog, decode_example, masked_crc32c, read_records
+from sdnn.errors import DataError
+
+NUM_CLASSES = 3862
+FEATURE_SIZES = {"mean_rgb": 1024, "mean_audio": 128}
+FEATURE_SETS = {"rgb": ("mean_rgb",), "rgb_audio": ("mean_rgb", "mean_audio")}
+INDEX_VERSION = 1
+
+
+def find_shards(pattern: str | Path) -> list[Path]:
+    """The shard files of a glob (``data/yt8m/train*.tfrecord``), sorted; a clear error if none."""
+    paths = sorted(Path(p) for p in glob.glob(os.path.expanduser(str(pattern))) if Path(p).is_file())
+    if not paths:
+        raise DataError(f"no YouTube-8M shards match {pattern}: download the video-level features "
+                        "(README, YouTube-8M) and point dataset.train / dataset.validate at the *.tfrecord files")
+    return paths
+
+
+def count_records(path: Path) -> int:
+    """Records in one shard, from the framing alone (header checksums verified, data skipped)."""
+    count = offset = 0
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        while offset < size:
+            header = handle.read(12)
+            if len(header) < 12 or masked_crc32c(header[:8]) != struct.unpack("<I", header[8:])[0]:
+                break  # a damaged tail: the reader reports it (or skips it) when the records are read
+            length = struct.unpack("<Q", header[:8])[0]
+            offset += 12 + length + 4
+            if offset > size:
+                break
+            handle.seek(offset)
+            count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """Shard paths and their record counts."""
+
+    paths: tuple[Path, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+    @classmethod
+    def build(cls, paths: Sequence[Path], cache_file: Path | None = None) -> ShardIndex:
+        """Counts every shard, reusing ``cache_file`` entries whose size and mtime still match."""
+        cached = {}
+        if cache_file is not None and cache_file.is_file():
+            try:
+                stored = json.loads(cache_file.read_text())
+                if stored.get("version") == INDEX_VERSION:
+                    cached = stored["shards"]
+            except (ValueError, KeyError):
+                cached = {}
+        counts, entries = [], {}
+        for path in paths:
+            stat = path.stat()
+            key = str(path.resolve())
+            entry = cached.get(key)
+            if not entry or entry["size"] != stat.st_size or entry["mtime"] != stat.st_mtime:
+                entry = {"size": stat.st_size, "mtime": stat.st_mtime, "count": count_records(path)}
+            entries[key] = entry
+            counts.append(int(entry["count"]))
+        if cache_file is not None:
+            try:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                partial = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.partial")
+                partial.write_text(json.dumps({"version": INDEX_VERSION, "shards": entries}))
+                os.replace(partial, cache_file)
+            except OSError:
+                pass  # a read-only data folder: the index is rebuilt next time
+        return cls(tuple(paths), tuple(counts))
+
+
+def slot_ranges(total: int, batch_size: int, world: int, workers: int, drop_last: bool
+                ) -> list[tuple[int, int]]:
+    """``world × workers`` contiguous ``[start, stop)`` ranges of the concatenated stream, in the
+    order (rank 0: workers 0…, rank 1: …). Each holds whole batches except, without
+    ``drop_last``, the last range of each rank; with ``drop_last`` every rank gets the same
+    number of full batches."""
+    slots = world * workers
+    if drop_last:
+        per_rank_batches = total // (world * batch_size)
+        bounds = []
+        for rank in range(world):
+            start = rank * per_rank_batches * batch_size
+            for worker in range(workers):
+                lo = per_rank_batches * worker // workers
+                hi = per_rank_batches * (worker + 1) // workers
+                bounds.append((start + lo * batch_size, start + hi * batch_size))
+        return bounds
+    batches = math.ceil(total / batch_size)
+    bounds = []
+    for slot in range(slots):
+        lo, hi = batches * slot // slots, batches * (slot + 1) // slots
+        bounds.append((min(lo * batch_size, total), min(hi * batch_size, total)))
+    return bounds
+
+
+def _records_in_range(index: ShardIndex, order: Sequence[int], start: int, stop: int, on_corrupt: str,
+                      log: CorruptionLog) -> Iterator[bytes]:
+    """Record payloads ``start … stop-1`` of the stream that concatenates the shards in ``order``."""
+    position = 0
+    for shard in order:
+        count = index.counts[shard]
+        if position + count <= start:
+            position += count
+            continue
+        if position >= stop:
+            return
+        skip = max(0, start - position)
+        for i, (_, data) in enumerate(read_records(index.paths[shard], on_corrupt, log, yield_skipped=True)):
+            if i < skip:
+                continue
+            if position + i >= stop:
+                break
+            if data is not None:
+                yield data
+        position += count
+
+
+def video_features(example: dict, features: str) -> np.ndarray:
+    """One video's feature vector, L2-normalised (float32)."""
+    parts = []
+    for name in FEATURE_SETS[features]:
+        value = example.get(name)
+        if not isinstance(value, np.ndarray) or value.shape != (FEATURE_SIZES[name],):
+            raise ValueError(f"'{name}' has {None if value is None else np.shape(value)} values, "
+                             f"expected {FEATURE_SIZES[name]}")
+        parts.append(value)
+    vector = np.concatenate(parts).astype(np.float32)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+class YT8MStream(torch.utils.data.IterableDataset):
+    """Whole batches ``(features (B, F) float32, labels (B, c) float32 multi-hot)`` and, with
+    ``with_ids``, a third item: the list of video ids. See the module docstring for the division."""
+
+    def __init__(self, shards: Sequence[str | Path] | str, batch_size: int, features: str = "rgb",
+                 train: bool = True, seed: int = 0, shuffle_buffer: int = 4096, max_videos: int | None = None,
+                 num_classes: int = NUM_CLASSES, on_corrupt: str = "error", index_cache: Path | None = None,
+                 with_ids: bool = False):
+        if features not in FEATURE_SETS:
+            raise DataError(f"dataset.features={features!r}: choose one of {', '.join(FEATURE_SETS)}")
+        if batch_size < 1:
+            raise DataError(f"dataset.batch_size={batch_size} must be >= 1")
+        paths = find_shards(shards) if isinstance(shards, (str, Path)) else [Path(p) for p in shards]
+        self.index = ShardIndex.build(paths, index_cache)
+        self.batch_size, self.features, self.train, self.seed = batch_size, features, train, seed
+        self.shuffle_buffer, self.num_classes, self.on_corrupt = shuffle_buffer, num_classes, on_corrupt
+        self.with_ids = with_ids
+        self.total = min(self.index.total, max_videos) if max_videos else self.index.total
+        self.epoch = 0
+        self.corruption = CorruptionLog()
+
+    @property
+    def feature_size(self) -> int:
+        return sum(FEATURE_SIZES[name] for name in FEATURE_SETS[self.features])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _shard_order(self) -> list[int]:
+        if not self.train:
+            return list(range(len(self.index.paths)))
+        if self.total < self.index.total:  # max_videos: the same first videos every epoch, reordered
+            return list(range(len(self.index.paths)))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return rng.permutation(len(self.index.paths)).tolist()
+
+    def num_batches(self, world: int | None = None) -> int:
+        """Batches one rank yields per epoch."""
+        world = world or self._rank_world()[1]
+        if self.train:
+            return self.total // (world * self.batch_size)
+        return math.ceil(math.ceil(self.total / self.batch_size) / world)
+
+    def __len__(self) -> int:
+        return self.num_batches()
+
+    def my_range(self, rank: int, world: int, worker: int, workers: int) -> tuple[int, int]:
+        return slot_ranges(self.total, self.batch_size, world, workers, self.train)[rank * workers + worker]
+
+    def __iter__(self):
+        rank, world = self._rank_world()
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        yield from self.slot_batches(rank, world, worker, workers)
+
+    def slot_batches(self, rank: int, world: int, worker: int, workers: int):
+        """The batches of one (rank, worker) slot in this epoch."""
+        start, stop = self.my_range(rank, world, worker, workers)
+        records = _records_in_range(self.index, self._shard_order(), start, stop, self.on_corrupt, self.corruption)
+        if self.train and self.shuffle_buffer > 1:
+            records = _shuffled(records, self.shuffle_buffer, np.random.default_rng([self.seed, self.epoch, rank,
+                                                                                     worker]))
+        yield from self._batches(records)
+
+    def _batches(self, records: Iterator[bytes]):
+        xs, labels, ids = [], [], []
+        for data in records:
+            example = decode_example(data)
+            try:
+                xs.append(video_features(example, self.features))
+            except ValueError as exc:
+                raise DataError(f"a YouTube-8M record is malformed ({exc}); is dataset.features={self.features} "
+                                "right for these shards?") from exc
+            labels.append(example.get("labels", np.zeros(0, np.int64)))
+            ids.append(example["id"][0].decode("utf-8", "replace") if example.get("id") else "")
+            if len(xs) == self.batch_size:
+                yield self._collate(xs, labels, ids)
+                xs, labels, ids = [], [], []
+        if xs:
+            yield self._collate(xs, labels, ids)
+
+    def _collate(self, xs, labels, ids):
+        x = torch.from_numpy(np.stack(xs))
+        targets = torch.zeros(len(xs), self.num_classes)
+        rows = np.repeat(np.arange(len(labels)), [len(v) for v in labels])
+        cols = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        if len(cols) and (cols.min() < 0 or cols.max() >= self.num_classes):
+            raise DataError(f"a YouTube-8M label is outside 0..{self.num_classes - 1} ({int(cols.min())}..."
+                            f"{int(cols.max())}): these shards do not match dataset.num_classes={self.num_classes}")
+        targets[torch.from_numpy(rows), torch.from_numpy(cols)] = 1.0
+        return (x, targets, ids) if self.with_ids else (x, targets)
+
+
+def _shuffled(records: Iterator[bytes], size: int, rng: np.random.Generator) -> Iterator[bytes]:
+    """A shuffle buffer: keep ``size`` records, emit a random one for each one read."""
+    buffer: list[bytes] = []
+    for data in records:
+        if len(buffer) < size:
+            buffer.append(data)
+            continue
+        slot = int(rng.integers(size))
+        buffer[slot], data = data, buffer[slot]
+        yield data
+    rng.shuffle(buffer)
+    yield from buffer
