@@ -117,9 +117,7 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
                         default_root_dir=str(run_dir / phase), use_distributed_sampler=False)
     if val_loader is None:
         trainer_args["limit_val_batches"] = 0
-    checkpoint = cfg.get("checkpoint") or {}
-    plan = CheckpointPlan(run_dir, phase, OmegaConf.to_container(cfg, resolve=True),
-                          checkpoint.get("every_n_epochs", 1), checkpoint.get("resume", True))
+    plan = _checkpoint_plan(cfg, run_dir, phase)
     resume_from = plan.resume_path()
     if resume_from is not None:
         _say(f"{phase}: resuming from {resume_from}")
@@ -223,6 +221,7 @@ def run(cfg: DictConfig, run_dir: str | Path, splits: TensorSplits | None = None
         validate_config(cfg)
         splits = load_splits(cfg.dataset)
         validate_against_data(cfg, splits)
+    _check_checkpoints(cfg, run_dir)
     c = splits.num_classes
     results: dict[str, Any] = {"method": cfg.method, "dataset": cfg.dataset.name, "model": cfg.model.name,
                                "seed": cfg.seed, "selected_classes": [], "theta": None}
@@ -298,6 +297,19 @@ def _publish_summary(cfg: DictConfig, run_dir: Path, results: dict[str, Any], na
             artifacts[f"phase1-{Path(cache_dir).name}"] = ("phase1", [Path(cache_dir) / f for f in
                                                                      ("theta.json", "meta.json", "norms.npz")])
     publish(_logger(cfg, run_dir, "summary"), figures, table, artifacts)
+
+
+def _checkpoint_plan(cfg: DictConfig, run_dir: Path, phase: str) -> CheckpointPlan:
+    checkpoint = cfg.get("checkpoint") or {}
+    return CheckpointPlan(run_dir, phase, OmegaConf.to_container(cfg, resolve=True),
+                          checkpoint.get("every_n_epochs", 1), checkpoint.get("resume", True))
+
+
+def _check_checkpoints(cfg: DictConfig, run_dir: Path) -> None:
+    """Before any work: a checkpoint of another configuration in this run folder is an error now,
+    not after phase 1."""
+    for phase in ("baseline",) if cfg.method == "baseline" else ("phase1", "phase2"):
+        _checkpoint_plan(cfg, run_dir, phase).resume_path()
 
 
 def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str, Any]:

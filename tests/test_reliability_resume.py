@@ -85,20 +85,37 @@ def test_killed_in_phase_1_and_interrupted_in_phase_2_resumes_to_the_same_result
     assert _comparable(read_results(run_dir)) == _comparable(read_results(reference))
 
 
-def test_a_changed_configuration_does_not_resume_silently(tmp_path):
+def test_a_changed_configuration_stops_before_any_work(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["phase1.epochs=1", "trainer.max_epochs=1", "observe.figures=false", f"hydra.run.dir={run_dir}",
-            "phase1.use_cache=false"]
+    args = ["method=baseline", "trainer.max_epochs=1", "observe.figures=false", f"hydra.run.dir={run_dir}"]
     assert run_cli(args).returncode == 0
     proc = run_cli([*args, "optim.lr=0.01"])
     assert proc.returncode == 2
     message = proc.stderr + proc.stdout
     assert "optim.lr: 0.05 → 0.01" in message and "checkpoint.resume=force" in message
-    assert "hydra.run.dir" in message
-    forced = run_cli([*args, "optim.lr=0.01", "checkpoint.resume=force"])
-    assert forced.returncode == 0 and "resuming from" in forced.stdout + forced.stderr
-    fresh = run_cli([*args, "optim.lr=0.01", "checkpoint.resume=false"])
-    assert fresh.returncode == 0 and "resuming from" not in fresh.stdout + fresh.stderr
+    assert "hydra.run.dir" in message and "baseline:" not in message  # before training started
+
+
+def test_checkpoint_plan_resume_modes(tmp_path):
+    from sdnn.errors import ConfigError
+    from sdnn.lit.resume import CheckpointPlan
+
+    config = {"optim": {"lr": 0.05}, "seed": 0, "trainer": {"max_epochs": 3, "enable_progress_bar": True},
+              "logger": {"name": "csv"}}
+    plan = CheckpointPlan(tmp_path, "phase2", config)
+    assert plan.resume_path() is None  # nothing to resume
+    plan.dir.mkdir(parents=True)
+    plan.last.write_bytes(b"checkpoint")
+    (plan.dir / "config.json").write_text(json.dumps(plan.fingerprint))
+    cosmetic = {**config, "trainer": {"max_epochs": 3, "enable_progress_bar": False}, "logger": {"name": "wandb"}}
+    assert CheckpointPlan(tmp_path, "phase2", cosmetic).resume_path() == plan.last
+    changed = {**config, "optim": {"lr": 0.01}}
+    with pytest.raises(ConfigError, match="optim.lr: 0.05 → 0.01"):
+        CheckpointPlan(tmp_path, "phase2", changed).resume_path()
+    assert CheckpointPlan(tmp_path, "phase2", changed, resume="force").resume_path() == plan.last
+    assert CheckpointPlan(tmp_path, "phase2", changed, every_n_epochs=0).resume_path() is None
+    assert CheckpointPlan(tmp_path, "phase2", changed, resume="false").resume_path() is None
+    assert not plan.last.exists()  # starting over removes it, so that no later run resumes it
 
 
 def test_a_nan_loss_stops_with_phase_step_and_lr_and_keeps_the_last_good_checkpoint(tmp_path):
