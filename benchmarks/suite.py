@@ -39,11 +39,12 @@ class Scale:
     yt8m_features: int      # f of the YT8M-shaped output layer (full: 64 × 576)
     partition_sizes: tuple[int, ...]
     pipeline_images: int = 50_000  # images per timed epoch of the input pipelines
+    theta_rounds: int = 0          # interleaved θ-off/θ-on rounds; 0 = repeats + 1
 
 
 SCALES = {
     "smoke": Scale("smoke", train_steps=2, repeats=1, yt8m_features=128, partition_sizes=(1_000,),
-                   pipeline_images=512),
+                   pipeline_images=512, theta_rounds=1),
     "quick": Scale("quick", train_steps=30, repeats=2, yt8m_features=4_608, partition_sizes=(10_000, 100_000),
                    pipeline_images=10_000),
     "full": Scale("full", train_steps=40, repeats=2, yt8m_features=36_864,
@@ -103,7 +104,7 @@ def bench_theta_in_training(scale: Scale) -> list[tuple]:
     rows = []
     for c in (10, 100):
         off, on = math.inf, math.inf
-        for _ in range(scale.repeats + 1):  # interleaved, so drift in the machine's speed hits both
+        for _ in range(scale.theta_rounds or scale.repeats + 1):  # interleaved: drift hits both alike
             off = min(off, _fit_seconds(c, scale.train_steps, False))
             on = min(on, _fit_seconds(c, scale.train_steps, True))
         share = _theta_alone_seconds(128, c, 128, scale) / (off / scale.train_steps)

@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small schedules for tests; phase 1 one epoch, phase 2 two.
-FAST = ["phase1.epochs=1", "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false"]
+FAST = ["phase1.epochs=1", "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false",
+        "checkpoint.every_n_epochs=0"]  # checkpoints and resuming: tests/test_reliability_resume.py
 
 
 def compose_config(overrides: list[str]):

@@ -44,7 +44,7 @@ def test_second_run_reuses_phase1_when_only_k_changes(default_run):
     base, first, _ = default_run
     assert first.returncode == 0
     proc = run_cli([f"hydra.run.dir={base / 'run_k3'}", f"phase1.cache_dir={base / 'cache'}",
-                    "subclass.num_classes_to_repartition=3"])
+                    "subclass.num_classes_to_repartition=3", "trainer.max_epochs=2"])  # phase 2 is not the subject
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "skipping phase-1 training" in proc.stdout
     assert "phase 1: neglect scores" not in proc.stdout
