@@ -24,12 +24,13 @@ def _quiet() -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     _quiet()
-    from sdnn.data import load_splits
     from sdnn.validate import validate_against_data, validate_config
 
     try:
-        # Bad values and bad data fail here, in seconds, before Lightning is even imported.
+        # Bad values fail here before torch is imported, bad data before Lightning is.
         validate_config(cfg)
+        from sdnn.data import load_splits
+
         splits = load_splits(cfg.dataset)
         validate_against_data(cfg, splits)
         from sdnn.pipeline import run

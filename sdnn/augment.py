@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sdnn.choices import AUGMENTERS
+
 __all__ = ["sample_pairing", "extrapolate", "AUGMENTERS"]
 
-AUGMENTERS = ("none", "sample_pairing", "extrapolation")
 
 
 def sample_pairing(x: Tensor, partners: Tensor) -> Tensor:

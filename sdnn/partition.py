@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from sdnn.choices import PARTITIONERS
+
 __all__ = [
     "median_distance_split",
     "distances_to",
@@ -144,4 +146,3 @@ def random_split(n: int, n_subclasses: int, seed: int) -> np.ndarray:
     return _runs_of_sorted_order(order, n_subclasses)
 
 
-PARTITIONERS = ("kmeans", "median_split", "random")

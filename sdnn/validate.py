@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sdnn.augment import AUGMENTERS
-from sdnn.data.tensors import TensorSplits
+from sdnn.choices import AUGMENTERS, BACKBONE_NAMES, IMAGE_BACKBONES, LOSSES, METHODS, PARTITIONERS, SPACES
 from sdnn.errors import ConfigError
-from sdnn.models import BACKBONES
-from sdnn.partition import PARTITIONERS
 
-METHODS = ("sdnn", "baseline")
-LOSSES = ("bce", "ce")
-SPACES = ("input", "features")
-IMAGE_BACKBONES = ("cnn", "vgg16", "wrn")
+if TYPE_CHECKING:
+    from sdnn.data.tensors import TensorSplits
 
 
 def _is_int(value) -> bool:
@@ -40,7 +35,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if not _is_int(cfg["seed"]):
         raise ConfigError(f"seed={cfg['seed']!r} must be an integer")
     _choice("loss (loss.name)", cfg["loss"]["name"], LOSSES)
-    _choice("model (model.name)", cfg["model"]["name"], tuple(BACKBONES))
+    _choice("model (model.name)", cfg["model"]["name"], BACKBONE_NAMES)
     _choice("partitioner (partitioner.name)", cfg["partitioner"]["name"], PARTITIONERS)
     _choice("partitioner.space", cfg["partitioner"]["space"], SPACES)
     _choice("augmenter (augmenter.name)", cfg["augmenter"]["name"], ("auto", *AUGMENTERS))
@@ -128,7 +123,7 @@ def _check_backbone(model_cfg: Mapping[str, Any], input_shape: tuple[int, ...]) 
 
     import torch
 
-    from sdnn.models import build_backbone
+    from sdnn.models import BACKBONES, build_backbone
 
     name = model_cfg["name"]
     allowed = set(inspect.signature(BACKBONES[name]).parameters) - {"input_shape"}

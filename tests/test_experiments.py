@@ -78,7 +78,12 @@ def _write_tiny_official_files(root, dataset: str) -> None:
         write_cifar_batches(root, dataset, x_train, y_train, x_test, y_test)
 
 
-@pytest.mark.parametrize("dataset, model", CELLS)
+# WRN-28-10 takes seconds per step on two CPU cores: those two cells run with `pytest -m slow`
+SMOKE_CELLS = [pytest.param(d, m, marks=pytest.mark.slow) if (m, d) in (("wrn", "cifar10"), ("wrn", "cifar100"))
+               else (d, m) for d, m in CELLS]
+
+
+@pytest.mark.parametrize("dataset, model", SMOKE_CELLS)
 def test_paper_config_runs_both_phases_for_a_few_batches(tmp_path, run_pipeline, dataset, model):
     root = tmp_path / "data"
     _write_tiny_official_files(root, dataset)

@@ -87,7 +87,7 @@ def test_killed_in_phase_1_and_interrupted_in_phase_2_resumes_to_the_same_result
 
 def test_a_changed_configuration_stops_before_any_work(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["method=baseline", "trainer.max_epochs=1", "observe.figures=false", f"hydra.run.dir={run_dir}"]
+    args = ["method=baseline", "model=mlp", "trainer.max_epochs=1", "observe.figures=false", f"hydra.run.dir={run_dir}"]
     assert run_cli(args).returncode == 0
     proc = run_cli([*args, "optim.lr=0.01"])
     assert proc.returncode == 2
