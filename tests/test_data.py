@@ -92,7 +92,7 @@ def test_sampler_covers_every_index_once_per_epoch_and_reshuffles():
 def test_sampler_shards_ranks_without_overlap(monkeypatch):
     parts = []
     for rank in range(3):
-        monkeypatch.setattr(IndexBatchSampler, "_rank_world", staticmethod(lambda r=rank: (r, 3)))
+        monkeypatch.setattr("sdnn.data.tensors.rank_world", lambda r=rank: (r, 3))
         sampler = IndexBatchSampler(120, 10, shuffle=True, seed=1, drop_last=True)
         batches = list(sampler)
         assert len(batches) == len(sampler) == 4
@@ -111,7 +111,7 @@ def test_loader_yields_whole_batches():
 def test_evaluation_sampler_covers_every_index_once_across_ranks(monkeypatch):
     parts = []
     for rank in range(3):
-        monkeypatch.setattr(IndexBatchSampler, "_rank_world", staticmethod(lambda r=rank: (r, 3)))
+        monkeypatch.setattr("sdnn.data.tensors.rank_world", lambda r=rank: (r, 3))
         sampler = IndexBatchSampler(103, 10, shuffle=False)  # 11 batches over 3 ranks: 4, 4, 3
         batches = list(sampler)
         assert len(batches) == len(sampler) == (4 if rank < 2 else 3)

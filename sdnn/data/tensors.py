@@ -89,6 +89,13 @@ def standardize(splits: TensorSplits) -> TensorSplits:
     return splits
 
 
+def rank_world() -> tuple[int, int]:
+    """(DDP rank, world size); (0, 1) without a process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 class IndexBatchSampler:
     """Yields index tensors of whole batches; seeded per epoch; shards batches across ranks.
 
@@ -104,19 +111,13 @@ class IndexBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    @staticmethod
-    def _rank_world() -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
     def _num_batches(self) -> int:
         return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
 
     def __len__(self) -> int:
         """Training (``drop_last``): the same count on every rank, as gradient all-reduce needs.
         Evaluation: every batch once, so a rank may get one batch more than another."""
-        rank, world = self._rank_world()
+        rank, world = rank_world()
         total = self._num_batches()
         return total // world if self.drop_last else len(range(rank, total, world))
 
@@ -125,7 +126,7 @@ class IndexBatchSampler:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.n)
-        rank, world = self._rank_world()
+        rank, world = rank_world()
         for b in range(rank, rank + len(self) * world, world):
             yield order[b * self.batch_size:(b + 1) * self.batch_size]
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sdnn.data.tensors import rank_world
 from sdnn.data.tfrecord import CorruptionLog, decode_example, masked_crc32c, read_records
 from sdnn.errors import DataError
 
@@ -200,12 +201,6 @@ class YT8MStream(torch.utils.data.IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    @staticmethod
-    def _rank_world() -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
     def _shard_order(self) -> list[int]:
         if not self.train:
             return list(range(len(self.index.paths)))
@@ -216,7 +211,7 @@ class YT8MStream(torch.utils.data.IterableDataset):
 
     def num_batches(self, world: int | None = None) -> int:
         """Batches one rank yields per epoch."""
-        world = world or self._rank_world()[1]
+        world = world or rank_world()[1]
         if self.train:
             return self.total // (world * self.batch_size)
         return math.ceil(math.ceil(self.total / self.batch_size) / world)
@@ -228,7 +223,7 @@ class YT8MStream(torch.utils.data.IterableDataset):
         return slot_ranges(self.total, self.batch_size, world, workers, self.train)[rank * workers + worker]
 
     def __iter__(self):
-        rank, world = self._rank_world()
+        rank, world = rank_world()
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         yield from self.slot_batches(rank, world, worker, workers)
