@@ -187,3 +187,20 @@ def test_foreign_and_missing_files(tmp_path):
         list(read_records(foreign, on_corrupt="ignore"))
     empty = tmp_path / "empty.tfrecord"
     assert write_records(empty, []) == 0 and list(read_records(empty)) == []
+
+
+def test_reading_from_a_later_record_passes_over_the_earlier_ones_by_their_headers(tmp_path):
+    from sdnn.data.tfrecord import count_records
+
+    path = tmp_path / "train0002.tfrecord"
+    videos = _shard(path, n=6)
+    offsets = _offsets(path)
+    _flip(path, offsets[1] + 12 + 100)  # damage a record's data before the start: not read, so not seen
+    later = list(read_records(path, start=3))
+    assert [offset for offset, _ in later] == offsets[3:]
+    assert [decode_example(data)["id"][0] for _, data in later] == [v["id"] for v in videos[3:]]
+    assert list(read_records(path, start=6)) == [] and count_records(path) == 6
+    _flip(path, offsets[2] + 1)  # a damaged header before the start still ends the file there
+    with pytest.raises(DataError, match=f"byte offset {offsets[2]} is damaged \\(length checksum"):
+        list(read_records(path, start=4))
+    assert count_records(path) == 2

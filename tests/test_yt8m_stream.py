@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from sdnn.data.tfrecord import decode_example, read_records
-from sdnn.data.yt8m import ShardIndex, YT8MStream, count_records, find_shards, slot_ranges
+from sdnn.data.tfrecord import count_records, decode_example, read_records
+from sdnn.data.yt8m import ShardIndex, YT8MStream, find_shards, slot_ranges
 from sdnn.data.yt8m_synth import write_synthetic_shards
 from sdnn.errors import DataError
 from tests.conftest import ROOT

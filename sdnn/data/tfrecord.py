@@ -59,11 +59,30 @@ def _damaged(path: Path, offset: int, problem: str) -> DataError:
                      "again, or set dataset.on_corrupt=skip to skip damaged records and count them")
 
 
+def _next_length(handle, size: int) -> tuple[int | None, str | None]:
+    """Reads one record header: ``(data length, None)``; ``(None, None)`` at the end of the file;
+    ``(None, problem)`` when the framing is lost (a short or damaged header, or a record that
+    runs past the end of the file)."""
+    start = handle.tell()
+    header = handle.read(_HEADER.size)
+    if not header:
+        return None, None
+    if len(header) < _HEADER.size:
+        return None, f"truncated: {len(header)} of {_HEADER.size} header bytes"
+    length, length_crc = _HEADER.unpack(header)
+    if masked_crc32c(header[:8]) != length_crc:
+        return None, "length checksum mismatch (not a TFRecord file, or a damaged header)"
+    if start + _HEADER.size + length + _FOOTER.size > size:
+        return None, f"truncated: the file ends inside a record of {length} bytes"
+    return length, None
+
+
 def read_records(path: str | Path, on_corrupt: str = "error", log: CorruptionLog | None = None,
-                 yield_skipped: bool = False) -> Iterator[tuple[int, bytes | None]]:
-    """Yields ``(byte offset, data)`` of every record of one TFRecord file, checksums verified.
-    With ``yield_skipped``, a record skipped for its data checksum yields ``(offset, None)``, so
-    that callers can count positions."""
+                 yield_skipped: bool = False, start: int = 0) -> Iterator[tuple[int, bytes | None]]:
+    """Yields ``(byte offset, data)`` of the records of one TFRecord file from record ``start`` on
+    (the records before it are passed over by their headers alone), checksums verified. With
+    ``yield_skipped``, a record skipped for its data checksum yields ``(offset, None)``, so that
+    callers can count positions."""
     if on_corrupt not in ("error", "skip"):
         raise DataError(f"dataset.on_corrupt={on_corrupt!r}: choose error or skip")
     path = Path(path)
@@ -73,37 +92,46 @@ def read_records(path: str | Path, on_corrupt: str = "error", log: CorruptionLog
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc})") from exc
     with handle:
-        offset = 0
+        size = os.fstat(handle.fileno()).st_size
+        index = offset = 0
         while True:
-            header = handle.read(_HEADER.size)
-            if not header:
-                return
-            problem = None
-            if len(header) < _HEADER.size:
-                problem = f"truncated: {len(header)} of {_HEADER.size} header bytes"
-            else:
-                length, length_crc = _HEADER.unpack(header)
-                if masked_crc32c(header[:8]) != length_crc:
-                    problem = "length checksum mismatch (not a TFRecord file, or a damaged header)"
-            if problem is None:
-                data = handle.read(length)
-                footer = handle.read(_FOOTER.size)
-                if len(data) < length or len(footer) < _FOOTER.size:
-                    problem = f"truncated: the file ends inside a record of {length} bytes"
+            length, problem = _next_length(handle, size)
             if problem is not None:  # the framing is lost: nothing after this point can be trusted
                 if on_corrupt == "error":
                     raise _damaged(path, offset, problem)
                 log.add(path, offset, problem + "; the rest of the file was skipped")
                 return
-            if masked_crc32c(data) != _FOOTER.unpack(footer)[0]:
-                if on_corrupt == "error":
-                    raise _damaged(path, offset, "data checksum mismatch")
-                log.add(path, offset, "data checksum mismatch; record skipped")
-                if yield_skipped:
-                    yield offset, None
+            if length is None:
+                return
+            if index < start:
+                handle.seek(length + _FOOTER.size, os.SEEK_CUR)
             else:
-                yield offset, data
+                data = handle.read(length)
+                if masked_crc32c(data) != _FOOTER.unpack(handle.read(_FOOTER.size))[0]:
+                    if on_corrupt == "error":
+                        raise _damaged(path, offset, "data checksum mismatch")
+                    log.add(path, offset, "data checksum mismatch; record skipped")
+                    if yield_skipped:
+                        yield offset, None
+                else:
+                    yield offset, data
+            index += 1
             offset += _HEADER.size + length + _FOOTER.size
+
+
+def count_records(path: str | Path) -> int:
+    """Records in one file, from the framing alone (headers checked, data passed over); a damaged
+    tail ends the count, as it ends reading."""
+    path = Path(path)
+    count = 0
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        while True:
+            length, _ = _next_length(handle, size)
+            if length is None:
+                return count
+            handle.seek(length + _FOOTER.size, os.SEEK_CUR)
+            count += 1
 
 
 def write_records(path: str | Path, records: Iterable[bytes]) -> int:

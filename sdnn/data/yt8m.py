@@ -11,7 +11,7 @@ and seeking over the data; cached in a small JSON file), and each epoch
    left out (in training, the fewer than ``world × batch_size`` records that do not fill a batch
    on every rank are left out, as with ``drop_last``, so every rank takes the same number of
    steps, which DDP needs; the shard order changes every epoch, so they differ each time),
-3. reads its range (seeking to the first record), shuffles it through a buffer of
+3. reads its range (passing over the records before it by their headers alone), shuffles it through a buffer of
    ``shuffle_buffer`` videos, and yields whole batches ``(features, multi-hot labels)``.
 
 Features are ``mean_rgb`` or ``mean_rgb ⊕ mean_audio`` (``features="rgb" | "rgb_audio"``), each
@@ -25,7 +25,6 @@ import glob
 import json
 import math
 import os
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from sdnn.data.tensors import rank_world
-from sdnn.data.tfrecord import CorruptionLog, decode_example, masked_crc32c, read_records
+from sdnn.data.tfrecord import CorruptionLog, count_records, decode_example, read_records
 from sdnn.errors import DataError
 
 NUM_CLASSES = 3862
@@ -50,24 +49,6 @@ def find_shards(pattern: str | Path) -> list[Path]:
         raise DataError(f"no YouTube-8M shards match {pattern}: download the video-level features "
                         "(README, YouTube-8M) and point dataset.train / dataset.validate at the *.tfrecord files")
     return paths
-
-
-def count_records(path: Path) -> int:
-    """Records in one shard, from the framing alone (header checksums verified, data skipped)."""
-    count = offset = 0
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        while offset < size:
-            header = handle.read(12)
-            if len(header) < 12 or masked_crc32c(header[:8]) != struct.unpack("<I", header[8:])[0]:
-                break  # a damaged tail: the reader reports it (or skips it) when the records are read
-            length = struct.unpack("<Q", header[:8])[0]
-            offset += 12 + length + 4
-            if offset > size:
-                break
-            handle.seek(offset)
-            count += 1
-    return count
 
 
 @dataclass(frozen=True)
@@ -148,10 +129,9 @@ def _records_in_range(index: ShardIndex, order: Sequence[int], start: int, stop:
             continue
         if position >= stop:
             return
-        skip = max(0, start - position)
-        for i, (_, data) in enumerate(read_records(index.paths[shard], on_corrupt, log, yield_skipped=True)):
-            if i < skip:
-                continue
+        first = max(0, start - position)
+        records = read_records(index.paths[shard], on_corrupt, log, yield_skipped=True, start=first)
+        for i, (_, data) in enumerate(records, start=first):
             if position + i >= stop:
                 break
             if data is not None:
