@@ -114,9 +114,21 @@ class _SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unexpected object {module}.{name} in the pickle")
 
 
-def _corrupt(path: Path, problem: str) -> DataError:
-    return DataError(f"{path} is corrupt or truncated ({problem}): delete it and download again "
-                     f"(dataset.download=true), or replace it with the official file")
+class CorruptFile(DataError):
+    """A batch file that is there but damaged; ``path`` and ``problem`` say where and what."""
+
+    def __init__(self, path: Path, problem: str, hint: str = ""):
+        self.path, self.problem = path, problem
+        super().__init__(f"{self.where}: delete it and download again (dataset.download=true), or replace it "
+                         f"with the official file{hint}")
+
+    @property
+    def where(self) -> str:
+        return f"{self.path} is corrupt or truncated ({self.problem})"
+
+
+def _corrupt(path: Path, problem: str) -> CorruptFile:
+    return CorruptFile(path, problem)
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
@@ -229,12 +241,11 @@ def load_cifar(root: str | Path, variant: str, download: bool = False, on_corrup
     for name in spec.train_files:
         try:
             batches.append(_read_batch(folder / name, spec))
-        except DataError as exc:
-            if "is corrupt" not in str(exc):
-                raise
+        except CorruptFile as exc:
             if on_corrupt != "skip":
-                raise DataError(f"{exc}; or set dataset.on_corrupt=skip to train without this batch") from exc
-            skipped.append(str(exc).split(": delete it")[0])
+                raise CorruptFile(exc.path, exc.problem, "; or set dataset.on_corrupt=skip to train without "
+                                                         "this batch") from exc
+            skipped.append(exc.where)
     if not batches:
         raise DataError(f"{spec.variant}: every training batch in {folder} is damaged ({'; '.join(skipped)}); "
                         "dataset.on_corrupt=skip has nothing left to train on: download the files again")
