@@ -93,7 +93,7 @@ def test_cli_fails_on_a_damaged_batch_and_skip_reports_the_count_at_the_end(tmp_
     run = run_cli([*args, "dataset.on_corrupt=skip", f"hydra.run.dir={tmp_path / 'skip'}"])
     assert run.returncode == 0, run.stderr[-2000:]
     out = run.stdout + run.stderr
-    assert "skipped 1 damaged training batch file(s)" in out
+    assert "warning: skipped 1 damaged file(s) (dataset.on_corrupt=skip)" in out  # at load
     assert out.rindex("1 damaged file(s) were skipped") > out.index("test accuracy")  # repeated at the end
     skipped = read_results(tmp_path / "skip")["data_skipped"]
     assert skipped["count"] == 1 and "data_batch_4" in skipped["items"][0]

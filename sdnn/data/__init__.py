@@ -38,14 +38,14 @@ def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
                               torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]),
                               num_classes=len(arrays["class_names"]), class_names=list(arrays["class_names"]),
                               skipped=list(arrays.get("skipped", [])))
-        if splits.skipped:
-            print(f"warning: skipped {len(splits.skipped)} damaged training batch file(s) (dataset.on_corrupt=skip): "
-                  f"{'; '.join(splits.skipped)}", flush=True)
     elif name == "image_folder":
         splits = load_image_folder(cfg.get("root"), cfg.get("image_size"), cfg.get("cache_file"),
                                    cfg.get("on_corrupt", "error"))
     else:
         raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    if splits.skipped:
+        print(f"warning: skipped {len(splits.skipped)} damaged file(s) (dataset.on_corrupt=skip), "
+              f"e.g. {splits.skipped[0]}", flush=True)
     fraction = float(cfg.get("val_fraction", 0.0) or 0.0)
     if splits.x_val is None and fraction > 0:
         splits.x_train, splits.y_train, splits.x_val, splits.y_val = split_off_validation(

@@ -186,9 +186,6 @@ def load_image_folder(root: str | None, image_size: int | None = None, cache_fil
             arrays = None
     if arrays is None:
         decoded = decode_image_tree(path, image_size, on_corrupt)
-        if decoded["skipped"]:
-            print(f"warning: skipped {len(decoded['skipped'])} unreadable image(s) (dataset.on_corrupt=skip), "
-                  f"e.g. {decoded['skipped'][0]}", flush=True)
         arrays = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in decoded.items()}
         arrays.update(version=CACHE_VERSION, fingerprint=fingerprint)
         cache.parent.mkdir(parents=True, exist_ok=True)
