@@ -126,8 +126,9 @@ def bench_backbones(steps: int, device: str, compile_models: tuple[str, ...]) ->
     return rows
 
 
-class _EpochTimer(pl.Callback):
-    """Seconds of the second epoch (the first warms up kernels and allocators), device synchronised."""
+class EpochTimer(pl.Callback):
+    """Seconds of the second epoch (the first warms up kernels and allocators), synchronised with the
+    device on a GPU; the timer of every Lightning row, CPU and GPU."""
 
     def __init__(self):
         self.start, self.seconds = None, math.nan
@@ -151,7 +152,7 @@ def framework_epoch_seconds(spec: dict, c: int, cutout: int, steps: int, device:
     pl.seed_everything(0, verbose=False)
     module = SDNNModule(build_backbone(spec, (3, 32, 32)), SigmoidCrossEntropy(), torch.arange(c), c, OPTIM,
                         _pipeline(cutout, "cpu"), channels_last=True)
-    timer = _EpochTimer()
+    timer = EpochTimer()
     callbacks = [timer] + ([NeglectCallback(c, tau=steps)] if theta else [])
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=callbacks, accelerator="gpu" if device == "cuda"

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from benchmarks.gpu import bench_gpu
+from benchmarks.gpu import EpochTimer, bench_gpu
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.tensors import batch_loader, channel_statistics
 from sdnn.lit import NeglectCallback, SDNNModule
@@ -77,27 +77,12 @@ def _fit_seconds(c: int, steps: int, with_theta: bool) -> float:
     pl.seed_everything(0, verbose=False)
     module = SDNNModule(build_backbone({"name": "cnn", "channels": [32, 64]}, (3, 32, 32)), SigmoidCrossEntropy(),
                         torch.arange(c), c, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "gamma": 1.0})
-    timer = _StepTimer()
+    timer = EpochTimer()
     callbacks = [timer] + ([NeglectCallback(c, tau=steps)] if with_theta else [])
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=callbacks, accelerator="cpu")
     trainer.fit(module, batch_loader(x, y, 128, shuffle=True))
     return timer.seconds
-
-
-class _StepTimer(pl.Callback):
-    """Times the second epoch only (the first warms up allocators and kernels)."""
-
-    def __init__(self):
-        self.start, self.seconds = None, math.nan
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == 1:
-            self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if trainer.current_epoch == 1:
-            self.seconds = time.perf_counter() - self.start
 
 
 def bench_theta_in_training(scale: Scale) -> list[tuple]:

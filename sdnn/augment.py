@@ -18,7 +18,6 @@ from sdnn.choices import AUGMENTERS
 __all__ = ["sample_pairing", "extrapolate", "AUGMENTERS"]
 
 
-
 def sample_pairing(x: Tensor, partners: Tensor) -> Tensor:
     """SamplePairing: the mean of each sample and its partner (same shapes)."""
     if x.dtype == torch.uint8:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 from pathlib import Path
@@ -75,16 +74,12 @@ class FiniteLossGuard(pl.Callback):
         self._kind: torch.Tensor | None = None  # 1: NaN, 2: infinite
         self._count: torch.Tensor | None = None
         self._start_step = 0
-        self._lr = math.nan
 
     def on_train_start(self, trainer, pl_module):
         self._first_bad = torch.full((), -1, dtype=torch.long, device=pl_module.device)
         self._kind = torch.zeros((), dtype=torch.long, device=pl_module.device)
         self._count = torch.zeros((), dtype=torch.long, device=pl_module.device)
         self._start_step = int(trainer.global_step)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -109,6 +104,7 @@ class FiniteLossGuard(pl.Callback):
             return
         step = self._start_step + first
         what = "NaN" if kind == 1 else "infinite"
+        lr = trainer.optimizers[0].param_groups[0]["lr"]  # the epoch's rate: schedules step per epoch
         if self.checkpoint is not None and self.checkpoint.is_file():
             kept = (f"The last good checkpoint is kept: {self.checkpoint} (written at the end of an earlier epoch); "
                     "to continue from it with the fix, run the same command with the same hydra.run.dir, the fix "
@@ -117,8 +113,8 @@ class FiniteLossGuard(pl.Callback):
             kept = "No checkpoint was written before it (it happened in the first epoch)."
         raise NumericalError(
             f"{self.phase}: the training loss became {what} at step {step} (epoch {trainer.current_epoch}), "
-            f"learning rate {self._lr:g}; training stopped and no results were written. {kept} "
-            f"Fixes: a lower learning rate (optim.lr={self._lr / 10:g}), gradient clipping "
+            f"learning rate {lr:g}; training stopped and no results were written. {kept} "
+            f"Fixes: a lower learning rate (optim.lr={lr / 10:g}), gradient clipping "
             "(+trainer.gradient_clip_val=1.0), trainer.precision=32-true if you use bf16/16-bit, or check the "
             "input data for extreme values.")
 
@@ -149,7 +145,7 @@ class CheckpointPlan:
     ``every_n_epochs=0`` turns checkpoints (and resuming) off. ``resume``: ``true`` continues
     from ``<run_dir>/<phase>/checkpoints/last.ckpt`` when it exists and was written with the same
     configuration (else a ``ConfigError`` lists the changed keys); ``force`` continues even if the
-    configuration changed; ``false`` starts over (the old checkpoint is replaced at the next epoch end).
+    configuration changed; ``false`` starts over (``resume_path`` removes the old checkpoint).
     """
 
     def __init__(self, run_dir: Path, phase: str, cfg_container: dict[str, Any], every_n_epochs: int = 1,
@@ -158,11 +154,7 @@ class CheckpointPlan:
         self.phase = phase
         self.every_n_epochs = int(every_n_epochs)
         self.resume = resume
-        self.fingerprint = _fingerprint(cfg_container)
-        if str(resume).lower() not in {"true", "false", "force"}:
-            raise ConfigError(f"checkpoint.resume={resume!r}: use true, false or force")
-        if self.every_n_epochs < 0:
-            raise ConfigError(f"checkpoint.every_n_epochs={every_n_epochs} must be >= 0 (0 = no checkpoints)")
+        self.fingerprint = _fingerprint(cfg_container)  # the values themselves: sdnn.validate.validate_config
 
     @property
     def enabled(self) -> bool:
@@ -211,7 +203,7 @@ class EpochCheckpoint(Checkpoint):
         self.path, self.every_n_epochs = Path(path), int(every_n_epochs)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 and not trainer.sanity_checking:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             trainer.save_checkpoint(self.path)
 
 
