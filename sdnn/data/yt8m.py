@@ -182,9 +182,8 @@ class YT8MStream(torch.utils.data.IterableDataset):
         self.epoch = epoch
 
     def _shard_order(self) -> list[int]:
-        if not self.train:
-            return list(range(len(self.index.paths)))
-        if self.total < self.index.total:  # max_videos: the same first videos every epoch, reordered
+        # evaluation, and max_videos (the same first videos every epoch, reshuffled by the buffer): file order
+        if not self.train or self.total < self.index.total:
             return list(range(len(self.index.paths)))
         rng = np.random.default_rng([self.seed, self.epoch])
         return rng.permutation(len(self.index.paths)).tolist()
