@@ -34,7 +34,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 __all__ = ["accuracy", "per_class_accuracy", "hit_at_one", "perr", "gap", "mean_ap",
-           "HitAtOne", "PERR", "GAP", "MeanAP"]
+           "HitAtOne", "PERR", "GAP", "MeanAP", "MeanAPAndGAP"]
 
 
 # --------------------------------------------------------------------------- input handling
@@ -320,3 +320,17 @@ class MeanAP(_TopKPairs):
         if pairs is None:
             return torch.tensor(float("nan"), dtype=torch.float64, device=self.positives.device)
         return _mean_ap_from_pairs(*pairs, self.positives)
+
+
+class MeanAPAndGAP(MeanAP):
+    """mAP and GAP@top_k from one store of top_k pairs (half the memory of ``MeanAP`` + ``GAP``);
+    ``compute`` returns ``{"map": …, "gap": …, "videos": …}`` (videos: how many were scored, over
+    all DDP ranks)."""
+
+    def compute(self) -> dict[str, Tensor]:
+        pairs = self._pairs()
+        if pairs is None:
+            nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.positives.device)
+            return {"map": nan, "gap": nan, "videos": torch.tensor(0)}
+        return {"map": _mean_ap_from_pairs(*pairs, self.positives), "gap": _gap_from_pairs(*pairs, self.num_labels),
+                "videos": torch.tensor(len(pairs[0]))}

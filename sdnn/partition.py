@@ -59,18 +59,24 @@ def distances_to(x: np.ndarray, mean, chunk_rows: int = 16384) -> np.ndarray:
 class StreamingMedianSplit:
     """Algorithm 1 on-line over chunks: one pass for the mean, one for the distances.
 
-    Memory is O(f) for the mean and O(n_i) distances per selected class, plus the farthest
-    and closest observation of each class (``x̌_1``, ``x̌_2`` of eq. 12); never a class's
-    feature matrix.
+    Memory is O(f) for the mean and one distance (and optional key) per (observation, selected
+    class) pair, plus the farthest and closest observation of each class (``x̌_1``, ``x̌_2`` of
+    eq. 12); never a class's feature matrix. Each chunk is handled with whole-array operations
+    (no loop over its rows or over the classes). Labels are class indices (n,) or a multi-hot
+    (n, c), so a multilabel observation belongs to each of its selected classes.
     """
 
     def __init__(self, n_subclasses: int = 2):
         self.n_subclasses = n_subclasses
         self._sum: np.ndarray | None = None
         self._count = 0
-        self._distances: dict[int, list[np.ndarray]] = {}
-        self._farthest: dict[int, tuple[float, np.ndarray]] = {}
-        self._closest: dict[int, tuple[float, np.ndarray]] = {}
+        self._classes: np.ndarray | None = None
+        self._pair_slot: list[np.ndarray] = []
+        self._pair_distance: list[np.ndarray] = []
+        self._pair_key: list[np.ndarray] = []
+        self._far_d = self._near_d = None
+        self._far: np.ndarray | None = None
+        self._near: np.ndarray | None = None
 
     @property
     def mean(self) -> np.ndarray:
@@ -85,35 +91,73 @@ class StreamingMedianSplit:
         self._sum = part if self._sum is None else self._sum + part
         self._count += len(chunk)
 
-    def add_distances(self, chunk, labels, classes: Iterable[int]) -> None:
-        """Pass 2: distances to the mean of the observations of ``classes`` in this chunk."""
+    def add_distances(self, chunk, labels, classes: Iterable[int], keys=None, originals=None) -> None:
+        """Pass 2: distances to the mean of the observations of ``classes`` in this chunk.
+
+        ``keys`` (n,): an id per observation, returned per class by ``split`` (e.g. video ids).
+        ``originals`` (n, …): what to keep as the anchors x̌ instead of the chunk's rows (the inputs,
+        when the chunk holds their embeddings)."""
         chunk = _as_numpy(chunk).reshape(len(chunk), -1)
         labels = _as_numpy(labels)
-        mean = self.mean
-        for cls in classes:
-            rows = np.flatnonzero(labels == cls) if labels.ndim == 1 else np.flatnonzero(labels[:, cls] > 0)
-            if rows.size == 0:
-                self._distances.setdefault(cls, [])
-                continue
-            members = chunk[rows]
-            d = distances_to(members, mean)
-            self._distances.setdefault(cls, []).append(d)
-            far, near = int(np.argmax(d)), int(np.argmin(d))
-            if cls not in self._farthest or d[far] > self._farthest[cls][0]:
-                self._farthest[cls] = (float(d[far]), members[far].copy())
-            if cls not in self._closest or d[near] < self._closest[cls][0]:
-                self._closest[cls] = (float(d[near]), members[near].copy())
+        selected = np.asarray(sorted({int(c) for c in classes}), dtype=np.int64)
+        if self._classes is None:
+            self._start(selected, (originals if originals is not None else chunk)[:0])
+        elif not np.array_equal(selected, self._classes):
+            raise ValueError(f"classes changed between chunks: {self._classes.tolist()} then {selected.tolist()}")
+        if labels.ndim == 1:
+            rows = np.flatnonzero(np.isin(labels, selected))
+            slots = np.searchsorted(selected, labels[rows])
+        else:  # multi-hot: one pair per (row, selected class), in row order
+            rows, slots = np.nonzero(labels[:, selected] > 0)
+        members, inverse = np.unique(rows, return_inverse=True)
+        d = distances_to(chunk[members], self.mean)[inverse]
+        self._pair_slot.append(slots.astype(np.int64))
+        self._pair_distance.append(d)
+        if keys is not None:
+            self._pair_key.append(np.asarray(keys)[rows])
+        self._update_anchors(rows, slots, d, np.asarray(originals) if originals is not None else chunk)
+
+    def _start(self, classes: np.ndarray, empty_rows: np.ndarray) -> None:
+        k = len(classes)
+        self._classes = classes
+        self._far_d, self._near_d = np.full(k, -np.inf), np.full(k, np.inf)
+        shape = (k, *empty_rows.shape[1:])
+        self._far, self._near = np.zeros(shape, empty_rows.dtype), np.zeros(shape, empty_rows.dtype)
+
+    def _update_anchors(self, rows: np.ndarray, slots: np.ndarray, d: np.ndarray, source: np.ndarray) -> None:
+        """Farthest and closest member per class so far; ties keep the earliest in stream order."""
+        if not len(rows):
+            return
+        position = np.arange(len(rows))
+        for sign, best_d, best in ((-1.0, self._far_d, self._far), (1.0, self._near_d, self._near)):
+            order = np.lexsort((position, sign * d, slots))  # per class: best distance first, then earliest
+            first = order[np.r_[True, slots[order][1:] != slots[order][:-1]]]
+            better = sign * d[first] < sign * best_d[slots[first]]
+            winners = first[better]
+            best_d[slots[winners]] = d[winners]
+            best[slots[winners]] = source[rows[winners]]
 
     def split(self) -> dict[int, dict[str, np.ndarray]]:
-        """Per class: ``subclass`` numbers (stream order), ``farthest`` and ``closest`` rows."""
+        """Per class: ``subclass`` numbers (stream order), ``farthest`` and ``closest`` rows (None
+        for a class never seen) and, if keys were given, ``keys``."""
+        if self._classes is None:
+            return {}
+        slots = np.concatenate(self._pair_slot)
+        d = np.concatenate(self._pair_distance)
+        keys = np.concatenate(self._pair_key) if self._pair_key else None
+        order = np.argsort(slots, kind="stable")  # grouped by class, stream order within a class
+        bounds = np.searchsorted(slots[order], np.arange(len(self._classes) + 1))
         out = {}
-        for cls, parts in self._distances.items():
-            d = np.concatenate(parts) if parts else np.zeros(0)
+        for slot, cls in enumerate(self._classes.tolist()):
+            part = order[bounds[slot]:bounds[slot + 1]]
+            seen = np.isfinite(self._far_d[slot])
             out[cls] = {
-                "subclass": _runs_of_sorted_order(np.argsort(-d, kind="stable"), self.n_subclasses),
-                "farthest": self._farthest[cls][1] if cls in self._farthest else None,
-                "closest": self._closest[cls][1] if cls in self._closest else None,
+                "subclass": _runs_of_sorted_order(np.argsort(-d[part], kind="stable"), self.n_subclasses),
+                "farthest": self._far[slot] if seen else None,
+                "closest": self._near[slot] if seen else None,
             }
+            if keys is not None:
+                out[cls]["keys"] = keys[part]
         return out
 
 

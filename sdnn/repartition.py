@@ -10,7 +10,7 @@ be cached on disk and applied to the training tensors again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +18,11 @@ import torch
 from torch import Tensor
 
 from sdnn.augment import extrapolate, sample_pairing
+from sdnn.errors import DataError
 from sdnn.partition import StreamingMedianSplit, distances_to, kmeans_split, median_distance_split, random_split
+from sdnn.subclass import build_subclass_to_class, subclass_targets
 
-__all__ = ["select_classes", "Repartition", "repartition"]
+__all__ = ["select_classes", "Repartition", "repartition", "VideoSubclasses", "stream_repartition"]
 
 Embed = Callable[[Tensor], Tensor]
 
@@ -187,3 +189,138 @@ def repartition(
         added_partner=np.concatenate(partners).astype(np.int64) if partners else empty,
         subclass_of_added=np.concatenate(added_subclasses).astype(np.int64) if added_subclasses else empty,
     )
+
+
+# --------------------------------------------------------------------------- streamed multilabel data
+
+@dataclass
+class VideoSubclasses:
+    """Phase 2's recipe for streamed multilabel data (YouTube-8M), keyed by video id: one entry per
+    (video, selected class) pair, never a rewritten copy of the dataset.
+
+    ``batch`` turns a decoded batch into phase-2 training data: subclass multi-hot targets (each
+    positive selected class contributes its assigned subclass, SPEC §4) and, with extrapolation,
+    one added copy of every video that has a selected label (eq. 12; the anchor is that of the
+    video's most neglected selected class and of its subclass there).
+    """
+
+    classes: list[int]           # selected classes, ascending
+    n_subclasses: int
+    augmenter: str               # "extrapolation" | "none"
+    lam: float
+    num_classes: int
+    ids: np.ndarray              # (P,) video id of each pair
+    pair_class: np.ndarray       # (P,)
+    pair_subclass: np.ndarray    # (P,) 0..H−1
+    farthest: np.ndarray         # (k, F) x̌_1 of each selected class (inputs)
+    closest: np.ndarray          # (k, F) x̌_2
+    priority: np.ndarray         # (k,) 0 = the most neglected selected class (highest θ)
+
+    def __getstate__(self):  # DataLoader workers get the arrays and build their own lookup table
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def subclasses_per_class(self) -> dict[int, int]:
+        return {cls: self.n_subclasses for cls in self.classes}
+
+    def subclass_sizes(self) -> dict[int, list[int]]:
+        """Training videos per subclass of each selected class (before the added copies)."""
+        return {cls: np.bincount(self.pair_subclass[self.pair_class == cls], minlength=self.n_subclasses).tolist()
+                for cls in self.classes}
+
+    def _tables(self):
+        if getattr(self, "_lookup", None) is None:
+            slot = np.full(self.num_classes, -1, dtype=np.int64)
+            slot[self.classes] = np.arange(len(self.classes))
+            self._lookup = dict(zip(zip(self.ids.tolist(), self.pair_class.tolist()), self.pair_subclass.tolist()))
+            self._slot = slot
+            self._s2c = build_subclass_to_class(self.num_classes, self.subclasses_per_class())
+        return self._lookup, self._slot, self._s2c
+
+    def batch(self, x: np.ndarray, rows: np.ndarray, cols: np.ndarray, ids: list[str]) -> tuple[Tensor, Tensor]:
+        """``x`` (B, F) inputs, ``(rows, cols)`` the batch's (video, class) label pairs, ``ids`` (B,) →
+        inputs (B + copies, F) and subclass multi-hot targets (B + copies, S)."""
+        lookup, slot, s2c = self._tables()
+        selected = np.flatnonzero(slot[cols] >= 0)
+        sub = np.zeros(len(cols), dtype=np.int64)
+        try:  # a dict lookup per selected pair, in the DataLoader worker that decoded the videos
+            sub[selected] = [lookup[(ids[r], c)] for r, c in zip(rows[selected].tolist(), cols[selected].tolist())]
+        except KeyError as exc:
+            raise DataError(f"video {exc.args[0][0]!r} of selected class {exc.args[0][1]} has no subclass: the "
+                            "training shards changed since the partition was computed; run with "
+                            "phase1.use_cache=false (or delete the phase-1 cache folder)") from exc
+        unit = subclass_targets(torch.from_numpy(cols), torch.from_numpy(sub), s2c)
+        targets = torch.zeros(len(x), len(s2c))
+        targets[torch.from_numpy(rows), unit] = 1.0
+        inputs = torch.from_numpy(x)
+        if self.augmenter != "extrapolation" or not len(selected):
+            return inputs, targets
+        # per video with a selected label: the pair of its most neglected selected class
+        pair_rows, pair_slots = rows[selected], slot[cols[selected]]
+        order = np.lexsort((self.priority[pair_slots], pair_rows))
+        first = order[np.r_[True, pair_rows[order][1:] != pair_rows[order][:-1]]]
+        source, anchor_slot, anchor_sub = pair_rows[first], pair_slots[first], sub[selected][first]
+        anchors = np.where((anchor_sub == 0)[:, None], self.farthest[anchor_slot], self.closest[anchor_slot])
+        copies = extrapolate(inputs[torch.from_numpy(source)], torch.from_numpy(anchors), self.lam)
+        return torch.cat([inputs, copies]), torch.cat([targets, targets[torch.from_numpy(source)]])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"classes": np.asarray(self.classes, dtype=np.int64), "n_subclasses": np.asarray(self.n_subclasses),
+                "augmenter": np.asarray(self.augmenter), "lam": np.asarray(self.lam),
+                "num_classes": np.asarray(self.num_classes), "ids": np.asarray(self.ids, dtype=str),
+                "pair_class": self.pair_class, "pair_subclass": self.pair_subclass, "farthest": self.farthest,
+                "closest": self.closest, "priority": self.priority}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> VideoSubclasses:
+        return cls(classes=[int(c) for c in arrays["classes"]], n_subclasses=int(arrays["n_subclasses"]),
+                   augmenter=str(arrays["augmenter"]), lam=float(arrays["lam"]), num_classes=int(arrays["num_classes"]),
+                   ids=np.asarray(arrays["ids"]), pair_class=np.asarray(arrays["pair_class"]),
+                   pair_subclass=np.asarray(arrays["pair_subclass"]), farthest=np.asarray(arrays["farthest"]),
+                   closest=np.asarray(arrays["closest"]), priority=np.asarray(arrays["priority"]))
+
+
+def stream_repartition(batches: Callable[[], Iterable[tuple]], classes: list[int], n_subclasses: int,
+                       partitioner: str, augmenter: str, embed: Embed, seed: int, lam: float, num_classes: int,
+                       priority: list[int] | None = None) -> VideoSubclasses:
+    """Algorithm 1 on-line over a stream (SPEC §3): ``batches()`` yields ``(x, multi-hot y, ids)`` over
+    the training videos, in the same order each time it is called. Pass 1: the mean m of all
+    videos; pass 2: each selected class's distances to m, video ids and anchors. Memory: O(f) plus
+    one distance and id per (video, selected class) pair.
+
+    ``partitioner``: ``median_split`` (Algorithm 1) or ``random`` (a control with the same sizes);
+    k-means needs a class in memory and is not offered here. ``priority``: the selected classes,
+    most neglected first (default: ascending).
+    """
+    if partitioner not in ("median_split", "random"):
+        raise ValueError(f"partitioner={partitioner} cannot run over a stream; use median_split (Algorithm 1) "
+                         "or random")
+    if augmenter not in ("extrapolation", "none"):
+        raise ValueError(f"augmenter={augmenter} is not available for streamed feature vectors; use extrapolation "
+                         "or none")
+    split = StreamingMedianSplit(n_subclasses)
+    for x, _, _ in batches():
+        split.add_to_mean(embed(x).detach().float().cpu())
+    for x, y, ids in batches():
+        split.add_distances(embed(x).detach().float().cpu(), y, classes, keys=np.asarray(ids, dtype=str),
+                            originals=np.asarray(x, dtype=np.float32))
+    result = split.split()
+    rng = np.random.default_rng(seed)
+    ids, pair_class, pair_subclass = [], [], []
+    for cls in sorted(classes):
+        part = result[cls]
+        numbers = part["subclass"]
+        if part["farthest"] is None:
+            raise ValueError(f"class {cls} has no training video")
+        if partitioner == "random":
+            numbers = random_split(len(numbers), n_subclasses, seed=int(rng.integers(2**31)))
+        ids.append(part["keys"])
+        pair_class.append(np.full(len(numbers), cls, dtype=np.int64))
+        pair_subclass.append(numbers.astype(np.int64))
+    order = list(priority) if priority is not None else sorted(classes)
+    rank = {cls: i for i, cls in enumerate(order)}
+    return VideoSubclasses(
+        classes=sorted(classes), n_subclasses=n_subclasses, augmenter=augmenter, lam=lam, num_classes=num_classes,
+        ids=np.concatenate(ids), pair_class=np.concatenate(pair_class), pair_subclass=np.concatenate(pair_subclass),
+        farthest=np.stack([result[cls]["farthest"] for cls in sorted(classes)]).astype(np.float32),
+        closest=np.stack([result[cls]["closest"] for cls in sorted(classes)]).astype(np.float32),
+        priority=np.asarray([rank[cls] for cls in sorted(classes)], dtype=np.int64))

@@ -17,6 +17,7 @@ float32 numpy arrays straight from the packed bytes.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping
@@ -43,9 +44,30 @@ class CorruptionLog:
     """What ``on_corrupt="skip"`` left out: one ``(path, offset, problem)`` per damaged spot."""
 
     entries: list[tuple[str, int, str]] = field(default_factory=list)
+    journal: str | None = None  # also append each entry to this file (JSON lines), for other processes
 
     def add(self, path: Path, offset: int, problem: str) -> None:
-        self.entries.append((str(path), int(offset), problem))
+        entry = (str(path), int(offset), problem)
+        self.entries.append(entry)
+        if self.journal is not None:  # DataLoader workers and DDP ranks report to the main process this way
+            line = (json.dumps(entry) + "\n").encode()
+            fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)  # one short O_APPEND write: lines of concurrent writers do not interleave
+            finally:
+                os.close(fd)
+
+    @classmethod
+    def from_journal(cls, journal: str | Path) -> CorruptionLog:
+        """The distinct entries written to ``journal`` (a record skipped in every epoch counts once)."""
+        path = Path(journal)
+        entries = {}
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            try:
+                entries[tuple(json.loads(line))] = None
+            except ValueError:
+                continue  # a line cut by a kill
+        return cls(entries=list(entries))
 
     def __len__(self) -> int:
         return len(self.entries)
