@@ -260,6 +260,16 @@ class _TopKPairs(Metric):
         self.add_state("hits", [], dist_reduce_fx="cat")
         self.add_state("num_labels", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
+    def sync(self, *args, **kwargs) -> None:
+        """A rank that scored no video (fewer evaluation batches than ranks) still sends (0, k)
+        tensors of the right dtypes; an empty state list would break torchmetrics' gather."""
+        if isinstance(self.scores, list) and not self.scores:
+            k = min(self.top_k, getattr(self, "num_classes", None) or self.top_k)
+            self.scores.append(torch.zeros(0, k, device=self.num_labels.device))
+            self.classes.append(torch.zeros(0, k, dtype=torch.long, device=self.num_labels.device))
+            self.hits.append(torch.zeros(0, k, dtype=torch.uint8, device=self.num_labels.device))
+        super().sync(*args, **kwargs)
+
     def _update_pairs(self, preds: Tensor, labels: Tensor) -> None:
         scores, classes, hits = _top_k_pairs(preds, labels, self.top_k)
         self.scores.append(scores)

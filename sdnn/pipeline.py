@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import Phase1Cache, atomic_savez, atomic_write_json
-from sdnn.data import TensorSplits, load_splits
+from sdnn.data import TensorSplits, load_dataset
+from sdnn.data.yt8m import YT8MData
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.tensors import batch_loader
 from sdnn.errors import ConfigError
@@ -28,10 +29,11 @@ from sdnn.lit import NeglectCallback, PerClassAccuracyHistory, SDNNModule
 from sdnn.lit.publish import publish
 from sdnn.lit.progress import PHASE_TITLES, PhaseProgressBar
 from sdnn.lit.resume import AtomicCheckpointIO, CheckpointPlan, EpochSeed, FiniteLossGuard
+from sdnn.lit.streams import FractionalEpochs, StreamEpochs
 from sdnn.losses import SigmoidCrossEntropy, build_loss
 from sdnn.models import build_backbone
 from sdnn.neglect import last_window_theta
-from sdnn.repartition import Repartition, repartition, select_classes
+from sdnn.repartition import Repartition, VideoSubclasses, repartition, select_classes, stream_repartition
 from sdnn.results import format_summary, nan_to_none, write_results
 from sdnn.subclass import build_subclass_to_class, subclass_targets
 from sdnn.validate import validate_against_data, validate_config
@@ -88,32 +90,52 @@ def _finish_logger(logger) -> None:
         logger.experiment.finish()
 
 
-def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.Tensor, subclass_to_class,
-         loss: torch.nn.Module, phase: str, run_dir: Path, epochs: float, callbacks=(),
-         ) -> tuple[SDNNModule, float, list[dict]]:
+def _loaders(cfg: DictConfig, data, x: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+             recipe: VideoSubclasses | None = None) -> tuple[tuple, list, tuple | None]:
+    """(train, validation, test) loaders, the callbacks they need, and the test tensors for the
+    per-class accuracy history (None for streamed data). ``x``/``targets``: the training set
+    (default: the dataset's); ``recipe``: phase 2's subclass recipe of a stream."""
+    batch = cfg.dataset.batch_size
+    if isinstance(data, YT8MData):
+        train, test = data.stream("train", train=True, recipe=recipe), data.stream("validate", train=False,
+                                                                                    batch_size=4 * batch)
+        return (data.loader(train), None, data.loader(test)), [StreamEpochs([train], [test])], None
+    x, targets = (data.x_train, data.y_train) if x is None else (x, targets)
+    train = batch_loader(x, targets, batch, shuffle=True, seed=cfg.seed)
+    val = batch_loader(data.x_val, data.y_val, 4 * batch, shuffle=False) if data.x_val is not None else None
+    test = batch_loader(data.x_test, data.y_test, 4 * batch, shuffle=False)
+    return (train, val, test), [], (data.x_test, data.y_test)
+
+
+def _fit(cfg: DictConfig, data, subclass_to_class, loss: torch.nn.Module, phase: str, run_dir: Path, epochs: float,
+         callbacks=(), x: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+         recipe: VideoSubclasses | None = None) -> tuple[SDNNModule, float, list[dict]]:
     """Train a fresh network (seeded, so a cached phase 1 leaves phase 2 unchanged); returns it,
     the training seconds and the per-class test accuracy after each epoch (if observed)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    backbone = build_backbone(cfg.model, splits.input_shape)
+    backbone = build_backbone(cfg.model, data.input_shape)
     perf = cfg.performance
     if perf.compile:
         backbone.compile(backend=perf.compile_backend)  # in place: state_dict keys stay the same
-    module = SDNNModule(backbone, loss, subclass_to_class, splits.num_classes, cfg.optim, _input_pipeline(cfg, splits),
-                        channels_last=bool(perf.channels_last) and splits.is_image)
+    multilabel = getattr(data, "multilabel", False)
+    module = SDNNModule(backbone, loss, subclass_to_class, data.num_classes, cfg.optim, _input_pipeline(cfg, data),
+                        channels_last=bool(perf.channels_last) and data.is_image, multilabel=multilabel)
+    (train_loader, val_loader, test_loader), data_callbacks, test_tensors = _loaders(cfg, data, x, targets, recipe)
     batch = cfg.dataset.batch_size
-    train_loader = batch_loader(x, targets, batch, shuffle=True, seed=cfg.seed)
-    val_loader = batch_loader(splits.x_val, splits.y_val, 4 * batch, shuffle=False) if splits.x_val is not None else None
     logger = _logger(cfg, run_dir, phase)
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    callbacks = [*data_callbacks, *callbacks]
     accuracy = None
-    if cfg.observe.per_class_test_acc:
-        accuracy = PerClassAccuracyHistory(splits.x_test, splits.y_test, batch_size=4 * batch)
+    if cfg.observe.per_class_test_acc and test_tensors is not None:
+        accuracy = PerClassAccuracyHistory(*test_tensors, batch_size=4 * batch)
         callbacks = [*callbacks, accuracy]
     if trainer_args.get("enable_progress_bar", True):
-        callbacks = [*callbacks, PhaseProgressBar(phase)]
-    trainer_args.update(max_epochs=math.ceil(epochs),
-                        max_steps=math.ceil(epochs * len(train_loader)) if epochs != int(epochs) else -1,
-                        logger=logger, callbacks=[*_configured_callbacks(trainer_args), *callbacks],
+        callbacks = [*callbacks, PhaseProgressBar(phase, unit="videos" if multilabel else "samples",
+                                                  batch_size=batch)]
+    if epochs != int(epochs):
+        callbacks = [*callbacks, FractionalEpochs(epochs)]
+    trainer_args.update(max_epochs=math.ceil(epochs), max_steps=-1, logger=logger,
+                        callbacks=[*_configured_callbacks(trainer_args), *callbacks],
                         default_root_dir=str(run_dir / phase), use_distributed_sampler=False)
     if val_loader is None:
         trainer_args["limit_val_batches"] = 0
@@ -130,14 +152,14 @@ def _fit(cfg: DictConfig, splits: TensorSplits, x: torch.Tensor, targets: torch.
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)
     seconds = time.perf_counter() - start
-    trainer.test(module, batch_loader(splits.x_test, splits.y_test, 4 * batch, shuffle=False), verbose=False)
+    trainer.test(module, test_loader, verbose=False)
     _finish_logger(logger)
     return module, seconds, accuracy.history if accuracy is not None else []
 
 
-def _input_pipeline(cfg: DictConfig, splits: TensorSplits) -> InputPipeline:
-    augment = BatchAugment(**cfg.dataset.get("augment", {})) if splits.is_image else None
-    return InputPipeline(augment, splits.norm_mean, splits.norm_std)
+def _input_pipeline(cfg: DictConfig, data) -> InputPipeline:
+    augment = BatchAugment(**cfg.dataset.get("augment", {})) if data.is_image else None
+    return InputPipeline(augment, data.norm_mean, data.norm_std)
 
 
 def _phase1_cache(cfg: DictConfig) -> Phase1Cache:
@@ -171,8 +193,8 @@ def run_phase1(cfg: DictConfig, splits: TensorSplits, run_dir: Path, cache: Phas
         neglect = NeglectCallback(splits.num_classes, tau=cfg.phase1.tau,
                                   record_norms_every=int(cfg.observe.norms_every or 0))
         identity = torch.arange(splits.num_classes)
-        module, seconds, accuracy = _fit(cfg, splits, splits.x_train, splits.y_train, identity, SigmoidCrossEntropy(),
-                                         "phase1", run_dir, cfg.phase1.epochs, callbacks=[neglect])
+        module, seconds, accuracy = _fit(cfg, splits, identity, SigmoidCrossEntropy(), "phase1", run_dir,
+                                         cfg.phase1.epochs, callbacks=[neglect])
         state = {k: v.cpu() for k, v in module.state_dict().items()}
         norms = neglect.norm_history() if cfg.observe.norms_every else None
         if use_cache and rank_zero_only.rank == 0:
@@ -219,7 +241,7 @@ def run(cfg: DictConfig, run_dir: str | Path, splits: TensorSplits | None = None
     run_dir = Path(run_dir)
     if splits is None:
         validate_config(cfg)
-        splits = load_splits(cfg.dataset)
+        splits = load_dataset(cfg.dataset, cfg.seed, run_dir)
         validate_against_data(cfg, splits)
     _check_checkpoints(cfg, run_dir)
     c = splits.num_classes
@@ -229,8 +251,8 @@ def run(cfg: DictConfig, run_dir: str | Path, splits: TensorSplits | None = None
     if cfg.method == "baseline":
         _say(f"baseline: {cfg.trainer.max_epochs} epochs, loss={cfg.loss.name}")
         identity = torch.arange(c)
-        module, seconds, accuracy = _fit(cfg, splits, splits.x_train, splits.y_train, identity,
-                                         build_loss(cfg.loss.name), "baseline", run_dir, cfg.trainer.max_epochs)
+        module, seconds, accuracy = _fit(cfg, splits, identity, build_loss(cfg.loss.name), "baseline", run_dir,
+                                         cfg.trainer.max_epochs)
         results.update(subclass_to_class=identity.tolist(), test=module.test_results, train_seconds=seconds,
                        epoch_test_acc={"baseline": accuracy})
     else:
@@ -268,7 +290,7 @@ def _phase1_figures(run_dir: Path, phase1: dict, theta, selected: list[int], nam
             norms["steps"], {k: norms[k] for k in ("delta", "delta_hat", "delta_tilde")}, names,
             run_dir / "fig2_gradient_norms.png")
     out: dict[str, Any] = {"figures": {k: v.name for k, v in figures.items()}}
-    if phase1.get("test"):
+    if (phase1.get("test") or {}).get("per_class_acc"):  # multiclass: θ against the per-class test error
         error = 1.0 - np.asarray(phase1["test"]["per_class_acc"], dtype=float)
         path, rho = plot_neglect_vs_error(np.asarray(theta, dtype=float), error, names,
                                           run_dir / "neglect_vs_error.png", selected=selected)
@@ -286,9 +308,11 @@ def _publish_summary(cfg: DictConfig, run_dir: Path, results: dict[str, Any], na
     figures = {k: run_dir / v for k, v in (results.get("figures") or {}).items()}
     sizes = results.get("subclass_sizes") or {}
     theta = results.get("theta") or [None] * len(names)
-    rows = [[i, names[i], theta[i], "/".join(map(str, sizes.get(str(i), []))), results["test"]["per_class_acc"][i]]
+    per_class = results["test"].get("per_class_acc")
+    rows = [[i, names[i], theta[i], "/".join(map(str, sizes.get(str(i), [])))] + ([per_class[i]] if per_class else [])
             for i in results.get("selected_classes") or []]
-    table = (["class", "name", "theta", "subclass sizes", "test acc"], rows) if rows else None
+    header = ["class", "name", "theta", "subclass sizes"] + (["test acc"] if per_class else [])
+    table = (header, rows) if rows else None
     artifacts = {}
     if results.get("method") == "sdnn":
         artifacts["subclass-map"] = ("subclass_map", [run_dir / "subclasses.json", run_dir / "partition.npz"])
@@ -312,6 +336,69 @@ def _check_checkpoints(cfg: DictConfig, run_dir: Path) -> None:
         _checkpoint_plan(cfg, run_dir, phase).resume_path()
 
 
+def _short(items, limit: int = 12) -> str:
+    """A list or dict for a progress line, cut after ``limit`` entries (YT8M selects 386 classes)."""
+    if isinstance(items, dict):
+        parts = [f"{k}: {v}" for k, v in items.items()]
+        opening, closing = "{", "}"
+    else:
+        parts = [str(v) for v in items]
+        opening, closing = "[", "]"
+    more = f", … ({len(parts)} in all)" if len(parts) > limit else ""
+    return opening + ", ".join(parts[:limit]) + more + closing
+
+
+def _partition_once(cfg: DictConfig, cache: Phase1Cache, settings: dict, cacheable: bool, recipe_type, compute,
+                    classes: list[int]):
+    """The partition recipe: from the phase-1 cache, or computed by rank 0 and broadcast to the others."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    use_cache = cfg.phase1.use_cache and cacheable
+    rep = None
+    if not distributed or torch.distributed.get_rank() == 0:
+        arrays = cache.load_partition(settings) if use_cache else None
+        if arrays is not None:
+            rep = recipe_type.from_arrays(arrays)
+            _say(f"partition: reusing cached subclasses of classes {_short(classes)}")
+        else:
+            rep = compute()
+            if use_cache:
+                cache.save_partition(settings, rep.to_arrays())
+    if distributed:
+        shared = [rep.to_arrays() if torch.distributed.get_rank() == 0 else None]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        rep = recipe_type.from_arrays(shared[0])
+    return rep
+
+
+def _training_videos(cfg: DictConfig, data: YT8MData):
+    """Every training video once, in a fixed order, as ``(x, multi-hot y, ids)`` batches (the two
+    passes of Algorithm 1 read this; run by one process, with the DataLoader's workers)."""
+    stream = data.stream("train", train=False, batch_size=4 * cfg.dataset.batch_size, with_ids=True)
+    stream.place(0, 1)
+    yield from _progress(cfg, data.loader(stream), stream.total, "partition: reading training videos")
+
+
+def _progress(cfg: DictConfig, batches, total: int, description: str):
+    """Batches with a rich progress bar in videos and videos/s (rank 0, on a terminal)."""
+    if rank_zero_only.rank != 0 or not cfg.trainer.get("enable_progress_bar", True):
+        yield from batches
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class VideosPerSecond(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:,.0f} videos/s" if task.speed else "")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), VideosPerSecond(),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        for batch in batches:
+            yield batch
+            progress.advance(task, len(batch[0]))
+
+
 def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str, Any]:
     c = splits.num_classes
     sub = cfg.subclass
@@ -328,7 +415,10 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
                  "selecting from the partial window")
         out["theta"] = nan_to_none(theta)
         out["theta_history"] = [{**w, "theta": nan_to_none(w["theta"])} for w in phase1["history"]]
-        origin = f"cached in {cache.dir}" if phase1["cached"] else f"trained, cached in {cache.dir}"
+        if phase1["cached"]:
+            origin = f"cached in {cache.dir}"
+        else:
+            origin = f"trained, cached in {cache.dir}" if cfg.phase1.use_cache else "trained (phase1.use_cache=false)"
         out["phase1"] = {"cached": phase1["cached"], "seconds": phase1["seconds"], "cache_dir": str(cache.dir),
                          "origin": origin, "selected_from_complete_window": complete}
     else:
@@ -342,50 +432,64 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
         except ValueError as exc:
             raise ConfigError(f"subclass.num_classes_to_repartition={k}: {exc} (phase 1 saw too few classes; "
                               "raise phase1.epochs)") from exc
-    too_small = [cls for cls in classes if int((splits.y_train == cls).sum()) < sub.per_class]
-    if too_small:
-        raise ConfigError(f"subclass.per_class={sub.per_class}: class(es) {too_small} have fewer training samples")
+    streamed = isinstance(splits, YT8MData)
+    if not streamed:
+        too_small = [cls for cls in classes if int((splits.y_train == cls).sum()) < sub.per_class]
+        if too_small:
+            raise ConfigError(f"subclass.per_class={sub.per_class}: class(es) {too_small} have fewer training samples")
 
     augmenter = _augmenter_name(cfg, splits)
+    lam = cfg.augmenter.get("lam", 0.5)
     settings = {"classes": classes, "per_class": sub.per_class, "partitioner": cfg.partitioner.name,
-                "space": cfg.partitioner.space, "augmenter": augmenter, "lam": cfg.augmenter.get("lam", 0.5),
-                "seed": cfg.seed, "n_train": len(splits.x_train)}
+                "space": cfg.partitioner.space, "augmenter": augmenter, "lam": lam, "seed": cfg.seed,
+                "n_train": splits.stream("train", train=False).total if streamed else len(splits.x_train)}
+    if streamed:  # a copy of a video takes the anchor of its most neglected selected class
+        priority = classes if fixed else sorted(classes, key=lambda i: -theta[i])
+        settings["priority"] = list(priority)
+
+    def compute():
+        _say(f"partition: {augmenter} + {cfg.partitioner.name} ({cfg.partitioner.space} space) "
+             f"into {sub.per_class} subclasses for {len(classes)} class(es) {_short(classes)}")
+        embed = _embedder(cfg, splits, phase1["state"] if phase1 else None)
+        if streamed:
+            return stream_repartition(lambda: _training_videos(cfg, splits), classes, sub.per_class,
+                                      cfg.partitioner.name, augmenter, embed, seed=cfg.seed, lam=lam,
+                                      num_classes=c, priority=priority)
+        with _status(cfg, f"partitioning: {cfg.partitioner.name} on classes {classes}"):
+            return repartition(splits.x_train, splits.y_train, classes, sub.per_class, cfg.partitioner.name,
+                               augmenter, embed, seed=cfg.seed, lam=lam)
+
     start = time.perf_counter()
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if not distributed or torch.distributed.get_rank() == 0:  # computed once, then shared
-        arrays = cache.load_partition(settings) if (cfg.phase1.use_cache and phase1 is not None) else None
-        if arrays is not None:
-            rep = Repartition.from_arrays(arrays)
-            _say(f"partition: reusing cached subclasses of classes {classes}")
-        else:
-            _say(f"partition: {augmenter} + {cfg.partitioner.name} ({cfg.partitioner.space} space) "
-                 f"into {sub.per_class} subclasses for classes {classes}")
-            embed = _embedder(cfg, splits, phase1["state"] if phase1 else None)
-            with _status(cfg, f"partitioning: {cfg.partitioner.name} on classes {classes}"):
-                rep = repartition(splits.x_train, splits.y_train, classes, sub.per_class, cfg.partitioner.name,
-                                  augmenter, embed, seed=cfg.seed, lam=cfg.augmenter.get("lam", 0.5))
-            if cfg.phase1.use_cache and phase1 is not None and rank_zero_only.rank == 0:
-                cache.save_partition(settings, rep.to_arrays())
-    if distributed:
-        shared = [rep.to_arrays() if torch.distributed.get_rank() == 0 else None]
-        torch.distributed.broadcast_object_list(shared, src=0)
-        rep = Repartition.from_arrays(shared[0])
+    recipe_type = VideoSubclasses if streamed else Repartition
+    rep = _partition_once(cfg, cache, settings, phase1 is not None, recipe_type, compute, classes)
     partition_seconds = time.perf_counter() - start
-    sizes = rep.subclass_sizes(splits.y_train)
-    _say(f"partition: {partition_seconds:.1f} s; subclass sizes {sizes}")
+    sizes = rep.subclass_sizes() if streamed else rep.subclass_sizes(splits.y_train)
+    _say(f"partition: {partition_seconds:.1f} s; subclass sizes {_short(sizes)}")
+    too_small = [cls for cls, counts in sizes.items() if min(counts) == 0]
+    if too_small:
+        raise ConfigError(f"subclass.per_class={sub.per_class}: class(es) {_short(too_small)} have fewer training "
+                          "videos than subclasses; lower subclass.per_class or choose other classes")
     if rank_zero_only.rank == 0:
         atomic_write_json(run_dir / "subclasses.json", {"settings": settings, "subclass_sizes": sizes})
 
-    x2, y2, numbers = rep.apply(splits.x_train, splits.y_train)
     s2c = build_subclass_to_class(c, rep.subclasses_per_class())
-    targets = subclass_targets(y2, numbers, s2c)
-    _say(f"phase 2: subclass training, {cfg.trainer.max_epochs} epochs, S={len(s2c)} output units "
-         f"({len(x2)} training samples, sibling weight {sub.sibling_weight})")
     loss = build_loss(cfg.loss.name, s2c, sub.sibling_weight)
-    module, seconds, accuracy = _fit(cfg, splits, x2, targets, s2c, loss, "phase2", run_dir, cfg.trainer.max_epochs)
+    if streamed:
+        _say(f"phase 2: subclass training, {cfg.trainer.max_epochs} epochs, S={len(s2c)} output units "
+             f"({augmenter}: one added copy per training video of a selected class, sibling weight "
+             f"{sub.sibling_weight})")
+        module, seconds, accuracy = _fit(cfg, splits, s2c, loss, "phase2", run_dir, cfg.trainer.max_epochs,
+                                         recipe=rep)
+    else:
+        x2, y2, numbers = rep.apply(splits.x_train, splits.y_train)
+        targets = subclass_targets(y2, numbers, s2c)
+        _say(f"phase 2: subclass training, {cfg.trainer.max_epochs} epochs, S={len(s2c)} output units "
+             f"({len(x2)} training samples, sibling weight {sub.sibling_weight})")
+        module, seconds, accuracy = _fit(cfg, splits, s2c, loss, "phase2", run_dir, cfg.trainer.max_epochs,
+                                         x=x2, targets=targets)
     out["epoch_test_acc"] = {"phase1": phase1["accuracy"] if phase1 else [], "phase2": accuracy}
     if rank_zero_only.rank == 0:
-        atomic_savez(run_dir / "partition.npz", rep.to_arrays())
+        atomic_savez(run_dir / "partition.npz", rep.to_arrays())  # for a stream: the subclass of each video id
         if phase1 is not None and cfg.observe.figures:
             out.update(_phase1_figures(run_dir, phase1, theta, classes, splits.names()))
     out.update(selected_classes=classes, subclass_to_class=s2c.tolist(), test=module.test_results,

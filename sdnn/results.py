@@ -30,12 +30,14 @@ def format_summary(results: dict[str, Any], class_names: list[str]) -> str:
     theta = results.get("theta") or [None] * len(class_names)
     selected = set(results.get("selected_classes") or [])
     sizes = results.get("subclass_sizes") or {}
-    per_class = results["test"]["per_class_acc"]
     lines = [f"SDNN run: method={results['method']} dataset={results['dataset']} model={results['model']} "
              f"seed={results['seed']}"]
     if results["method"] == "sdnn":
         origin = results.get("phase1", {}).get("origin", "")
         lines.append(f"phase 1: {origin}")
+    if "per_class_acc" not in results["test"]:
+        return "\n".join(lines + _multilabel_summary(results, theta, class_names, sizes))
+    per_class = results["test"]["per_class_acc"]
     lines.append(f"{'class':>12} {'theta':>7} {'selected':>8} {'subclass sizes':>16} {'test acc':>9}")
     ranked = sorted((t, i) for i, t in enumerate(theta) if t is not None)
     for i, name in enumerate(class_names):
@@ -53,3 +55,19 @@ def format_summary(results: dict[str, Any], class_names: list[str]) -> str:
     if results.get("figures"):
         lines.append("figures: " + ", ".join(f"{name}" for name in results["figures"].values()))
     return "\n".join(lines)
+
+
+def _multilabel_summary(results: dict[str, Any], theta, class_names: list[str], sizes) -> list[str]:
+    """YouTube-8M: the four metrics and the most neglected classes (a table of 3,862 classes would
+    bury them)."""
+    test = results["test"]
+    lines = [f"validate: Hit@1 {100 * test['hit_at_1']:.2f}%   PERR {100 * test['perr']:.2f}%   "
+             f"mAP {100 * test['map']:.2f}%   GAP@20 {100 * test['gap']:.2f}%",
+             f"output units S={len(results['subclass_to_class'])}   train time {results['train_seconds']:.1f} s"]
+    ranked = sorted(((t, i) for i, t in enumerate(theta) if t is not None), reverse=True)
+    if ranked and results["method"] == "sdnn":
+        lines.append(f"selected {len(results['selected_classes'])} classes; the most neglected (highest theta):")
+        for t, i in ranked[:5]:
+            size = "/".join(str(s) for s in sizes.get(str(i), [])) or "-"
+            lines.append(f"  {class_names[i][:24]:>24}  theta {t:.3f}  subclass sizes {size}")
+    return lines

@@ -68,6 +68,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     lr = cfg["optim"].get("lr")
     if not _is_number(lr) or lr <= 0:
         raise ConfigError(f"optim.lr={lr!r} must be a positive number")
+    if cfg["dataset"]["name"] == "yt8m":
+        _validate_yt8m(cfg)
     phase1, sub = cfg["phase1"], cfg["subclass"]
     if not _is_number(phase1["epochs"]) or phase1["epochs"] <= 0:
         raise ConfigError(f"phase1.epochs={phase1['epochs']!r} must be a positive number (fractions allowed, e.g. 0.333)")
@@ -91,6 +93,36 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         k = sub["num_classes_to_repartition"]
         if not _is_int(k) or k < 1:
             raise ConfigError(f"subclass.num_classes_to_repartition={k!r} must be an integer >= 1")
+
+
+def _validate_yt8m(cfg: Mapping[str, Any]) -> None:
+    """dataset=yt8m: streamed multilabel data (sdnn/data/yt8m.py)."""
+    ds = cfg["dataset"]
+    for key in ("train", "validate"):
+        if not ds.get(key):
+            raise ConfigError(f"dataset.{key} is not set: give a glob of the {key}*.tfrecord shards, e.g. "
+                              f"dataset.{key}='/data/yt8m/video/{key}*.tfrecord' (README, YouTube-8M)")
+    _choice("dataset.features", ds.get("features"), ("rgb", "rgb_audio"))
+    _choice("dataset.on_corrupt", ds.get("on_corrupt", "error"), ("error", "skip"))
+    for key in ("max_videos", "max_eval_videos"):
+        value = ds.get(key)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ConfigError(f"dataset.{key}={value!r} must be null (all videos) or an integer >= 1")
+    for key in ("shuffle_buffer", "num_workers"):
+        value = ds.get(key, 0)
+        if not _is_int(value) or value < 0:
+            raise ConfigError(f"dataset.{key}={value!r} must be an integer >= 0")
+    if not _is_int(ds.get("num_classes")) or ds["num_classes"] < 2:
+        raise ConfigError(f"dataset.num_classes={ds.get('num_classes')!r} must be an integer >= 2 (YouTube-8M: 3862)")
+    if cfg["loss"]["name"] != "bce":
+        raise ConfigError(f"loss={cfg['loss']['name']}: YouTube-8M is multilabel; use loss=bce (eq. 3 / eq. 11)")
+    if cfg["method"] == "sdnn":
+        if cfg["partitioner"]["name"] not in ("median_split", "random"):
+            raise ConfigError(f"partitioner={cfg['partitioner']['name']} needs each class in memory; for dataset=yt8m "
+                              "use partitioner=median_split (Algorithm 1, on-line over the shards) or random")
+        if cfg["augmenter"]["name"] not in ("auto", "extrapolation", "none"):
+            raise ConfigError(f"augmenter={cfg['augmenter']['name']} is for images; for dataset=yt8m use "
+                              "augmenter=extrapolation (eq. 12) or none")
 
 
 def validate_against_data(cfg: Mapping[str, Any], splits: TensorSplits) -> None:

@@ -116,3 +116,20 @@ def test_untracked_local_overrides_apply_last(tmp_path):
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["experiment=paper/cifar10_vgg16"])
     assert cfg.phase1.cache_dir == "/scratch/me" and cfg.dataset.batch_size == 32
+
+
+@pytest.mark.parametrize("model", ["cnn", "lr"])
+@pytest.mark.parametrize("features", ["rgb", "rgb_audio"])
+def test_yt8m_paper_configs_match_spec_section_6(model, features):
+    cfg = compose_config([f"experiment=paper/yt8m_{model}_{features}"])
+    assert cfg.dataset.name == "yt8m" and cfg.dataset.features == features and cfg.dataset.num_classes == 3862
+    assert cfg.model.name == {"cnn": "cnn1d", "lr": "lr"}[model]
+    if model == "cnn":
+        assert (cfg.model.filters, cfg.model.kernel_size, cfg.model.dropout) == (64, 3, 0.3)
+    assert cfg.loss.name == "bce" and cfg.method == "sdnn"
+    assert cfg.trainer.max_epochs == 5 and cfg.dataset.batch_size == 512
+    assert cfg.optim.lr == 0.001 and cfg.optim.weight_decay == 5e-4 and cfg.optim.gamma == 0.95
+    assert list(cfg.optim.milestones) == []  # ×0.95 after every epoch
+    assert cfg.phase1.epochs == 0.333 and cfg.subclass.num_classes_to_repartition == 386
+    assert cfg.subclass.per_class == 2 and cfg.subclass.sibling_weight == 1.0
+    assert cfg.partitioner.name == "median_split" and cfg.augmenter.name == "extrapolation" and cfg.augmenter.lam == 0.5

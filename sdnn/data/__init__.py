@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,9 +14,22 @@ from sdnn.data.image_folder import load_image_folder
 from sdnn.data.npz import load_npz_splits
 from sdnn.data.svhn import load_svhn
 from sdnn.data.tensors import TensorSplits, split_off_validation, standardize
+from sdnn.data.yt8m import YT8MData
 from sdnn.errors import ConfigError, DataError
 
-DATASETS = ("digits", "npz", "image_folder", "cifar10", "cifar100", "svhn")
+DATASETS = ("digits", "npz", "image_folder", "cifar10", "cifar100", "svhn", "yt8m")
+STREAMED = ("yt8m",)  # read as streams (sdnn.data.yt8m), never loaded whole
+
+
+def load_dataset(cfg: Mapping[str, Any], seed: int = 0, run_dir: str | Path | None = None) -> TensorSplits | YT8MData:
+    """The dataset named by ``cfg['name']``: tensors in memory, or, for YouTube-8M, its shard streams
+    (damaged records skipped by any process are journalled in ``run_dir/data_skipped.jsonl``)."""
+    if cfg["name"] == "yt8m":
+        journal = Path(run_dir) / "data_skipped.jsonl" if run_dir is not None else None
+        if journal is not None:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+        return YT8MData(cfg, seed=seed, journal=journal)
+    return load_splits(cfg)
 
 
 def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
@@ -38,6 +52,8 @@ def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
                               torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]),
                               num_classes=len(arrays["class_names"]), class_names=list(arrays["class_names"]),
                               skipped=list(arrays.get("skipped", [])))
+    elif name in STREAMED:
+        raise ConfigError(f"dataset={name} is streamed from its shards; use sdnn.data.load_dataset")
     elif name == "image_folder":
         splits = load_image_folder(cfg.get("root"), cfg.get("image_size"), cfg.get("cache_file"),
                                    cfg.get("on_corrupt", "error"))

@@ -160,7 +160,7 @@ class YT8MStream(torch.utils.data.IterableDataset):
     def __init__(self, shards: Sequence[str | Path] | str, batch_size: int, features: str = "rgb",
                  train: bool = True, seed: int = 0, shuffle_buffer: int = 4096, max_videos: int | None = None,
                  num_classes: int = NUM_CLASSES, on_corrupt: str = "error", index_cache: Path | None = None,
-                 with_ids: bool = False):
+                 with_ids: bool = False, recipe=None, journal: Path | None = None):
         if features not in FEATURE_SETS:
             raise DataError(f"dataset.features={features!r}: choose one of {', '.join(FEATURE_SETS)}")
         if batch_size < 1:
@@ -169,10 +169,11 @@ class YT8MStream(torch.utils.data.IterableDataset):
         self.index = ShardIndex.build(paths, index_cache)
         self.batch_size, self.features, self.train, self.seed = batch_size, features, train, seed
         self.shuffle_buffer, self.num_classes, self.on_corrupt = shuffle_buffer, num_classes, on_corrupt
-        self.with_ids = with_ids
+        self.with_ids, self.recipe = with_ids, recipe
         self.total = min(self.index.total, max_videos) if max_videos else self.index.total
         self.epoch = 0
-        self.corruption = CorruptionLog()
+        self.placement: tuple[int, int] | None = None
+        self.corruption = CorruptionLog(journal=None if journal is None else str(journal))
 
     @property
     def feature_size(self) -> int:
@@ -180,6 +181,14 @@ class YT8MStream(torch.utils.data.IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def place(self, rank: int, world: int) -> None:
+        """The DDP rank and world size, set in the main process (DataLoader workers cannot ask
+        ``torch.distributed``; ``sdnn.lit.streams.StreamEpochs`` calls this)."""
+        self.placement = (int(rank), int(world))
+
+    def _rank_world(self) -> tuple[int, int]:
+        return self.placement or rank_world()
 
     def _shard_order(self) -> list[int]:
         # evaluation, and max_videos (the same first videos every epoch, reshuffled by the buffer): file order
@@ -190,7 +199,7 @@ class YT8MStream(torch.utils.data.IterableDataset):
 
     def num_batches(self, world: int | None = None) -> int:
         """Batches one rank yields per epoch."""
-        world = world or rank_world()[1]
+        world = world or self._rank_world()[1]
         if self.train:
             return self.total // (world * self.batch_size)
         return math.ceil(math.ceil(self.total / self.batch_size) / world)
@@ -202,7 +211,7 @@ class YT8MStream(torch.utils.data.IterableDataset):
         return slot_ranges(self.total, self.batch_size, world, workers, self.train)[rank * workers + worker]
 
     def __iter__(self):
-        rank, world = rank_world()
+        rank, world = self._rank_world()
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         yield from self.slot_batches(rank, world, worker, workers)
@@ -234,15 +243,104 @@ class YT8MStream(torch.utils.data.IterableDataset):
             yield self._collate(xs, labels, ids)
 
     def _collate(self, xs, labels, ids):
-        x = torch.from_numpy(np.stack(xs))
-        targets = torch.zeros(len(xs), self.num_classes)
-        rows = np.repeat(np.arange(len(labels)), [len(v) for v in labels])
-        cols = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        if len(cols) and (cols.min() < 0 or cols.max() >= self.num_classes):
-            raise DataError(f"a YouTube-8M label is outside 0..{self.num_classes - 1} ({int(cols.min())}..."
-                            f"{int(cols.max())}): these shards do not match dataset.num_classes={self.num_classes}")
-        targets[torch.from_numpy(rows), torch.from_numpy(cols)] = 1.0
+        rows, cols = label_pairs(labels, self.num_classes)
+        if self.recipe is not None:  # phase 2: subclass targets and augmented copies (sdnn.repartition)
+            x, targets = self.recipe.batch(np.stack(xs), rows, cols, ids)
+        else:
+            x = torch.from_numpy(np.stack(xs))
+            targets = torch.zeros(len(xs), self.num_classes)
+            targets[torch.from_numpy(rows), torch.from_numpy(cols)] = 1.0
         return (x, targets, ids) if self.with_ids else (x, targets)
+
+
+class YT8MData:
+    """``dataset=yt8m`` (conf/dataset/yt8m.yaml): the ``train`` and ``validate`` shard globs, read as
+    streams. Gives the pipeline what ``TensorSplits`` gives it for in-memory data (``num_classes``,
+    ``input_shape``, ``names()``, ``skipped``), plus the streams and their DataLoaders.
+
+    Damaged records skipped by any DataLoader worker or DDP rank (``on_corrupt: skip``) are written to
+    ``journal`` as they happen, so the count at the end of the run covers all of them.
+    """
+
+    is_image = False
+    multilabel = True
+    norm_mean = norm_std = None  # features are L2-normalised per video instead
+
+    def __init__(self, cfg, seed: int = 0, journal: Path | None = None):
+        for key in ("train", "validate"):
+            if not cfg.get(key):
+                raise DataError(f"dataset=yt8m needs dataset.{key}: a glob of the {key}*.tfrecord shards, e.g. "
+                                f"dataset.{key}='/data/yt8m/video/{key}*.tfrecord' (README, YouTube-8M)")
+        self.cfg, self.seed, self.journal = cfg, seed, journal
+        self.features = cfg.get("features", "rgb")
+        if self.features not in FEATURE_SETS:
+            raise DataError(f"dataset.features={self.features!r}: choose one of {', '.join(FEATURE_SETS)}")
+        self.on_corrupt = cfg.get("on_corrupt", "error")
+        if self.on_corrupt not in ("error", "skip"):
+            raise DataError(f"dataset.on_corrupt={self.on_corrupt!r}: choose error or skip")
+        self.paths = {split: find_shards(cfg[split]) for split in ("train", "validate")}
+        self.num_classes = int(cfg.get("num_classes", NUM_CLASSES))
+        self.class_names = read_vocabulary(cfg.get("vocabulary"), self.num_classes)
+        self.batch_size = int(cfg["batch_size"])
+        self.input_shape = (sum(FEATURE_SIZES[name] for name in FEATURE_SETS[self.features]),)
+
+    def names(self) -> list[str]:
+        return self.class_names or [str(i) for i in range(self.num_classes)]
+
+    @property
+    def skipped(self) -> list[str]:
+        return CorruptionLog.from_journal(self.journal).describe() if self.journal is not None else []
+
+    def stream(self, split: str, train: bool, batch_size: int | None = None, with_ids: bool = False,
+               recipe=None) -> YT8MStream:
+        """A stream over ``split`` ("train" | "validate"); ``train=True`` shuffles and drops the
+        ragged tail (every rank the same number of steps)."""
+        limit = self.cfg.get("max_videos") if split == "train" else self.cfg.get("max_eval_videos")
+        paths = self.paths[split]
+        return YT8MStream(paths, batch_size or self.batch_size, self.features, train=train, seed=self.seed,
+                          shuffle_buffer=int(self.cfg.get("shuffle_buffer", 4096)), max_videos=limit,
+                          num_classes=self.num_classes, on_corrupt=self.on_corrupt,
+                          index_cache=paths[0].parent / f".sdnn_index_{split}.json", with_ids=with_ids,
+                          recipe=recipe, journal=self.journal)
+
+    def loader(self, stream: YT8MStream) -> torch.utils.data.DataLoader:
+        """Whole batches from the stream's own division over ``num_workers`` worker processes."""
+        workers = int(self.cfg.get("num_workers", 0) or 0)
+        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
+                                           pin_memory=torch.cuda.is_available(),
+                                           generator=torch.Generator().manual_seed(self.seed))
+
+
+def read_vocabulary(path, num_classes: int) -> list[str]:
+    """Class names from YouTube-8M's ``vocabulary.csv`` (columns ``Index`` and ``Name``); [] without one."""
+    if not path:
+        return []
+    import csv
+
+    path = Path(os.path.expanduser(str(path)))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        names = [str(i) for i in range(num_classes)]
+        for row in rows:
+            index = int(row["Index"])
+            if 0 <= index < num_classes:
+                names[index] = row.get("Name") or names[index]
+        return names
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"dataset.vocabulary={path}: cannot read class names ({exc}); it should be YouTube-8M's "
+                        "vocabulary.csv with Index and Name columns, or null") from exc
+
+
+def label_pairs(labels: Sequence[np.ndarray], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (video, class) pairs of a batch's label lists, as two int64 arrays; a clear error for a
+    label outside 0..num_classes−1."""
+    rows = np.repeat(np.arange(len(labels)), [len(v) for v in labels])
+    cols = np.concatenate(labels).astype(np.int64) if len(labels) else np.zeros(0, np.int64)
+    if len(cols) and (cols.min() < 0 or cols.max() >= num_classes):
+        raise DataError(f"a YouTube-8M label is outside 0..{num_classes - 1} ({int(cols.min())}..."
+                        f"{int(cols.max())}): these shards do not match dataset.num_classes={num_classes}")
+    return rows, cols
 
 
 def _shuffled(records: Iterator[bytes], size: int, rng: np.random.Generator) -> Iterator[bytes]:

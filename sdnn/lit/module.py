@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from sdnn.data.batch_augment import InputPipeline
-from sdnn.subclass import class_predictions
+from sdnn.metrics import PERR, HitAtOne, MeanAPAndGAP
+from sdnn.subclass import class_predictions, class_scores
 
 
 def build_optimizer(params, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -37,12 +38,16 @@ class SDNNModule(pl.LightningModule):
     """Serves phase 1, phase 2 and the baseline; only the head width and the loss differ.
 
     ``subclass_to_class`` (S,) maps output units to classes; evaluation is always at class
-    level (the class of the arg-max unit, SPEC §5). ``training_step`` hands the detached
-    features, logits and targets to callbacks (the NeglectCallback uses them).
+    level (the class of the arg-max unit, SPEC §5). Multilabel data (``multilabel=True``, targets
+    multi-hot) is scored per class by the max of its units' sigmoid outputs and evaluated with the
+    YouTube-8M metrics Hit@1, PERR, mAP and GAP@20 (SPEC §6), which keep O(videos × 20) state and
+    are summed or gathered across DDP ranks. ``training_step`` hands the detached features, logits
+    and targets to callbacks (the NeglectCallback uses them).
     """
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, subclass_to_class: Tensor, num_classes: int,
-                 optim: Mapping[str, Any], inputs: InputPipeline | None = None, channels_last: bool = False):
+                 optim: Mapping[str, Any], inputs: InputPipeline | None = None, channels_last: bool = False,
+                 multilabel: bool = False):
         super().__init__()
         self.inputs = inputs if inputs is not None else InputPipeline()
         self.channels_last = channels_last
@@ -52,9 +57,13 @@ class SDNNModule(pl.LightningModule):
         self.register_buffer("subclass_to_class", torch.as_tensor(subclass_to_class, dtype=torch.long))
         self.num_classes = num_classes
         self.optim_cfg = dict(optim)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_per_class = MulticlassAccuracy(num_classes, average=None)
+        self.multilabel = multilabel
+        if multilabel:
+            self.test_hit, self.test_perr, self.test_pairs = HitAtOne(), PERR(), MeanAPAndGAP(num_classes)
+        else:
+            self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+            self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+            self.test_per_class = MulticlassAccuracy(num_classes, average=None)
         self.test_results: dict[str, Any] = {}
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -90,11 +99,26 @@ class SDNNModule(pl.LightningModule):
 
     def test_step(self, batch, batch_idx):
         x, y = batch
-        pred = class_predictions(self(x)[1], self.subclass_to_class)
+        logits = self(x)[1]
+        if self.multilabel:
+            scores = class_scores(torch.sigmoid(logits.float()), self.subclass_to_class, self.num_classes)
+            for metric in (self.test_hit, self.test_perr, self.test_pairs):
+                metric.update(scores, y)
+            return
+        pred = class_predictions(logits, self.subclass_to_class)
         self.test_acc.update(pred, y)
         self.test_per_class.update(pred, y)
 
     def on_test_epoch_end(self):
+        if self.multilabel:
+            pairs = self.test_pairs.compute()
+            self.test_results = {"hit_at_1": float(self.test_hit.compute()), "perr": float(self.test_perr.compute()),
+                                 "map": float(pairs["map"]), "gap": float(pairs["gap"])}
+            self.log_dict({f"test/{k}": v for k, v in self.test_results.items()}, sync_dist=True)
+            self.test_results["videos"] = int(pairs["videos"])
+            for metric in (self.test_hit, self.test_perr, self.test_pairs):
+                metric.reset()
+            return
         acc = self.test_acc.compute()
         per_class = self.test_per_class.compute()
         self.log("test/acc", acc, sync_dist=True)  # already global (torchmetrics); avoids a DDP warning
