@@ -479,7 +479,7 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
              f"({augmenter}: one added copy per training video of a selected class, sibling weight "
              f"{sub.sibling_weight})")
         module, seconds, accuracy = _fit(cfg, splits, s2c, loss, "phase2", run_dir, cfg.trainer.max_epochs,
-                                         recipe=rep)
+                                         recipe=rep.prepare())
     else:
         x2, y2, numbers = rep.apply(splits.x_train, splits.y_train)
         targets = subclass_targets(y2, numbers, s2c)

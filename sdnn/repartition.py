@@ -216,7 +216,7 @@ class VideoSubclasses:
     closest: np.ndarray          # (k, F) x̌_2
     priority: np.ndarray         # (k,) 0 = the most neglected selected class (highest θ)
 
-    def __getstate__(self):  # DataLoader workers get the arrays and build their own lookup table
+    def __getstate__(self):  # pickled (spawned workers, DDP broadcast): the arrays only; tables are rebuilt
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def subclasses_per_class(self) -> dict[int, int]:
@@ -227,27 +227,40 @@ class VideoSubclasses:
         return {cls: np.bincount(self.pair_subclass[self.pair_class == cls], minlength=self.n_subclasses).tolist()
                 for cls in self.classes}
 
+    def prepare(self) -> VideoSubclasses:
+        """Builds the lookup tables now, in this process, so that forked DataLoader workers share
+        them instead of each building its own."""
+        self._tables()
+        return self
+
     def _tables(self):
-        if getattr(self, "_lookup", None) is None:
+        """Sorted "id␟class" keys and their subclasses: a binary search per batch, and plain numpy
+        arrays that forked DataLoader workers share with the main process (no per-pair Python objects)."""
+        if getattr(self, "_keys", None) is None:
+            keys = _pair_keys(self.ids, self.pair_class)
+            order = np.argsort(keys, kind="stable")
             slot = np.full(self.num_classes, -1, dtype=np.int64)
             slot[self.classes] = np.arange(len(self.classes))
-            self._lookup = dict(zip(zip(self.ids.tolist(), self.pair_class.tolist()), self.pair_subclass.tolist()))
-            self._slot = slot
+            self._keys, self._key_subclass, self._slot = keys[order], self.pair_subclass[order], slot
             self._s2c = build_subclass_to_class(self.num_classes, self.subclasses_per_class())
-        return self._lookup, self._slot, self._s2c
+        return self._keys, self._key_subclass, self._slot, self._s2c
 
     def batch(self, x: np.ndarray, rows: np.ndarray, cols: np.ndarray, ids: list[str]) -> tuple[Tensor, Tensor]:
         """``x`` (B, F) inputs, ``(rows, cols)`` the batch's (video, class) label pairs, ``ids`` (B,) →
         inputs (B + copies, F) and subclass multi-hot targets (B + copies, S)."""
-        lookup, slot, s2c = self._tables()
+        keys, key_subclass, slot, s2c = self._tables()
         selected = np.flatnonzero(slot[cols] >= 0)
         sub = np.zeros(len(cols), dtype=np.int64)
-        try:  # a dict lookup per selected pair, in the DataLoader worker that decoded the videos
-            sub[selected] = [lookup[(ids[r], c)] for r, c in zip(rows[selected].tolist(), cols[selected].tolist())]
-        except KeyError as exc:
-            raise DataError(f"video {exc.args[0][0]!r} of selected class {exc.args[0][1]} has no subclass: the "
-                            "training shards changed since the partition was computed; run with "
-                            "phase1.use_cache=false (or delete the phase-1 cache folder)") from exc
+        if len(selected):
+            wanted = _pair_keys(np.asarray(ids, dtype=str)[rows[selected]], cols[selected])
+            found = np.searchsorted(keys, wanted).clip(max=max(len(keys) - 1, 0))
+            known = keys[found] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
+            if not known.all():
+                video, cls = str(wanted[~known][0]).split(_KEY_SEPARATOR)
+                raise DataError(f"video {video!r} of selected class {cls} has no subclass: the training shards "
+                                "changed since the partition was computed; run with phase1.use_cache=false (or "
+                                "delete the phase-1 cache folder)")
+            sub[selected] = key_subclass[found]
         unit = subclass_targets(torch.from_numpy(cols), torch.from_numpy(sub), s2c)
         targets = torch.zeros(len(x), len(s2c))
         targets[torch.from_numpy(rows), unit] = 1.0
@@ -277,6 +290,14 @@ class VideoSubclasses:
                    ids=np.asarray(arrays["ids"]), pair_class=np.asarray(arrays["pair_class"]),
                    pair_subclass=np.asarray(arrays["pair_subclass"]), farthest=np.asarray(arrays["farthest"]),
                    closest=np.asarray(arrays["closest"]), priority=np.asarray(arrays["priority"]))
+
+
+_KEY_SEPARATOR = "\x1f"
+
+
+def _pair_keys(ids: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """One string per (video id, class) pair, "id␟class", for sorting and binary search."""
+    return np.char.add(np.char.add(np.asarray(ids, dtype=str), _KEY_SEPARATOR), np.asarray(classes).astype(str))
 
 
 def stream_repartition(batches: Callable[[], Iterable[tuple]], classes: list[int], n_subclasses: int,
