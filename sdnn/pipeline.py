@@ -152,6 +152,8 @@ def _fit(cfg: DictConfig, data, subclass_to_class, loss: torch.nn.Module, phase:
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=False)
     seconds = time.perf_counter() - start
+    val = trainer.callback_metrics.get("val/acc")  # the validation split's accuracy after the last epoch
+    module.val_results = {"acc": float(val)} if val is not None and val_loader is not None else None
     trainer.test(module, test_loader, verbose=False)
     _finish_logger(logger)
     return module, seconds, accuracy.history if accuracy is not None else []
@@ -253,11 +255,13 @@ def run(cfg: DictConfig, run_dir: str | Path, splits: TensorSplits | None = None
         identity = torch.arange(c)
         module, seconds, accuracy = _fit(cfg, splits, identity, build_loss(cfg.loss.name), "baseline", run_dir,
                                          cfg.trainer.max_epochs)
-        results.update(subclass_to_class=identity.tolist(), test=module.test_results, train_seconds=seconds,
+        results.update(subclass_to_class=identity.tolist(), test=module.test_results, val=module.val_results,
+                       train_seconds=seconds,
                        epoch_test_acc={"baseline": accuracy})
     else:
         results.update(_run_sdnn(cfg, splits, run_dir))
 
+    results["class_names"] = splits.names()
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
     results["data_skipped"] = {"count": len(splits.skipped), "items": list(splits.skipped)}
     if rank_zero_only.rank == 0:
@@ -493,6 +497,7 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
         if phase1 is not None and cfg.observe.figures:
             out.update(_phase1_figures(run_dir, phase1, theta, classes, splits.names()))
     out.update(selected_classes=classes, subclass_to_class=s2c.tolist(), test=module.test_results,
+               val=module.val_results,
                train_seconds=seconds, subclass_sizes={str(k): v for k, v in sizes.items()},
                partition_seconds=partition_seconds, augmenter=augmenter)
     return out

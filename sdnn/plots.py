@@ -297,3 +297,23 @@ def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc
         ax.legend(fontsize="small")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_paired_differences(diffs: dict[str, Sequence[float]], path: str | Path, title: str = "",
+                            scale: float = 100.0) -> Path:
+    """One row per variant: each seed's paired difference (a dot) and their mean ± std (a bar),
+    against a zero line (``python -m sdnn.study``)."""
+    names = [name for name, values in diffs.items() if len(values)]
+    fig = _figure(7.0, 0.45 * max(len(names), 2) + 1.4)
+    ax = fig.subplots()
+    for row, name in enumerate(names):
+        values = scale * np.asarray(diffs[name], dtype=float)
+        std = values.std(ddof=1) if len(values) > 1 else 0.0
+        ax.errorbar(values.mean(), row, xerr=std, fmt="s", color="black", capsize=3, zorder=3)
+        ax.scatter(values, np.full(len(values), row), color="tab:blue", alpha=0.6, s=18, zorder=2)
+    ax.axvline(0.0, color="grey", lw=1, ls="--")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("SDNN − baseline, same seed (accuracy points)")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)

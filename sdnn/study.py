@@ -1,0 +1,292 @@
+"""``python -m sdnn.study <name>``: does SDNN help here, and does θ find the weak classes?
+
+Runs the baseline and SDNN under one schedule for several seeds (and, with ``--variants``, the
+paper's ablations and the questions it leaves open), then writes the comparison into
+``--out`` (default ``studies/<name>``):
+
+* ``study.md`` / ``study.json``: per variant the mean ± std test (and validation) accuracy, the
+  paired difference to the baseline of the same seed, for every seed, and how many seeds SDNN won;
+  the per-class accuracy change of the selected classes against the others; Spearman's ρ between
+  phase-1 θ and the baseline's per-class test error (the paper's claim that θ, measured early,
+  ranks classes by their eventual error);
+* ``study.png``: the paired differences per variant.
+
+Every run is an ordinary run of the pipeline in ``<out>/runs/<variant>/<method>/seed<k>/``
+(``results.json`` as always), and phase 1 is shared through the phase-1 cache. A study that
+was interrupted continues where it stopped: finished runs are not run again.
+
+    python -m sdnn.study digits                      # the main comparison, 5 seeds
+    python -m sdnn.study digits --variants all       # + ablations (k, partitioner, sibling weight, ...)
+    python -m sdnn.study cifar10 --seeds 0 1 2 -- trainer.max_epochs=20   # extra overrides after --
+
+Choices between settings should be made on the validation columns (``dataset.val_fraction``
+holds out part of the training set); the test columns are reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdnn.plots import spearman
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """SDNN overrides; ``schedule`` ones also apply to (and need) their own baseline."""
+
+    overrides: tuple[str, ...] = ()
+    schedule: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Study:
+    base: tuple[str, ...]
+    seeds: tuple[int, ...]
+    variants: dict[str, Variant] = field(default_factory=dict)
+    about: str = ""
+
+
+def _ablations(k_values: Sequence[int], long_schedule: tuple[str, ...]) -> dict[str, Variant]:
+    """The paper's ablations (k, partitioner, sibling weight) and the open questions
+    (augmentation, partition space, schedule length), each against the main recipe."""
+    return {
+        **{f"k={k}": Variant((f"subclass.num_classes_to_repartition={k}",)) for k in k_values},
+        "partitioner=median_split": Variant(("partitioner=median_split",)),
+        "partitioner=random": Variant(("partitioner=random",)),
+        "sibling_weight=0.9": Variant(("subclass.sibling_weight=0.9",)),
+        "sibling_weight=0": Variant(("subclass.sibling_weight=0",)),
+        "augmenter=none": Variant(("augmenter=none",)),
+        "partition space=features": Variant(("partitioner.space=features",)),
+        "longer schedule": Variant(schedule=long_schedule),
+    }
+
+
+_QUIET = ("logger=none", "trainer.enable_progress_bar=false", "checkpoint.every_n_epochs=0",
+          "observe.figures=false", "observe.norms_every=0", "observe.per_class_test_acc=false")
+
+STUDIES: dict[str, Study] = {
+    "digits": Study(
+        base=("dataset=digits", "model=mlp", "dataset.val_fraction=0.15", "phase1.epochs=5",
+              "trainer.max_epochs=30", "optim.lr=0.05", "optim.milestones=[20]"),
+        seeds=(0, 1, 2, 3, 4),
+        variants={"main": Variant(), **_ablations((1, 2, 3, 4), ("trainer.max_epochs=60", "optim.milestones=[40]"))},
+        about="scikit-learn's 8×8 digits (1,257 train / 540 test), MLP 256-256, 30 epochs"),
+    "cifar10": Study(
+        base=("dataset=image_folder", f"dataset.root={SHARED / 'data' / 'cifar10-jpeg.tar.gz'}", "model=cnn",
+              "model.channels=[32,64]", "dataset.val_fraction=0.1", "phase1.epochs=2", "trainer.max_epochs=8",
+              "optim.lr=0.05", "optim.milestones=[6]"),
+        seeds=(0, 1, 2),
+        variants={"main": Variant(), "augmenter=none": Variant(("augmenter=none",))},
+        about="the JPEG CIFAR-10 (45,000 train / 5,000 val / 10,000 test), small CNN 32-64, 8 epochs"),
+}
+
+
+# ----------------------------------------------------------------------------- statistics (pure)
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return math.nan, math.nan
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]:
+    """Baseline vs SDNN over the seeds both have: accuracies, paired differences, per-class
+    changes of the selected classes against the others, and θ against the baseline's error."""
+    seeds = sorted(set(baselines) & set(sdnn))
+    out: dict[str, Any] = {"seeds": seeds}
+    for split in ("test", "val"):
+        base = [(baselines[s].get(split) or {}).get("acc") for s in seeds]
+        ours = [(sdnn[s].get(split) or {}).get("acc") for s in seeds]
+        if any(v is None for v in base + ours):
+            continue
+        diffs = [o - b for o, b in zip(ours, base)]
+        out[split] = {"baseline": _mean_std(base), "sdnn": _mean_std(ours), "diff": _mean_std(diffs),
+                      "diff_per_seed": diffs, "wins": sum(d > 0 for d in diffs)}
+    selected_change, other_change, rhos, per_class = [], [], [], []
+    for s in seeds:
+        base_acc = np.asarray(baselines[s]["test"]["per_class_acc"], dtype=float)
+        ours_acc = np.asarray(sdnn[s]["test"]["per_class_acc"], dtype=float)
+        change = ours_acc - base_acc
+        chosen = np.zeros(len(change), dtype=bool)
+        chosen[list(sdnn[s].get("selected_classes") or [])] = True
+        selected_change.append(float(change[chosen].mean()) if chosen.any() else math.nan)
+        other_change.append(float(change[~chosen].mean()) if (~chosen).any() else math.nan)
+        per_class.append(change)
+        theta = [math.nan if t is None else t for t in (sdnn[s].get("theta") or [])]
+        if theta:
+            rhos.append(spearman(theta, 1.0 - base_acc))
+    if seeds:
+        out["per_class_change"] = np.mean(per_class, axis=0).tolist()
+        out["selected_change"] = _mean_std(selected_change)
+        out["other_change"] = _mean_std(other_change)
+        out["selected"] = {str(s): sdnn[s].get("selected_classes") for s in seeds}
+        out["spearman_theta_vs_baseline_error"] = {"per_seed": rhos, "mean": _mean_std(rhos)}
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+
+def _run_one(overrides: list[str], run_dir: Path) -> dict:
+    """One pipeline run (skipped when its results.json exists)."""
+    path = run_dir / "results.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from hydra import compose, initialize_config_dir
+
+    from sdnn.pipeline import run
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    return run(cfg, run_dir)
+
+
+def run_study(name: str, out: Path, seeds: Sequence[int] | None = None, variants: Sequence[str] | None = None,
+              extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Runs what is missing and returns the comparison per variant (also written to ``out``)."""
+    if name not in STUDIES:
+        raise SystemExit(f"unknown study {name!r}; available: {', '.join(STUDIES)}")
+    study = STUDIES[name]
+    seeds = list(seeds if seeds is not None else study.seeds)
+    if variants is None:
+        names = ["main"]
+    else:
+        names = list(study.variants) if list(variants) == ["all"] else list(variants)
+    unknown = [v for v in names if v not in study.variants]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; available: {', '.join(study.variants)}")
+    common = [*study.base, *_QUIET, f"phase1.cache_dir={out / 'cache'}", *extra]
+    baselines: dict[tuple, dict[int, dict]] = {}
+    report: dict[str, Any] = {"study": name, "about": study.about, "overrides": common, "variants": {}}
+    started = time.perf_counter()
+    for variant_name in names:
+        variant = study.variants[variant_name]
+        schedule = list(variant.schedule)
+        key = tuple(schedule)
+        if key not in baselines:
+            baselines[key] = {}
+            for seed in seeds:
+                tag = "baseline" + ("-" + "-".join(s.split("=")[0].split(".")[-1] + s.split("=")[1] for s in schedule)
+                                    if schedule else "")
+                print(f"[study {name}] {tag} seed {seed}", flush=True)
+                baselines[key][seed] = _run_one([*common, *schedule, "method=baseline", f"seed={seed}"],
+                                                out / "runs" / tag / f"seed{seed}")
+        sdnn = {}
+        for seed in seeds:
+            print(f"[study {name}] sdnn {variant_name} seed {seed}", flush=True)
+            sdnn[seed] = _run_one([*common, *schedule, *variant.overrides, "method=sdnn", f"seed={seed}"],
+                                  out / "runs" / _folder(variant_name) / f"seed{seed}")
+        report["variants"][variant_name] = {"overrides": [*schedule, *variant.overrides],
+                                            **compare(baselines[key], sdnn)}
+    report["wall_seconds_this_call"] = time.perf_counter() - started
+    report["class_names"] = _class_names(out)
+    write_report(report, out)
+    return report
+
+
+def _folder(variant: str) -> str:
+    return "sdnn-" + "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in variant)
+
+
+def _class_names(out: Path) -> list[str]:
+    for path in sorted((out / "runs").glob("*/seed*/results.json")):
+        names = json.loads(path.read_text()).get("class_names")
+        if names:
+            return list(names)
+    return []
+
+
+# ----------------------------------------------------------------------------- the report
+
+def _pct(pair_or_value, signed: bool = False) -> str:
+    if isinstance(pair_or_value, (tuple, list)):
+        mean, std = pair_or_value
+        if mean is None or not math.isfinite(mean):
+            return "–"
+        return f"{100 * mean:+.2f} ± {100 * std:.2f}" if signed else f"{100 * mean:.2f} ± {100 * std:.2f}"
+    return "–" if pair_or_value is None or not math.isfinite(pair_or_value) else (
+        f"{100 * pair_or_value:+.2f}" if signed else f"{100 * pair_or_value:.2f}")
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"# Study `{report['study']}`", "", report.get("about", ""), "",
+             "Overrides of every run: `" + " ".join(report["overrides"]) + "`", "",
+             "Accuracies in %, mean ± sample std over seeds; Δ = SDNN − baseline of the same seed "
+             "(paired); wins = seeds where Δ > 0. Validation = the held-out part of the training set.", "",
+             "| variant | extra overrides | seeds | baseline test | SDNN test | Δ test | Δ per seed | wins | "
+             "Δ val | selected classes Δ | other classes Δ | Spearman ρ(θ, baseline error) |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for name, v in report["variants"].items():
+        test, val = v.get("test") or {}, v.get("val") or {}
+        per_seed = ", ".join(_pct(d, signed=True) for d in test.get("diff_per_seed", []))
+        rho = (v.get("spearman_theta_vs_baseline_error") or {}).get("mean", (math.nan, math.nan))
+        rho_text = "–" if not math.isfinite(rho[0]) else f"{rho[0]:+.2f} ± {rho[1]:.2f}"
+        lines.append(f"| {name} | `{' '.join(v['overrides']) or '–'}` | {len(v['seeds'])} | "
+                     f"{_pct(test.get('baseline'))} | {_pct(test.get('sdnn'))} | {_pct(test.get('diff'), True)} | "
+                     f"{per_seed} | {test.get('wins', '–')}/{len(v['seeds'])} | {_pct(val.get('diff'), True)} | "
+                     f"{_pct(v.get('selected_change'), True)} | {_pct(v.get('other_change'), True)} | {rho_text} |")
+    main = report["variants"].get("main")
+    if main and main.get("per_class_change"):
+        names = report.get("class_names") or [str(i) for i in range(len(main["per_class_change"]))]
+        counts = {}
+        for chosen in main["selected"].values():
+            for c in chosen or []:
+                counts[c] = counts.get(c, 0) + 1
+        lines += ["", "Main variant, per class (test accuracy change, mean over seeds; selected = in how many seeds "
+                  "θ selected the class):", "", "| class | Δ test | selected |", "|---|---:|---:|"]
+        for i, change in enumerate(main["per_class_change"]):
+            lines.append(f"| {names[i] if i < len(names) else i} | {_pct(change, True)} | {counts.get(i, 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    from sdnn.cache import atomic_write_json
+    from sdnn.plots import plot_paired_differences
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "study.json", report)
+    (out / "study.md").write_text(format_report(report))
+    plot_paired_differences({name: v.get("test", {}).get("diff_per_seed", []) for name, v in report["variants"].items()},
+                            out / "study.png", title=f"study {report['study']}: SDNN − baseline, test accuracy")
+    print(format_report(report))
+    print(f"study written to {out}/study.md, study.json, study.png")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        extra = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
+    parser = argparse.ArgumentParser(prog="python -m sdnn.study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(STUDIES))
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the study's own seeds")
+    parser.add_argument("--variants", nargs="+", help="variant names, or 'all' (default: main)")
+    parser.add_argument("--out", type=Path, help="default: studies/<name>")
+    args = parser.parse_args(argv)
+    from sdnn.errors import SDNNError
+
+    try:
+        run_study(args.name, args.out or Path("studies") / args.name, args.seeds, args.variants, extra)
+    except SDNNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
