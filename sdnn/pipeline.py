@@ -456,9 +456,12 @@ def _run_sdnn(cfg: DictConfig, splits: TensorSplits, run_dir: Path) -> dict[str,
              f"into {sub.per_class} subclasses for {len(classes)} class(es) {_short(classes)}")
         embed = _embedder(cfg, splits, phase1["state"] if phase1 else None)
         if streamed:
-            return stream_repartition(lambda: _training_videos(cfg, splits), classes, sub.per_class,
-                                      cfg.partitioner.name, augmenter, embed, seed=cfg.seed, lam=lam,
-                                      num_classes=c, priority=priority)
+            try:
+                return stream_repartition(lambda: _training_videos(cfg, splits), classes, sub.per_class,
+                                          cfg.partitioner.name, augmenter, embed, seed=cfg.seed, lam=lam,
+                                          num_classes=c, priority=priority)
+            except ValueError as exc:  # a selected class without training videos
+                raise ConfigError(f"subclass selection: {exc}; choose other classes (subclass.classes)") from exc
         with _status(cfg, f"partitioning: {cfg.partitioner.name} on classes {classes}"):
             return repartition(splits.x_train, splits.y_train, classes, sub.per_class, cfg.partitioner.name,
                                augmenter, embed, seed=cfg.seed, lam=lam)
