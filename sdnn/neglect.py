@@ -11,23 +11,54 @@ For a batch with penultimate features ``X`` (n×f), logits ``H`` (n×c), sigmoid
 θ_i is the mean of r_i over the steps of a window (eq. 9) in which class i had a positive;
 the paper's constant 1/n is dropped (SPEC §2).
 
-Only norms are needed, so two algorithms give the same numbers:
+Only norms are needed, so three algorithms give the same numbers:
 
-* ``direct``: form ``P`` and ``ZᵀX`` (c×f each); cost ≈ 2·n·c·f.
-* ``gram``: with ``G = XXᵀ`` (n×n), ``‖Aᵀ X e_i‖² = a_iᵀ G a_i``; cost ≈ n²·f + 4·n²·c. Much
-  cheaper when c ≫ n (YouTube-8M: c = 3,862, f = 36,864, n = 512), never forms a c×f matrix.
+* ``direct`` (``neglect_norms``): form ``P`` and ``ZᵀX`` (c×f each); cost ≈ 2·n·c·f multiply-adds.
+* ``gram`` (``neglect_norms``): with ``G = XXᵀ`` (n×n), ``‖Aᵀ X e_i‖² = a_iᵀ G a_i``; cost ≈
+  n²·f + 4·n²·c. Much cheaper than ``direct`` when c ≫ n; never forms a c×f matrix.
+* ``gradient`` (``neglect_norms_from_gradient``): reuses the output layer's weight gradient
+  ``g = ∂L/∂W`` of the step (L the sigmoid CE of eq. 3), since ``δ = n·g``. ``‖δ_i‖`` is one
+  reduction over g (c·f reads); ``P`` has rows only for the u classes present in the batch and is
+  built from the nnz positive (sample, class) pairs alone, in cache-sized blocks; then
+  ``‖δ̂_i‖ = ‖P_i‖`` and ``‖δ̃_i‖ = ‖n·g_i − P_i‖`` (for an absent class ``δ̃_i = δ_i``). Cost ≈
+  c·f + a few·(nnz + u)·f element operations and no matrix product: for YouTube-8M (c = 3,862,
+  f = 36,864, n = 512, ~3 labels a video) a few times cheaper than ``gram`` (docs/benchmarks.md).
+  With class-index targets there is no host sync; multi-hot targets need one ``nonzero`` (a host
+  sync on CUDA, one per call) to list the positive pairs.
 
-``method="auto"`` picks the cheaper one. Everything stays on the device: no host sync.
+``method="auto"`` of ``neglect_norms`` picks the cheaper of ``direct`` and ``gram``;
+``choose_method`` adds ``gradient`` when a gradient is at hand (the cost model is in
+``method_costs``). ``direct`` and ``gram`` stay on the device: no host sync.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["neglect_norms", "neglect_ratios", "ratios_from_norms", "NeglectAccumulator", "last_window_theta"]
+__all__ = [
+    "NeglectAccumulator",
+    "choose_method",
+    "last_window_theta",
+    "method_costs",
+    "neglect_norms",
+    "neglect_norms_from_gradient",
+    "neglect_ratios",
+    "ratios_from_norms",
+]
 
 _EPS = 1e-12
+# Cost model of the three methods, in multiply-adds of a float32 matrix product (calibrated on the
+# 2-core CPU of docs/benchmarks.md, where a 512×36,864 Gram runs at ≈ 50 G multiply-adds/s):
+# one element streamed by a reduction over the weight gradient costs about _STREAM of them (a norm
+# over 3,862×36,864 elements: ≈ 4.4 G elements/s), one element of the per-pair work (gather, sum,
+# subtract, norm) about _PAIR; every call has a fixed cost of a few dozen kernel calls (_FIXED,
+# measured at small shapes: ≈ 0.1 ms direct, 0.15 ms gram, 0.25 ms gradient). On a GPU matrix
+# products gain more than memory traffic, so these constants favour direct and gram there, if anything.
+_STREAM = 13
+_PAIR = 30
+_FIXED = {"direct": 5e6, "gram": 8e6, "gradient": 12e6}
 
 
 def _indicators(targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
@@ -51,7 +82,7 @@ def _squared_norms(features: Tensor, logits: Tensor, targets: Tensor, method: st
     pos = z * y  # (n, c): ζ of positives
     neg = z - pos  # (n, c): ζ of negatives
     if method == "auto":
-        method = "gram" if n * n * (f + 4 * c) < 2 * n * c * f else "direct"
+        method = choose_method(n, c, f)
     if method == "direct":
         p = pos.T @ x  # (c, f)
         d = z.T @ x  # (c, f) = δ
@@ -71,6 +102,116 @@ def _squared_norms(features: Tensor, logits: Tensor, targets: Tensor, method: st
         # Quadratic forms of a PSD matrix are ≥ 0; clamp away round-off.
         return p2.clamp_min(0), n2.clamp_min(0), d2.clamp_min(0)
     raise ValueError(f"method must be 'auto', 'direct' or 'gram', got {method!r}")
+
+
+def method_costs(n: int, c: int, f: int, nnz: int | None = None) -> dict[str, float]:
+    """Estimated cost (multiply-add equivalents) of each method for one batch: ``direct`` and
+    ``gram`` from their matrix products, ``gradient`` (given the weight gradient) from its memory
+    traffic; ``nnz`` is the number of positive (sample, class) pairs (n for class-index targets)."""
+    nnz = n if nnz is None else min(nnz, n * c)
+    costs = {"direct": 2.0 * n * c * f, "gram": n * n * (f + 4.0 * c),
+             "gradient": _STREAM * c * f + _PAIR * (nnz + min(nnz, c)) * f}
+    return {method: cost + _FIXED[method] for method, cost in costs.items()}
+
+
+def choose_method(n: int, c: int, f: int, nnz: int | None = None, gradient: bool = False) -> str:
+    """The cheapest method by ``method_costs``; ``gradient`` only when a weight gradient is at hand."""
+    costs = method_costs(n, c, f, nnz)
+    if not gradient:
+        del costs["gradient"]
+    return min(costs, key=costs.get)
+
+
+def _positive_pairs(targets: Tensor, dtype: torch.dtype):
+    """(class, sample, label value) of the nonzero entries of Y, sorted by class (then sample); the
+    label value is None for class-index targets (all ones). Multi-hot targets: one ``nonzero``, a
+    host sync on CUDA."""
+    if targets.dim() == 1 and not torch.is_floating_point(targets):
+        cls = targets.long()
+        order = torch.argsort(cls, stable=True)
+        return cls[order], order, None
+    y = targets.detach()
+    smp, cls = y.nonzero().unbind(1)
+    order = torch.argsort(cls, stable=True)
+    cls, smp = cls[order], smp[order]
+    return cls, smp, y[smp, cls].to(dtype)
+
+
+_CPU_BLOCK = 1 << 20  # elements of P per block on a CPU: each pass over a block then stays in cache
+
+
+def _sizes_on_host(device: torch.device) -> bool:
+    """Whether sizes may be read from device values: free on a CPU, a host sync elsewhere. Off the
+    host the present classes are counted by an upper bound (nnz), the empty rows go to spare
+    entries, and P is built in one block (few kernel launches, no sync to cut blocks)."""
+    return device.type == "cpu"
+
+
+def neglect_norms_from_gradient(weight_grad: Tensor, features: Tensor, logits: Tensor, targets: Tensor,
+                                loss_scale: float | Tensor = 1.0, block_elements: int | None = None):
+    """(‖δ̂_i‖, ‖δ̃_i‖, ‖δ_i‖) per class, as ``neglect_norms``, from the output layer's weight gradient.
+
+    ``weight_grad`` (c, f) is ``loss_scale × ∂L/∂W`` for L the sigmoid CE of eq. 3 (summed over
+    classes, averaged over the n samples: ``sdnn.losses.SigmoidCrossEntropy``) of this batch with
+    ``logits = features Wᵀ + b``; ``loss_scale`` is what the loss was multiplied by before the
+    backward pass (``1/accumulate_grad_batches`` in Lightning; a number, or a 0-d tensor that then
+    stays on the device). ``features`` (n, f), ``logits`` (n, c) and ``targets`` (class indices (n,)
+    or a multi-hot (n, c)) are those of the same batch.
+
+    Nothing c×f is allocated: ``δ = (n / loss_scale)·g`` is read once for every ‖δ_i‖ and once more
+    for the rows of the u classes present in the batch. The rows of ``P`` for those classes are
+    weighted sums of the positives' feature rows (``embedding_bag`` over the nnz positive pairs),
+    built ``block_elements`` at a time on a CPU (default: cache-sized), all at once on a GPU.
+    """
+    g = weight_grad.detach()
+    x = features.detach().flatten(1)
+    h = logits.detach()
+    dtype = torch.promote_types(torch.promote_types(x.dtype, g.dtype), torch.float32)
+    n, f = x.shape
+    c = h.shape[1]
+    if g.shape != (c, f):
+        raise ValueError(f"weight_grad has shape {tuple(g.shape)}, expected ({c}, {f}) for these features and logits")
+    on_host = _sizes_on_host(x.device)
+    if isinstance(loss_scale, Tensor) and on_host:
+        loss_scale = float(loss_scale)
+    scale = n / loss_scale
+    total = torch.linalg.vector_norm(g, dim=1, dtype=dtype) * scale  # ‖δ_i‖: one pass over g
+    cls, smp, y_pair = _positive_pairs(targets, dtype)
+    nnz = cls.shape[0]
+    pull = torch.zeros_like(total)
+    push = total.clone()  # δ̃_i = δ_i for a class without a positive
+    if nnz == 0:
+        return pull, push, total
+    x = x.to(dtype)
+    zeta = torch.sigmoid(h[smp, cls].to(dtype))
+    weight = zeta - 1 if y_pair is None else (zeta - y_pair) * y_pair  # ζ·y of each positive pair
+    starts = torch.ones(nnz, dtype=torch.bool, device=cls.device)
+    starts[1:] = cls[1:] != cls[:-1]
+    if on_host:
+        first = starts.nonzero()[:, 0]  # the first pair of each present class
+        classes = cls[first]
+        u = classes.shape[0]
+    else:  # u ≤ nnz slots; slot k ≥ u is an empty bag, written to spare entry c + k
+        slot = starts.cumsum(0) - 1
+        classes = torch.full((nnz,), c, dtype=torch.long, device=cls.device).scatter_(0, slot, cls)
+        classes = torch.where(classes < c, classes, c + torch.arange(nnz, device=cls.device))
+        first = torch.searchsorted(slot, torch.arange(nnz, device=cls.device))
+        u = nnz
+        pull, push = torch.cat([pull, pull.new_zeros(nnz)]), torch.cat([push, push.new_zeros(nnz)])
+    bounds = torch.cat([first, first.new_full((1,), nnz)])  # bag k: pairs bounds[k] .. bounds[k+1]
+    per_block = max(1, (block_elements or _CPU_BLOCK) // max(f, 1)) if on_host else u
+    host_bounds = bounds.tolist() if per_block < u else None
+    for s in range(0, u, per_block):
+        e = min(u, s + per_block)
+        a, b = (host_bounds[s], host_bounds[e]) if host_bounds else (0, nnz)
+        p = F.embedding_bag(smp[a:b], x, bounds[s:e + 1] - a, mode="sum", per_sample_weights=weight[a:b],
+                            include_last_offset=True)  # rows s..e of P
+        block_classes = classes[s:e]
+        pull.index_copy_(0, block_classes, torch.linalg.vector_norm(p, dim=1))
+        gr = g.index_select(0, block_classes.clamp_max(c - 1)).to(dtype)
+        diff = torch.sub(p, gr, alpha=scale, out=gr) if isinstance(scale, (int, float)) else gr.mul_(scale).sub_(p)
+        push.index_copy_(0, block_classes, torch.linalg.vector_norm(diff, dim=1))  # ‖P_i − n·g_i‖
+    return pull[:c], push[:c], total
 
 
 def neglect_norms(features: Tensor, logits: Tensor, targets: Tensor, method: str = "auto"):

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
-from sdnn.neglect import NeglectAccumulator, neglect_norms, neglect_ratios, ratios_from_norms
+from sdnn.losses import SigmoidCrossEntropy
+from sdnn.neglect import (
+    NeglectAccumulator,
+    choose_method,
+    neglect_norms,
+    neglect_norms_from_gradient,
+    ratios_from_norms,
+)
 
 NORM_KEYS = ("delta", "delta_hat", "delta_tilde")
+METHODS = ("auto", "direct", "gram", "gradient")
 
 
 class NeglectCallback(pl.Callback):
@@ -31,12 +41,29 @@ class NeglectCallback(pl.Callback):
     left out of θ); ‖δ_i‖ = ‖δ̃_i‖ there, as computed. Under DDP each rank keeps its own local
     batch's norms (no communication); rank 0's are the ones plotted. θ is unaffected, and
     ``k = 0`` (the default) costs nothing.
+
+    ``method`` (``sdnn.neglect``): ``direct`` and ``gram`` work on the step's features, logits and
+    targets (``training_step``'s outputs). ``gradient`` reuses the output layer's weight gradient,
+    ``δ = n·∂L/∂W``, which the backward pass has just computed: hooks on ``pl_module.head`` (its
+    input and output), ``pl_module.loss_fn`` (its targets, and the gradient reaching the loss,
+    ``1/accumulate_grad_batches``) and ``head.weight`` (the local gradient of this backward, before
+    it is accumulated into ``.grad`` and before DDP reduces it: each rank its own r_i, SPEC §2);
+    the norms are computed inside the weight hook, since DDP and accumulation change the gradient
+    afterwards. It needs the sigmoid CE of eq. 3 (``SigmoidCrossEntropy``) as the only path from
+    ``head.weight`` to the loss, an ``nn.Linear`` head, automatic optimisation and no GradScaler
+    (``16-mixed`` scales gradients). ``auto`` uses ``gradient`` when these hold and
+    ``choose_method`` finds it cheapest for the first step's shapes, else the cheaper of ``direct``
+    and ``gram``. The first gradient step is checked against ``gram``/``direct`` (‖δ_i‖ must agree);
+    if it does not, the callback warns and falls back for the rest of the fit. All methods give the
+    same θ up to round-off.
     """
 
     def __init__(self, num_classes: int, tau: int | None = None, method: str = "auto", record_norms_every: int = 0):
         super().__init__()
         if record_norms_every < 0:
             raise ValueError(f"record_norms_every must be >= 0, got {record_norms_every}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.num_classes = num_classes
         self.tau = tau
         self.method = method
@@ -50,8 +77,113 @@ class NeglectCallback(pl.Callback):
         self._norm_steps: list[int] = []
         self._norm_chunks: list[np.ndarray] = []
         self._restored: dict | None = None
+        self._handles: list = []
+        self._capture: dict | None = None  # this step's head input/output, targets, loss gradient
+        self._step_norms: tuple | None = None  # computed in the weight hook for this step
+        self._gradient_method: str | None = None  # None: undecided; "gradient" or the fallback method
+        self.gradient_steps = 0  # steps whose norms came from the weight gradient
 
+    # ------------------------------------------------------------------ the gradient method's hooks
+    @staticmethod
+    def gradient_unavailable(trainer, pl_module) -> str | None:
+        """Why ``method="gradient"`` cannot be used in this fit, or None if it can."""
+        head, loss_fn = getattr(pl_module, "head", None), getattr(pl_module, "loss_fn", None)
+        if type(loss_fn) is not SigmoidCrossEntropy:
+            return f"the loss is {type(loss_fn).__name__}, not SigmoidCrossEntropy (eq. 3)"
+        if not isinstance(head, nn.Linear) or not head.weight.requires_grad:
+            return "pl_module.head is not a trainable nn.Linear"
+        if head.weight.dtype not in (torch.float32, torch.float64):
+            return f"the head's weights are {head.weight.dtype}"
+        if not pl_module.automatic_optimization:
+            return "manual optimisation"
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+            return "a GradScaler scales the gradients (precision 16-mixed)"
+        return None
+
+    def _attach(self, trainer, pl_module) -> None:
+        self._detach()
+        self._gradient_method, self.gradient_steps = None, 0
+        if self.method not in ("auto", "gradient"):
+            return
+        reason = self.gradient_unavailable(trainer, pl_module)
+        if reason is not None:
+            if self.method == "gradient":
+                raise ValueError(f"NeglectCallback(method='gradient') cannot be used: {reason}; use method='auto'")
+            return
+        head = pl_module.head
+        self._handles = [head.register_forward_hook(self._on_head_forward),
+                         pl_module.loss_fn.register_forward_hook(self._on_loss_forward),
+                         head.weight.register_hook(self._on_weight_grad)]
+
+    def _detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._capture, self._step_norms = [], None, None
+
+    def _on_head_forward(self, module, args, output) -> None:
+        if not (torch.is_grad_enabled() and output.requires_grad):
+            return  # validation, or a forward pass outside training
+        if self._capture is not None:  # a second forward before the backward: leave this step to gram/direct
+            self._capture["valid"] = False
+            return
+        self._capture = {"features": args[0], "logits": output, "valid": True}
+
+    def _on_loss_forward(self, module, args, output) -> None:
+        step = self._capture
+        if step is None or not output.requires_grad:
+            return
+        if args[0] is not step["logits"] or "targets" in step:
+            step["valid"] = False
+            return
+        step["targets"] = args[1]
+        output.register_hook(self._on_loss_grad)
+
+    def _on_loss_grad(self, grad) -> None:
+        if self._capture is not None:
+            self._capture["loss_grad"] = grad.detach()
+
+    def _on_weight_grad(self, grad) -> None:
+        step, self._capture = self._capture, None
+        if step is None or not step["valid"] or "loss_grad" not in step:
+            return
+        x, h, targets = step["features"].detach(), step["logits"].detach(), step["targets"].detach()
+        if self._gradient_method is None and not self._decide(x, h, targets):
+            return
+        norms = neglect_norms_from_gradient(grad, x, h, targets, loss_scale=step["loss_grad"])
+        if self._gradient_method is None and not self._check(norms, x, h, targets):
+            return
+        self._step_norms = norms
+        self.gradient_steps += 1
+
+    def _decide(self, x, h, targets) -> bool:
+        """On the first step: whether ``gradient`` is the cheapest method by ``choose_method`` (or
+        forced by method="gradient"); if not, the cheaper of direct and gram stays (the hooks go at
+        the end of the batch, not from inside a hook)."""
+        n, c, f = x.shape[0], h.shape[1], x[0].numel()
+        nnz = n if targets.dim() == 1 else int(torch.count_nonzero(targets))  # once per fit
+        if self.method == "gradient" or choose_method(n, c, f, nnz, gradient=True) == "gradient":
+            return True
+        self._gradient_method = choose_method(n, c, f)
+        return False
+
+    def _check(self, norms, x, h, targets) -> bool:
+        """On the first gradient step: ‖δ_i‖ from the gradient must equal ``neglect_norms``'s; if
+        not, warn and compute θ from the features for the rest of the fit."""
+        expected = neglect_norms(x, h, targets)[2]
+        low_precision = torch.finfo(torch.promote_types(x.dtype, h.dtype)).bits < 32
+        error = float((norms[2] - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
+        chosen = "gradient"
+        if not error <= (5e-2 if low_precision else 1e-3):
+            warnings.warn(f"NeglectCallback: the output layer's weight gradient is not n × that of the sigmoid CE "
+                          f"of this batch (‖δ‖ differs by {error:.1e} relative); θ is computed from the features "
+                          "for the rest of this fit (does something else reach head.weight's gradient?)", stacklevel=2)
+            chosen = choose_method(x.shape[0], h.shape[1], x[0].numel())
+        self._gradient_method = chosen
+        return chosen == "gradient"
+
+    # ------------------------------------------------------------------ Lightning hooks
     def on_train_start(self, trainer, pl_module):
+        self._attach(trainer, pl_module)
         self._acc = NeglectAccumulator(self.num_classes, device=pl_module.device)
         self._steps = 0
         self._window_tau = self.tau or max(1, int(trainer.num_training_batches))
@@ -83,14 +215,19 @@ class NeglectCallback(pl.Callback):
         self._norm_steps = list(state_dict["norm_steps"])
         self._norm_chunks = [chunk.numpy() for chunk in state_dict["norm_chunks"]]
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._capture, self._step_norms = None, None
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = (outputs["features"], outputs["logits"], outputs["targets"])
+        norms, self._step_norms = self._step_norms, None
+        if self._handles and self._gradient_method not in (None, "gradient"):
+            self._detach()  # decided against the gradient method on the first step
+        if norms is None:  # from the step's features: gram or direct
+            method = self.method if self.method in ("direct", "gram") else "auto"
+            norms = neglect_norms(outputs["features"], outputs["logits"], outputs["targets"], method=method)
+        ratios = ratios_from_norms(*norms, outputs["targets"])
         if self.record_norms_every and self._batch_index % self.record_norms_every == 0:
-            norms = neglect_norms(*step, method=self.method)  # computed once, for θ and for Fig. 2
-            ratios = ratios_from_norms(*norms, outputs["targets"])
             self._record_norms(norms, ratios)
-        else:
-            ratios = neglect_ratios(*step, method=self.method)
         self._acc.update(ratios)
         self._batch_index += 1
         self._steps += 1
@@ -98,9 +235,13 @@ class NeglectCallback(pl.Callback):
             self._close_window(trainer, complete=True)
 
     def on_train_end(self, trainer, pl_module):
+        self._detach()
         if self._steps > 0:
             self._close_window(trainer, complete=False)
         self._flush_norms()
+
+    def teardown(self, trainer, pl_module, stage):
+        self._detach()  # also after an exception, when on_train_end does not run
 
     def norm_history(self) -> dict[str, np.ndarray]:
         """Fig. 2 data: "steps" (T,) batch indices and "delta", "delta_hat", "delta_tilde" (T, c) float32."""
