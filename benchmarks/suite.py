@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -23,10 +24,19 @@ import torch.nn.functional as F
 from benchmarks.gpu import EpochTimer, bench_gpu
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.tensors import batch_loader, channel_statistics
+from sdnn.data.tfrecord import decode_example, read_records
+from sdnn.data.yt8m import YT8MStream
+from sdnn.data.yt8m_synth import write_synthetic_shards
 from sdnn.lit import NeglectCallback, SDNNModule
 from sdnn.losses import SigmoidCrossEntropy, SubclassBCELoss
 from sdnn.models import build_backbone
-from sdnn.neglect import NeglectAccumulator, neglect_ratios
+from sdnn.neglect import (
+    NeglectAccumulator,
+    neglect_norms,
+    neglect_norms_from_gradient,
+    neglect_ratios,
+    ratios_from_norms,
+)
 from sdnn.partition import StreamingMedianSplit, kmeans_split, median_distance_split
 from sdnn.subclass import build_subclass_to_class
 
@@ -40,13 +50,15 @@ class Scale:
     partition_sizes: tuple[int, ...]
     pipeline_images: int = 50_000  # images per timed epoch of the input pipelines
     theta_rounds: int = 0          # interleaved θ-off/θ-on rounds; 0 = repeats + 1
+    yt8m_videos: int = 20_480      # synthetic videos read by the YT8M reader rows (4 shards)
+    yt8m_steps: int = 2            # steps per timed epoch of the YT8M training rows
 
 
 SCALES = {
     "smoke": Scale("smoke", train_steps=2, repeats=1, yt8m_features=128, partition_sizes=(1_000,),
-                   pipeline_images=512, theta_rounds=1),
+                   pipeline_images=512, theta_rounds=1, yt8m_videos=1_024, yt8m_steps=1),
     "quick": Scale("quick", train_steps=30, repeats=2, yt8m_features=4_608, partition_sizes=(10_000, 100_000),
-                   pipeline_images=10_000),
+                   pipeline_images=10_000, yt8m_videos=5_120),
     "full": Scale("full", train_steps=40, repeats=2, yt8m_features=36_864,
                   partition_sizes=(10_000, 100_000, 1_000_000)),
 }
@@ -95,37 +107,7 @@ def bench_theta_in_training(scale: Scale) -> list[tuple]:
         share = _theta_alone_seconds(128, c, 128, scale) / (off / scale.train_steps)
         rows.append((f"training step, CNN 32×32, c={c}, batch 128 (θ alone: {share:.2%} of a step)",
                      "θ off", off, "θ on", on))
-    rows.append(_theta_yt8m_step(scale))
     return rows
-
-
-def _theta_yt8m_step(scale: Scale) -> tuple:
-    """YT8M's output layer: f × 3,862 weights, batch 512, ~3 labels per video."""
-    n, c, f = 512, 3862, scale.yt8m_features
-    g = torch.Generator().manual_seed(0)
-    features = torch.relu(torch.randn(n, f, generator=g))
-    labels = torch.zeros(n, c)
-    labels.scatter_(1, torch.randint(0, c, (n, 3), generator=g), 1.0)
-    head = torch.nn.Linear(f, c)
-    opt = torch.optim.SGD(head.parameters(), lr=1e-3)
-    acc = NeglectAccumulator(c)
-
-    def step(with_theta: bool):
-        logits = head(features)
-        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / n
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if with_theta:
-            acc.update(neglect_ratios(features, logits.detach(), labels))
-
-    reps = max(2, scale.repeats)
-    off = best_time(lambda: step(False), reps)
-    on = best_time(lambda: step(True), reps)
-    logits = head(features).detach()
-    share = best_time(lambda: acc.update(neglect_ratios(features, logits, labels)), reps) / off
-    return (f"output-layer step, YT8M shape f={f}, c=3862, batch 512, 3 labels/video (θ alone: {share:.1%} "
-            "of the step)", "θ off", off, "θ on", on)
 
 
 def _theta_alone_seconds(n: int, c: int, f: int, scale: Scale) -> float:
@@ -369,6 +351,130 @@ def bench_input_pipeline(scale: Scale) -> list[tuple]:
              "uint8 batches + InputPipeline", ours)]
 
 
+# ---------------------------------------------------------------- YouTube-8M
+
+YT8M_CLASSES = 3862
+YT8M_BATCH = 512
+YT8M_CNN = {"name": "cnn1d", "filters": 64, "kernel_size": 3, "dropout": 0.3}
+YT8M_OPTIM = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "gamma": 1.0}
+
+
+def _yt8m_labels(n: int, labels_per_video: int, generator: torch.Generator) -> torch.Tensor:
+    """Multi-hot (n, 3,862): a few labels a video, class frequencies ∝ 1/k^0.8 (as in yt8m_synth)."""
+    frequency = 1.0 / torch.arange(1, YT8M_CLASSES + 1, dtype=torch.float64) ** 0.8
+    picked = torch.multinomial(frequency.expand(n, YT8M_CLASSES), labels_per_video, generator=generator)
+    return torch.zeros(n, YT8M_CLASSES).scatter_(1, picked, 1.0)
+
+
+def _yt8m_problem(f: int, videos: int, seed: int = 0):
+    """Inputs of 2·f/64 values (the CNN's f = 64 filters × half the input), 3 labels a video."""
+    g = torch.Generator().manual_seed(seed)
+    length = 2 * f // YT8M_CNN["filters"]
+    return torch.randn(videos, length, generator=g), _yt8m_labels(videos, 3, g)
+
+
+def _yt8m_module(length: int) -> SDNNModule:
+    pl.seed_everything(0, verbose=False)
+    return SDNNModule(build_backbone(YT8M_CNN, (length,)), SigmoidCrossEntropy(), torch.arange(YT8M_CLASSES),
+                      YT8M_CLASSES, YT8M_OPTIM)
+
+
+def _yt8m_fit_seconds(f: int, steps: int, method: str | None) -> float:
+    """One epoch (the second) of ``steps`` Lightning steps: CNN1D + head, sigmoid CE, SGD."""
+    x, y = _yt8m_problem(f, steps * YT8M_BATCH)
+    module = _yt8m_module(x.shape[1])
+    timer = EpochTimer()
+    neglect = NeglectCallback(YT8M_CLASSES, tau=steps, method=method) if method else None
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[timer] + ([neglect] if neglect else []),
+                         accelerator="cpu")
+    trainer.fit(module, batch_loader(x, y, YT8M_BATCH, shuffle=True))
+    if method == "gradient" and neglect.gradient_steps != 2 * steps:
+        raise RuntimeError(f"the gradient method ran on {neglect.gradient_steps} of {2 * steps} steps")
+    return timer.seconds
+
+
+def _yt8m_theta_alone(f: int, repeats: int) -> dict[str, float]:
+    """θ's own per-step work (norms, ratios, accumulation) on one real step's tensors, by method."""
+    x, y = _yt8m_problem(f, YT8M_BATCH, seed=1)
+    module = _yt8m_module(x.shape[1]).train()
+    features, logits = module(x)
+    module.loss_fn(logits, y).backward()
+    features, logits, grad = features.detach(), logits.detach(), module.head.weight.grad
+    acc = NeglectAccumulator(YT8M_CLASSES)
+    work = {"gram": lambda: acc.update(ratios_from_norms(*neglect_norms(features, logits, y, "gram"), y)),
+            "gradient": lambda: acc.update(ratios_from_norms(*neglect_norms_from_gradient(grad, features, logits, y),
+                                                             y))}
+    torch.testing.assert_close(neglect_norms_from_gradient(grad, features, logits, y),
+                               neglect_norms(features, logits, y, "gram"), rtol=1e-3, atol=1e-3)
+    return {method: best_time(fn, repeats) for method, fn in work.items()}
+
+
+def bench_yt8m_theta(scale: Scale) -> list[tuple]:
+    """θ's cost in the paper's YouTube-8M phase 1 (CNN on rgb+audio): a step with θ off, with θ
+    by gram, with θ by the weight gradient (Lightning, NeglectCallback), in interleaved rounds."""
+    f, steps = scale.yt8m_features, scale.yt8m_steps
+    best = {"off": math.inf, "gram": math.inf, "gradient": math.inf}
+    alone = {"gram": math.inf, "gradient": math.inf}
+    for _ in range(scale.theta_rounds or scale.repeats + 1):  # interleaved: drift hits all alike
+        for method, seconds in best.items():
+            best[method] = min(seconds, _yt8m_fit_seconds(f, steps, None if method == "off" else method))
+        for method, seconds in _yt8m_theta_alone(f, max(2, scale.repeats)).items():
+            alone[method] = min(alone[method], seconds)
+    step = best["off"] / steps
+    what = (f"YT8M training step, CNN1D (64 filters) + head, f={f:,}, c=3,862, batch 512, 3 labels/video, "
+            "SGD momentum 0.9")
+    return [(f"{what}: θ by gram (θ alone: {alone['gram'] / step:.1%} of a step)", "θ off", best["off"],
+             "θ on, gram", best["gram"]),
+            (f"{what}: θ by the weight gradient (θ alone: {alone['gradient'] / step:.1%} of a step)", "θ off",
+             best["off"], "θ on, gradient", best["gradient"]),
+            (f"θ alone for one such step (step {step:.2f} s)", "gram", alone["gram"], "weight gradient",
+             alone["gradient"])]
+
+
+def bench_yt8m_reader(scale: Scale) -> list[tuple]:
+    """Videos/s of the YT8M training stream (rgb+audio, batches of 512, shuffle buffer 4,096) over
+    synthetic shards, against a bare loop that only reads and decodes the same records."""
+    n = scale.yt8m_videos
+    with tempfile.TemporaryDirectory() as folder:
+        shards = write_synthetic_shards(folder, classes=YT8M_CLASSES, train_shards=4, validate_shards=0,
+                                        videos_per_shard=n // 4)["train"]
+        stream = YT8MStream(shards, batch_size=YT8M_BATCH, features="rgb_audio", train=True, shuffle_buffer=4096)
+        workers = min(2, os.cpu_count() or 1)
+        counts = {}
+
+        def bare():
+            counts["bare"] = sum(1 for path in shards for _, data in read_records(path) if decode_example(data))
+
+        def streamed():
+            counts["stream"] = sum(len(xb) for xb, _ in stream)
+
+        def loader():
+            batches = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers)
+            counts["loader"] = sum(len(xb) for xb, _ in batches)
+
+        best = {"bare": math.inf, "stream": math.inf, "loader": math.inf}
+        for _ in range(scale.repeats + 1):  # interleaved rounds, the first one also warms the page cache
+            for key, fn in (("bare", bare), ("stream", streamed), ("loader", loader)):
+                gc.collect()
+                start = time.perf_counter()
+                fn()
+                best[key] = min(best[key], time.perf_counter() - start)
+    if not counts["bare"] == counts["stream"] == counts["loader"] == n:
+        raise RuntimeError(f"videos read: {counts}, expected {n} each")
+    rate = {key: n / seconds for key, seconds in best.items()}
+    what = f"YT8M reader, {n:,} synthetic videos in 4 shards, rgb+audio, batch 512, shuffle buffer 4,096"
+    return [(f"{what} (videos/s: bare loop {rate['bare']:,.0f}, YT8MStream {rate['stream']:,.0f})",
+             "read_records + decode_example loop", best["bare"], "YT8MStream (main process)", best["stream"]),
+            ((f"{what} (videos/s: YT8MStream {rate['stream']:,.0f}, DataLoader {rate['loader']:,.0f}; "
+              f"{os.cpu_count()} cores)"), "YT8MStream (main process)", best["stream"],
+             f"DataLoader, {workers} workers", best["loader"])]
+
+
+def bench_yt8m(scale: Scale) -> list[tuple]:
+    return bench_yt8m_reader(scale) + bench_yt8m_theta(scale)
+
+
 SECTIONS = {
     "theta_training": ("θ during training (target: ≤ 2% extra per step, i.e. ratio ≥ 0.98)", bench_theta_in_training),
     "theta_batch": ("θ for one batch", bench_theta_batch),
@@ -376,5 +482,6 @@ SECTIONS = {
     "throughput": ("Training throughput (target: framework ≥ 0.9× the plain loop)", bench_throughput),
     "partition": ("Partitioners", bench_partitioners),
     "input_pipeline": ("Image input pipeline (CIFAR augmentation)", bench_input_pipeline),
+    "yt8m": ("YouTube-8M: streaming reader, and θ's share of a training step (target: ≤ 2%)", bench_yt8m),
     "gpu": ("GPU: paper backbones (bf16, channels_last, torch.compile), framework overhead, θ cost", bench_gpu),
 }
