@@ -52,6 +52,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if not _is_number(fraction) or not 0 <= fraction < 1:
         raise ConfigError(f"dataset.val_fraction={fraction!r} must be in [0, 1): the share of train held out "
                           "for validation (e.g. 0.1)")
+    per_class = cfg["dataset"].get("train_per_class")
+    if per_class is not None and (not _is_int(per_class) or per_class < 1):
+        raise ConfigError(f"dataset.train_per_class={per_class!r} must be null (all) or an integer >= 1: the "
+                          "training samples kept per class (a seeded subset, for quick runs)")
     for key, value in (cfg["dataset"].get("augment") or {}).items():
         if key not in ("crop_padding", "flip", "cutout"):
             raise ConfigError(f"dataset.augment.{key} is not an option; choose crop_padding, flip or cutout")

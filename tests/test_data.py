@@ -117,3 +117,18 @@ def test_evaluation_sampler_covers_every_index_once_across_ranks(monkeypatch):
         assert len(batches) == len(sampler) == (4 if rank < 2 else 3)
         parts.append(torch.cat(batches))
     assert sorted(torch.cat(parts).tolist()) == list(range(103))
+
+
+def test_train_per_class_keeps_a_seeded_subset_of_each_class():
+    from sdnn.data.tensors import subsample_per_class
+
+    rng = np.random.default_rng(0)
+    y = torch.from_numpy(rng.integers(0, 5, size=200))
+    x = torch.arange(200)
+    xs, ys = subsample_per_class(x, y, 7, seed=3)
+    for c in range(5):  # min(count, 7) per class, every kept sample really of that class
+        assert int((ys == c).sum()) == min(int((y == c).sum()), 7)
+    assert torch.equal(y[xs], ys) and torch.equal(xs, torch.sort(xs).values)
+    again, _ = subsample_per_class(x, y, 7, seed=3)
+    other, _ = subsample_per_class(x, y, 7, seed=4)
+    assert torch.equal(xs, again) and not torch.equal(xs, other)

@@ -13,7 +13,7 @@ from sdnn.data.digits import load_digits_splits
 from sdnn.data.image_folder import load_image_folder
 from sdnn.data.npz import load_npz_splits
 from sdnn.data.svhn import load_svhn
-from sdnn.data.tensors import TensorSplits, split_off_validation, standardize
+from sdnn.data.tensors import TensorSplits, split_off_validation, standardize, subsample_per_class
 from sdnn.data.yt8m import YT8MData
 from sdnn.errors import ConfigError, DataError
 
@@ -66,6 +66,9 @@ def load_splits(cfg: Mapping[str, Any]) -> TensorSplits:
     if splits.x_val is None and fraction > 0:
         splits.x_train, splits.y_train, splits.x_val, splits.y_val = split_off_validation(
             splits.x_train, splits.y_train, fraction, cfg.get("split_seed", 0))
+    if cfg.get("train_per_class"):  # after the validation split, which keeps its full size
+        splits.x_train, splits.y_train = subsample_per_class(splits.x_train, splits.y_train,
+                                                             int(cfg["train_per_class"]), cfg.get("split_seed", 0))
     if cfg.get("normalize", True):
         splits = standardize(splits)
     return splits
