@@ -17,14 +17,15 @@ Only norms are needed, so three algorithms give the same numbers:
 * ``gram`` (``neglect_norms``): with ``G = XXᵀ`` (n×n), ``‖Aᵀ X e_i‖² = a_iᵀ G a_i``; cost ≈
   n²·f + 4·n²·c. Much cheaper than ``direct`` when c ≫ n; never forms a c×f matrix.
 * ``gradient`` (``neglect_norms_from_gradient``): reuses the output layer's weight gradient
-  ``g = ∂L/∂W`` of the step (L the sigmoid CE of eq. 3), since ``δ = n·g``. ``‖δ_i‖`` is one
-  reduction over g (c·f reads); ``P`` has rows only for the u classes present in the batch and is
-  built from the nnz positive (sample, class) pairs alone, in cache-sized blocks; then
-  ``‖δ̂_i‖ = ‖P_i‖`` and ``‖δ̃_i‖ = ‖n·g_i − P_i‖`` (for an absent class ``δ̃_i = δ_i``). Cost ≈
-  c·f + a few·(nnz + u)·f element operations and no matrix product: for YouTube-8M (c = 3,862,
-  f = 36,864, n = 512, ~3 labels a video) a few times cheaper than ``gram`` (docs/benchmarks.md).
-  With class-index targets there is no host sync; multi-hot targets need one ``nonzero`` (a host
-  sync on CUDA, one per call) to list the positive pairs.
+  ``g = ∂L/∂W`` of the step (L the sigmoid CE of eq. 3), since ``δ = n·g``. ``P`` has rows only
+  for the u classes present in the batch and is built from the nnz positive (sample, class)
+  pairs alone; with the rows ``g_i`` of those classes, ``‖δ_i‖ = n‖g_i‖``, ``‖δ̂_i‖ = ‖P_i‖`` and
+  ``‖δ̃_i‖ = ‖n·g_i − P_i‖``. Cost ≈ a few·(nnz + u)·f element operations, no matrix product and
+  nothing c×f allocated; the absent classes (r_i is NaN there, θ leaves them out) need only
+  ``‖δ̃_i‖ = ‖δ_i‖``, one more reduction over all of g (c·f reads), which can be skipped. For
+  YouTube-8M (c = 3,862, f = 36,864, n = 512, ~3 labels a video: u ≈ 900) a few times cheaper
+  than ``gram`` (docs/benchmarks.md). With class-index targets there is no host sync; multi-hot
+  targets need one ``nonzero`` (a host sync on CUDA, one per call) to list the positive pairs.
 
 ``method="auto"`` of ``neglect_norms`` picks the cheaper of ``direct`` and ``gram``;
 ``choose_method`` adds ``gradient`` when a gradient is at hand (the cost model is in
@@ -32,6 +33,8 @@ Only norms are needed, so three algorithms give the same numbers:
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +55,9 @@ _EPS = 1e-12
 # Cost model of the three methods, in multiply-adds of a float32 matrix product (calibrated on the
 # 2-core CPU of docs/benchmarks.md, where a 512×36,864 Gram runs at ≈ 50 G multiply-adds/s):
 # one element streamed by a reduction over the weight gradient costs about _STREAM of them (a norm
-# over 3,862×36,864 elements: ≈ 4.4 G elements/s), one element of the per-pair work (gather, sum,
+# over 3,862×36,864 elements: ≈ 4.4 G elements/s; counted although the callback needs that pass for
+# the absent classes only on the steps it records, which errs towards direct and gram), one element
+# of the per-pair work (gather, sum,
 # subtract, norm) about _PAIR; every call has a fixed cost of a few dozen kernel calls (_FIXED,
 # measured at small shapes: ≈ 0.1 ms direct, 0.15 ms gram, 0.25 ms gradient). On a GPU matrix
 # products gain more than memory traffic, so these constants favour direct and gram there, if anything.
@@ -137,7 +142,7 @@ def _positive_pairs(targets: Tensor, dtype: torch.dtype):
     return cls, smp, y[smp, cls].to(dtype)
 
 
-_CPU_BLOCK = 1 << 20  # elements of P per block on a CPU: each pass over a block then stays in cache
+_CPU_BLOCK = 1 << 22  # elements of P per block on a CPU (16 MiB in float32)
 
 
 def _sizes_on_host(device: torch.device) -> bool:
@@ -148,7 +153,8 @@ def _sizes_on_host(device: torch.device) -> bool:
 
 
 def neglect_norms_from_gradient(weight_grad: Tensor, features: Tensor, logits: Tensor, targets: Tensor,
-                                loss_scale: float | Tensor = 1.0, block_elements: int | None = None):
+                                loss_scale: float | Tensor = 1.0, block_elements: int | None = None,
+                                absent: bool = True):
     """(‖δ̂_i‖, ‖δ̃_i‖, ‖δ_i‖) per class, as ``neglect_norms``, from the output layer's weight gradient.
 
     ``weight_grad`` (c, f) is ``loss_scale × ∂L/∂W`` for L the sigmoid CE of eq. 3 (summed over
@@ -158,10 +164,13 @@ def neglect_norms_from_gradient(weight_grad: Tensor, features: Tensor, logits: T
     stays on the device). ``features`` (n, f), ``logits`` (n, c) and ``targets`` (class indices (n,)
     or a multi-hot (n, c)) are those of the same batch.
 
-    Nothing c×f is allocated: ``δ = (n / loss_scale)·g`` is read once for every ‖δ_i‖ and once more
-    for the rows of the u classes present in the batch. The rows of ``P`` for those classes are
-    weighted sums of the positives' feature rows (``embedding_bag`` over the nnz positive pairs),
-    built ``block_elements`` at a time on a CPU (default: cache-sized), all at once on a GPU.
+    Nothing c×f is allocated. The rows of ``δ = (n / loss_scale)·g`` of the u classes present in
+    the batch are gathered, and the rows of ``P`` for those classes are weighted sums of the
+    positives' feature rows (``embedding_bag`` over the nnz positive pairs), ``block_elements`` at a
+    time on a CPU (default: a few MiB, few enough kernel calls for a busy machine), all at once on a
+    GPU. The classes without a positive need one more pass over the whole gradient, for their
+    ‖δ_i‖ = ‖δ̃_i‖; ``absent=False`` skips it and leaves their three norms NaN: θ does not use
+    them (its r_i is NaN there), so the callback asks for them only on the steps it records.
     """
     g = weight_grad.detach()
     x = features.detach().flatten(1)
@@ -175,11 +184,15 @@ def neglect_norms_from_gradient(weight_grad: Tensor, features: Tensor, logits: T
     if isinstance(loss_scale, Tensor) and on_host:
         loss_scale = float(loss_scale)
     scale = n / loss_scale
-    total = torch.linalg.vector_norm(g, dim=1, dtype=dtype) * scale  # ‖δ_i‖: one pass over g
+    if absent:
+        total = torch.linalg.vector_norm(g, dim=1, dtype=dtype) * scale  # ‖δ_i‖: one pass over g
+        pull = torch.zeros_like(total)
+        push = total.clone()  # δ̃_i = δ_i for a class without a positive
+    else:
+        total = torch.full((c,), math.nan, dtype=dtype, device=g.device)
+        pull, push = total.clone(), total.clone()
     cls, smp, y_pair = _positive_pairs(targets, dtype)
     nnz = cls.shape[0]
-    pull = torch.zeros_like(total)
-    push = total.clone()  # δ̃_i = δ_i for a class without a positive
     if nnz == 0:
         return pull, push, total
     x = x.to(dtype)
@@ -197,7 +210,7 @@ def neglect_norms_from_gradient(weight_grad: Tensor, features: Tensor, logits: T
         classes = torch.where(classes < c, classes, c + torch.arange(nnz, device=cls.device))
         first = torch.searchsorted(slot, torch.arange(nnz, device=cls.device))
         u = nnz
-        pull, push = torch.cat([pull, pull.new_zeros(nnz)]), torch.cat([push, push.new_zeros(nnz)])
+        pull, push, total = (torch.cat([v, v.new_zeros(nnz)]) for v in (pull, push, total))
     bounds = torch.cat([first, first.new_full((1,), nnz)])  # bag k: pairs bounds[k] .. bounds[k+1]
     per_block = max(1, (block_elements or _CPU_BLOCK) // max(f, 1)) if on_host else u
     host_bounds = bounds.tolist() if per_block < u else None
@@ -208,10 +221,12 @@ def neglect_norms_from_gradient(weight_grad: Tensor, features: Tensor, logits: T
                             include_last_offset=True)  # rows s..e of P
         block_classes = classes[s:e]
         pull.index_copy_(0, block_classes, torch.linalg.vector_norm(p, dim=1))
-        gr = g.index_select(0, block_classes.clamp_max(c - 1)).to(dtype)
+        gr = g[block_classes.clamp_max(c - 1)].to(dtype)  # (not index_select: far slower on a busy CPU)
+        if not absent:
+            total.index_copy_(0, block_classes, torch.linalg.vector_norm(gr, dim=1) * scale)
         diff = torch.sub(p, gr, alpha=scale, out=gr) if isinstance(scale, (int, float)) else gr.mul_(scale).sub_(p)
         push.index_copy_(0, block_classes, torch.linalg.vector_norm(diff, dim=1))  # ‖P_i − n·g_i‖
-    return pull[:c], push[:c], total
+    return pull[:c], push[:c], total[:c]
 
 
 def neglect_norms(features: Tensor, logits: Tensor, targets: Tensor, method: str = "auto"):

@@ -90,6 +90,18 @@ def test_index_targets_equal_direct_and_the_loop(n, c, f, on_host, monkeypatch):
     np.testing.assert_allclose(got, loop_norms(x, logits, F.one_hot(idx, c)), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("on_host", [True, False])
+def test_absent_false_leaves_out_only_the_classes_without_a_positive(on_host, monkeypatch):
+    monkeypatch.setattr(neglect, "_sizes_on_host", lambda device: on_host)
+    y = multi_hot(30, 14, seed=5)
+    x, logits, grad = batch_with_gradient(30, 14, 9, y)
+    present = y.sum(0) > 0
+    got = torch.stack(neglect_norms_from_gradient(grad, x, logits, y, absent=False, block_elements=18))
+    expected = torch.stack(neglect_norms(x, logits, y, method="direct"))
+    assert torch.isnan(got[:, ~present]).all() and not torch.isnan(got[:, present]).any()
+    torch.testing.assert_close(got[:, present], expected[:, present], rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("loss_scale", [0.5, 0.25])
 def test_loss_scale_undoes_a_scaled_loss(loss_scale):
     """The gradient of loss_scale × L (as after Lightning divides by accumulate_grad_batches)."""

@@ -26,8 +26,9 @@ METHODS = ("auto", "direct", "gram", "gradient")
 class NeglectCallback(pl.Callback):
     """Accumulates r_i every step on the device and closes a window every ``tau`` steps.
 
-    Per step: one ``neglect_ratios`` on the batch already computed by the forward pass, no
-    host sync. Per window: the per-class sums and counts (2c numbers) are summed across DDP
+    Per step: r_i of the batch from what the forward and backward passes already computed (see
+    ``method``), no host sync (except the gradient method's one ``nonzero`` with multi-hot targets
+    on a GPU). Per window: the per-class sums and counts (2c numbers) are summed across DDP
     ranks, θ = sums / counts is logged (``theta/<class>``) and appended to ``history``.
     ``tau=None`` means one epoch. A window cut short by the end of training is kept with
     ``complete: False``.
@@ -55,7 +56,8 @@ class NeglectCallback(pl.Callback):
     ``choose_method`` finds it cheapest for the first step's shapes, else the cheaper of ``direct``
     and ``gram``. The first gradient step is checked against ``gram``/``direct`` (‖δ_i‖ must agree);
     if it does not, the callback warns and falls back for the rest of the fit. All methods give the
-    same θ up to round-off.
+    same θ up to round-off; under ``bf16-mixed`` the weight gradient is itself a bf16 product, and θ
+    from it differed from gram's by up to 0.3% (relative) in a CPU test fit.
     """
 
     def __init__(self, num_classes: int, tau: int | None = None, method: str = "auto", record_norms_every: int = 0):
@@ -149,7 +151,9 @@ class NeglectCallback(pl.Callback):
         x, h, targets = step["features"].detach(), step["logits"].detach(), step["targets"].detach()
         if self._gradient_method is None and not self._decide(x, h, targets):
             return
-        norms = neglect_norms_from_gradient(grad, x, h, targets, loss_scale=step["loss_grad"])
+        # Absent classes' norms (a pass over the whole gradient) only on the steps Fig. 2 records.
+        record = bool(self.record_norms_every) and self._batch_index % self.record_norms_every == 0
+        norms = neglect_norms_from_gradient(grad, x, h, targets, loss_scale=step["loss_grad"], absent=record)
         if self._gradient_method is None and not self._check(norms, x, h, targets):
             return
         self._step_norms = norms
@@ -170,8 +174,9 @@ class NeglectCallback(pl.Callback):
         """On the first gradient step: ‖δ_i‖ from the gradient must equal ``neglect_norms``'s; if
         not, warn and compute θ from the features for the rest of the fit."""
         expected = neglect_norms(x, h, targets)[2]
+        got = torch.where(torch.isnan(norms[2]), expected, norms[2])  # classes left out (absent=False)
         low_precision = torch.finfo(torch.promote_types(x.dtype, h.dtype)).bits < 32
-        error = float((norms[2] - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
+        error = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
         chosen = "gradient"
         if not error <= (5e-2 if low_precision else 1e-3):
             warnings.warn(f"NeglectCallback: the output layer's weight gradient is not n × that of the sigmoid CE "
