@@ -18,7 +18,7 @@ def test_benchmark_command_runs_and_writes_the_table(tmp_path):
                   "Image input pipeline", "YouTube-8M"):
         assert f"## {title}" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and line.endswith("× |")]
-    assert len(rows) == 2 + 3 + 2 + 1 + 5 + 1 + 5
+    assert len(rows) == 2 + 3 + 2 + 1 + 5 + 1 + 6
     assert "python -m benchmarks --smoke" in text and "machine:" in text
 
 
