@@ -1,8 +1,14 @@
-"""SDNN entry point: ``python run.py [group=option ...] [key=value ...]`` (Hydra)."""
+"""SDNN entry point: ``python run.py [group=option ...] [key=value ...]`` (Hydra).
+
+Compose (types checked by the schema, sdnn/config.py) → validate (ranges, no torch) → load the data
+(no Lightning) → ``sdnn.app.run``: the typed parts, the recipe, results.json. Every error a user
+can fix is one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 
@@ -10,7 +16,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from sdnn.config import register
 from sdnn.errors import SDNNError
+
+register()
 
 
 def _quiet() -> None:
@@ -19,6 +28,8 @@ def _quiet() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+    # the LightningModule's own on_after_batch_transfer (normalise + augment on the device) is the one meant
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
     # YT8MStream divides its shards among DataLoader workers itself, so its length is exact
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
 
@@ -26,25 +37,39 @@ def _quiet() -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     _quiet()
-    from sdnn.validate import validate_against_data, validate_config
+    from sdnn.config import validate_config
 
     try:
-        # Bad values fail here before torch is imported, bad data before Lightning is.
-        validate_config(cfg)
-        from sdnn.data import load_dataset
+        settings = validate_config(cfg)  # bad values fail here, before torch is imported
+        from sdnn.checks import check_against_data, load_data
 
         run_dir = HydraConfig.get().runtime.output_dir
-        data = load_dataset(cfg.dataset, cfg.seed, run_dir)
-        validate_against_data(cfg, data)
-        from sdnn.pipeline import run
+        source, loaded = load_data(cfg, run_dir)  # bad data fails here, before Lightning is imported
+        check_against_data(cfg, settings, loaded)
+        from sdnn.app import run
 
-        results = run(cfg, run_dir, splits=data)
+        results = run(cfg, run_dir, settings, source, loaded)
     except SDNNError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    test = results["test"]
-    return test["acc"] if "acc" in test else test["gap"]  # multiclass accuracy, or YouTube-8M's GAP@20
+    return results.test["acc"] if "acc" in results.test else results.test["gap"]  # accuracy, or YT8M's GAP@20
+
+
+def cli() -> None:
+    """``main`` with Hydra's own errors (an unknown option, a value of the wrong type) as one line."""
+    from sdnn.config import composition_error
+
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; composition_error words it
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001 — only Hydra's composition errors are reworded
+        message = None if full else composition_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

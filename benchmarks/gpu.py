@@ -13,6 +13,8 @@ Without CUDA the section has no rows.
 
 from __future__ import annotations
 
+from functools import partial
+
 import math
 import sys
 import time
@@ -36,7 +38,7 @@ MODELS = {
     "WRN-16-8, SVHN": ({"name": "wrn", "depth": 16, "widen_factor": 8, "dropout": 0.4}, 10, 604_388, 20,
                        (33.1, 42.7)),
 }
-OPTIM = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "gamma": 1.0}
+OPTIM = partial(torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0005)
 
 
 def _say(message: str) -> None:

@@ -7,6 +7,8 @@ Sizes come from a ``Scale`` (``smoke`` for the test, ``quick`` and ``full``).
 
 from __future__ import annotations
 
+from functools import partial
+
 import gc
 import math
 import os
@@ -88,7 +90,7 @@ def _fit_seconds(c: int, steps: int, with_theta: bool) -> float:
     x, y = _image_problem(c, 128 * steps)
     pl.seed_everything(0, verbose=False)
     module = SDNNModule(build_backbone({"name": "cnn", "channels": [32, 64]}, (3, 32, 32)), SigmoidCrossEntropy(),
-                        torch.arange(c), c, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "gamma": 1.0})
+                        torch.arange(c), c, partial(torch.optim.SGD, lr=0.01, momentum=0.9))
     timer = EpochTimer()
     callbacks = [timer] + ([NeglectCallback(c, tau=steps)] if with_theta else [])
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -356,7 +358,7 @@ def bench_input_pipeline(scale: Scale) -> list[tuple]:
 YT8M_CLASSES = 3862
 YT8M_BATCH = 512
 YT8M_CNN = {"name": "cnn1d", "filters": 64, "kernel_size": 3, "dropout": 0.3}
-YT8M_OPTIM = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "gamma": 1.0}
+YT8M_OPTIM = partial(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=0.0005)
 
 
 def _yt8m_labels(n: int, labels_per_video: int, generator: torch.Generator) -> torch.Tensor:

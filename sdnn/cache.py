@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: partitions carry their subclass sizes
 
 
 def stable_hash(payload: Mapping[str, Any], length: int = 16) -> str:
@@ -62,7 +61,7 @@ def _json_default(value):
         return int(value)
     if isinstance(value, (np.floating,)):
         return float(value)
-    if isinstance(value, (np.ndarray, torch.Tensor)):
+    if isinstance(value, np.ndarray) or type(value).__name__ == "Tensor":  # torch is not imported here
         return value.tolist()
     return str(value)
 
@@ -90,6 +89,8 @@ class Phase1Cache:
         return (self.dir / "meta.json").is_file() and (self.dir / "theta.json").is_file() and (self.dir / "model.pt").is_file()
 
     def save_phase1(self, history: list[dict], state_dict: dict, meta: Mapping[str, Any]) -> None:
+        import torch
+
         buffer = io.BytesIO()
         torch.save(state_dict, buffer)
         atomic_write_bytes(self.dir / "model.pt", buffer.getvalue())
@@ -99,6 +100,8 @@ class Phase1Cache:
     def load_phase1(self) -> tuple[list[dict], dict, dict]:
         history = json.loads((self.dir / "theta.json").read_text())
         meta = json.loads((self.dir / "meta.json").read_text())
+        import torch
+
         state = torch.load(self.dir / "model.pt", map_location="cpu", weights_only=True)
         return history, state, meta
 

@@ -1,7 +1,8 @@
 """Losses: sigmoid cross-entropy (paper eq. 3), softmax cross-entropy, subclass CE (eq. 11).
 
 All take logits and compute in the stable log-sigmoid form
-(``ln σ(h) = logsigmoid(h)``, ``ln(1 − σ(h)) = logsigmoid(−h)``).
+(``ln σ(h) = logsigmoid(h)``, ``ln(1 − σ(h)) = logsigmoid(−h)``). The ``loss`` config group's
+``_target_`` is a class loss; ``for_subclasses`` gives its phase-2 form over the S subclass units.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ class SigmoidCrossEntropy(nn.Module):
     ``targets``: class indices (n,) or a float multi-hot (n, c).
     """
 
+    multilabel = True  # independent sigmoid units: multi-hot targets are fine
+
+    def for_subclasses(self, subclass_to_class: Tensor, sibling_weight: float = 1.0) -> nn.Module:
+        """Eq. 11 over the subclass units."""
+        return SubclassBCELoss(subclass_to_class, sibling_weight)
+
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         if _is_index_target(targets):
             targets = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
@@ -31,6 +38,12 @@ class SigmoidCrossEntropy(nn.Module):
 
 class SoftmaxCrossEntropy(nn.Module):
     """Softmax cross-entropy; with subclass targets it treats every subclass as a class."""
+
+    multilabel = False
+
+    def for_subclasses(self, subclass_to_class: Tensor, sibling_weight: float = 1.0) -> nn.Module:
+        """Every subclass a class (the sibling weight does not apply)."""
+        return self
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         if not _is_index_target(targets):
@@ -81,12 +94,12 @@ class SubclassBCELoss(nn.Module):
         return loss / logits.shape[0]
 
 
+LOSSES: dict[str, type[nn.Module]] = {"bce": SigmoidCrossEntropy, "ce": SoftmaxCrossEntropy}
+
+
 def build_loss(name: str, subclass_to_class: Tensor | None = None, sibling_weight: float = 1.0) -> nn.Module:
-    """The loss of the ``loss`` config group; with a subclass map, its subclass form."""
-    if name == "bce":
-        if subclass_to_class is None:
-            return SigmoidCrossEntropy()
-        return SubclassBCELoss(subclass_to_class, sibling_weight)
-    if name == "ce":
-        return SoftmaxCrossEntropy()
-    raise ValueError(f"unknown loss {name!r}: use 'bce' or 'ce'")
+    """A loss by its ``loss=`` name; with a subclass map, its subclass form."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")
+    loss = LOSSES[name]()
+    return loss if subclass_to_class is None else loss.for_subclasses(subclass_to_class, sibling_weight)

@@ -52,14 +52,10 @@ __all__ = [
 ]
 
 _EPS = 1e-12
-# Cost model of the three methods, in multiply-adds of a float32 matrix product (calibrated on the
-# 2-core CPU of docs/benchmarks.md, where a 512×36,864 Gram runs at ≈ 50 G multiply-adds/s):
-# one element streamed by a reduction over the weight gradient costs about _STREAM of them (a norm
-# over 3,862×36,864 elements: ≈ 4.4 G elements/s; counted although the callback needs that pass for
-# the absent classes only on the steps it records, which errs towards direct and gram), one element
-# of the per-pair work (gather, sum,
-# subtract, norm) about _PAIR; every call has a fixed cost of a few dozen kernel calls (_FIXED,
-# measured at small shapes: ≈ 0.1 ms direct, 0.15 ms gram, 0.25 ms gradient). On a GPU matrix
+# Cost model of the three methods, in multiply-adds of a float32 matrix product: one element streamed
+# by a reduction over the weight gradient costs about _STREAM of them, one element of the per-pair
+# work (gather, sum, subtract, norm) about _PAIR, and every call a fixed cost of a few dozen kernel
+# calls (_FIXED). Calibrated on a 2-core CPU (docs/benchmarks.md, "θ cost model"); on a GPU matrix
 # products gain more than memory traffic, so these constants favour direct and gram there, if anything.
 _STREAM = 13
 _PAIR = 30

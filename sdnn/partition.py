@@ -3,15 +3,15 @@
 Every partitioner returns subclass numbers 0..H−1 per observation of one class. Subclass 0
 is the part farthest from the mean of the training data (Algorithm 1's convention, also
 used to number k-means clusters), so numbers mean the same thing across partitioners.
+The classes at the end are the ``partitioner`` config group's ``_target_``s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 import numpy as np
-
-from sdnn.choices import PARTITIONERS
 
 __all__ = [
     "median_distance_split",
@@ -19,7 +19,10 @@ __all__ = [
     "StreamingMedianSplit",
     "kmeans_split",
     "random_split",
-    "PARTITIONERS",
+    "Partitioner",
+    "KMeansSplit",
+    "MedianDistanceSplit",
+    "RandomSplit",
 ]
 
 
@@ -190,3 +193,70 @@ def random_split(n: int, n_subclasses: int, seed: int) -> np.ndarray:
     return _runs_of_sorted_order(order, n_subclasses)
 
 
+
+
+# --------------------------------------------------------------------------- the config group's classes
+
+SPACES = ("input", "features")
+
+
+class Partitioner:
+    """A way to split one class into subclasses. ``space``: the vectors it works on, the
+    (normalised) inputs or the phase-1 network's penultimate features. ``online``: it also runs
+    over a stream (one pass for the mean, one for the distances; ``split_online``)."""
+
+    name: ClassVar[str] = "partitioner"
+    online: ClassVar[bool] = False
+
+    def __init__(self, space: str = "input"):
+        if space not in SPACES:
+            raise ValueError(f"space={space!r} is not an option; choose input (the inputs) or features "
+                             "(the phase-1 network's penultimate features)")
+        self.space = space
+
+    def split(self, vectors: np.ndarray, n_subclasses: int, mean: np.ndarray, seed: int,
+              rng: np.random.Generator) -> np.ndarray:
+        """Subclass numbers 0..H−1 of a class's ``vectors`` (n, f); ``mean``: of all training data."""
+        raise NotImplementedError
+
+    def split_online(self, median_order: np.ndarray, n_subclasses: int, rng: np.random.Generator) -> np.ndarray:
+        """Subclass numbers over a stream, from Algorithm 1's numbers of the class (stream order)."""
+        raise ValueError(f"partitioner={self.name} needs each class in memory")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(space={self.space!r})"
+
+
+class KMeansSplit(Partitioner):
+    """k-means (scikit-learn), the paper's choice for CIFAR/SVHN."""
+
+    name = "kmeans"
+
+    def split(self, vectors, n_subclasses, mean, seed, rng):
+        return kmeans_split(vectors, n_subclasses, seed=seed, mean=mean)
+
+
+class MedianDistanceSplit(Partitioner):
+    """Algorithm 1, the median distance split (on-line over streams)."""
+
+    name = "median_split"
+    online = True
+
+    def split(self, vectors, n_subclasses, mean, seed, rng):
+        return median_distance_split(vectors, mean, n_subclasses)
+
+    def split_online(self, median_order, n_subclasses, rng):
+        return median_order
+
+
+class RandomSplit(Partitioner):
+    """The control: a random balanced split (does the partition matter?)."""
+
+    name = "random"
+    online = True
+
+    def split(self, vectors, n_subclasses, mean, seed, rng):
+        return random_split(len(vectors), n_subclasses, seed=int(rng.integers(2**31)))
+
+    def split_online(self, median_order, n_subclasses, rng):
+        return random_split(len(median_order), n_subclasses, seed=int(rng.integers(2**31)))

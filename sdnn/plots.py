@@ -3,7 +3,7 @@
 - Fig. 1: the neglect score θ_i and the per-class test accuracy CCR_i over epochs
   (:func:`plot_neglect_and_accuracy`).
 - Fig. 2: the lengths of the gradient parts δ_i, δ̂_i, δ̃_i over steps (:func:`plot_gradient_norms`).
-- θ against the per-class test error, with Spearman's ρ (:func:`plot_neglect_vs_error`, :func:`spearman`).
+- θ against the per-class test error, with Spearman's ρ (:func:`plot_neglect_vs_error`).
 - Test accuracy against a swept setting (:func:`plot_sweep`, used by ``sdnn.report``).
 
 Every function takes plain numpy data, draws on its own ``Figure`` with the non-interactive Agg
@@ -22,6 +22,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from sdnn.stats import sort_key
 
 LEGEND_MAX_CLASSES = 20  # above this many classes, only the top classes get a colour and a legend entry
 TOP_HIGHLIGHT = 5
@@ -175,49 +177,17 @@ def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_n
     return _save(fig, path)
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
-    ranks = np.empty(len(values), dtype=float)
-    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
-    return ranks
-
-
-def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """Spearman's rank correlation (ties get average ranks), over the pairs where neither is NaN.
-
-    NaN when fewer than 3 valid pairs remain or either side has no spread.
-    """
-    a = np.asarray(a, dtype=float).ravel()
-    b = np.asarray(b, dtype=float).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"spearman needs equal lengths, got {a.shape} and {b.shape}")
-    valid = ~(np.isnan(a) | np.isnan(b))
-    if valid.sum() < 3:
-        return float("nan")
-    ra = _average_ranks(a[valid])
-    rb = _average_ranks(b[valid])
-    ra -= ra.mean()
-    rb -= rb.mean()
-    denominator = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    if denominator == 0.0:
-        return float("nan")
-    return float(np.clip((ra @ rb) / denominator, -1.0, 1.0))
-
-
 def plot_neglect_vs_error(theta: np.ndarray, test_error: np.ndarray, class_names: Sequence[str], path: str | Path,
-                          selected: Sequence[int] = ()) -> tuple[Path, float]:
+                          rho: float, selected: Sequence[int] = ()) -> Path:
     """Final θ_i against the per-class test error (1 − CCR_i), the correlation of paper Fig. 1.
 
-    Selected classes are highlighted; points are named when c ≤ 20; the title gives Spearman's ρ,
-    which is also returned.
+    Selected classes are highlighted; points are named when c ≤ 20; the title gives Spearman's ρ
+    (``sdnn.stats.spearman``).
     """
     theta = np.asarray(theta, dtype=float).ravel()
     error = np.asarray(test_error, dtype=float).ravel()
     if theta.shape != error.shape or len(class_names) != len(theta):
         raise ValueError(f"theta {theta.shape}, test_error {error.shape} and {len(class_names)} names differ")
-    rho = spearman(theta, error)
     is_selected = np.zeros(len(theta), dtype=bool)
     is_selected[[int(i) for i in selected]] = True
     shown = ~(np.isnan(theta) | np.isnan(error))
@@ -244,16 +214,29 @@ def plot_neglect_vs_error(theta: np.ndarray, test_error: np.ndarray, class_names
     if chosen.any():
         ax.legend(fontsize="small")
     fig.tight_layout()
-    return _save(fig, path), rho
+    return _save(fig, path)
 
 
-def sort_key(value: Any) -> tuple:
-    """Orders mixed sweep values: None first, then numbers, then everything else as text."""
-    if value is None:
-        return (0, "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (1, value)
-    return (2, str(value))
+def plot_phase1(run_dir: str | Path, history: list[dict], epoch_test_acc: list[dict], norms: dict | None,
+                theta: np.ndarray, error: np.ndarray | None, rho: float, selected: Sequence[int],
+                class_names: Sequence[str]) -> dict[str, Path]:
+    """A run's phase-1 figures in ``run_dir``: Fig. 1 (θ_i and, per epoch, CCR_i), Fig. 2 (the three
+    norms, if recorded) and final θ against the per-class test ``error`` (if known) with ``rho``."""
+    run_dir = Path(run_dir)
+    epochs, theta_per_window = theta_from_history(history)
+    accuracy = np.array([a["per_class_acc"] for a in epoch_test_acc], dtype=float) if epoch_test_acc else None
+    if accuracy is not None and len(accuracy) != len(theta_per_window):
+        accuracy = None  # windows are not epochs (phase1.tau set): plot θ alone
+    drawn = {"fig1_neglect_and_accuracy": plot_neglect_and_accuracy(
+        theta_per_window, accuracy, class_names, run_dir / "fig1_neglect_and_accuracy.png", epochs=epochs)}
+    if norms is not None and len(norms["steps"]):
+        drawn["fig2_gradient_norms"] = plot_gradient_norms(
+            norms["steps"], {k: norms[k] for k in ("delta", "delta_hat", "delta_tilde")}, class_names,
+            run_dir / "fig2_gradient_norms.png")
+    if error is not None:
+        drawn["neglect_vs_error"] = plot_neglect_vs_error(theta, error, class_names, run_dir / "neglect_vs_error.png",
+                                                          rho, selected=selected)
+    return drawn
 
 
 def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc_mean", err_key: str = "acc_std",

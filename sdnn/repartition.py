@@ -5,24 +5,42 @@ the vectors the partition is computed in (flattened inputs, or the phase-1 netwo
 penultimate features).
 
 The result is a small recipe (indices and subclass numbers, no copy of the data), so it can
-be cached on disk and applied to the training tensors again.
+be cached on disk and applied to the training tensors again. Both recipes, ``Repartition`` (data
+in memory) and ``VideoSubclasses`` (streamed multilabel data), are a ``Partition``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sdnn.augment import extrapolate, sample_pairing
+from sdnn.augment import Augmenter, extrapolate, sample_pairing
 from sdnn.errors import DataError
-from sdnn.partition import StreamingMedianSplit, distances_to, kmeans_split, median_distance_split, random_split
+from sdnn.partition import Partitioner, StreamingMedianSplit, distances_to
 from sdnn.subclass import build_subclass_to_class, subclass_targets
 
-__all__ = ["select_classes", "Repartition", "repartition", "VideoSubclasses", "stream_repartition"]
+__all__ = ["select_classes", "Partition", "Repartition", "repartition", "VideoSubclasses", "stream_repartition"]
+
+
+class Partition(Protocol):
+    """The subclasses of the selected classes, as a recipe for phase 2's training data."""
+
+    classes: list[int]   # selected classes, ascending
+    n_subclasses: int
+    augmenter: str
+
+    def subclasses_per_class(self) -> dict[int, int]: ...
+
+    def subclass_sizes(self) -> dict[int, list[int]]:
+        """Training observations per subclass of each selected class."""
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The recipe as arrays (``from_arrays`` reads them back; cache and run folder)."""
 
 Embed = Callable[[Tensor], Tensor]
 
@@ -44,7 +62,8 @@ class Repartition:
     ``subclass_of_train`` (N,): subclass number of every original training sample (0 for
     unselected classes). Added samples: ``added_source`` (M,) index of the sample each is
     made from, ``added_partner`` (M,) its SamplePairing partner or extrapolation anchor
-    index, ``subclass_of_added`` (M,).
+    index, ``subclass_of_added`` (M,). ``sizes`` (k, H): observations per subclass of each
+    selected class, added ones included.
     """
 
     classes: list[int]
@@ -55,19 +74,14 @@ class Repartition:
     added_source: np.ndarray
     added_partner: np.ndarray
     subclass_of_added: np.ndarray
+    sizes: np.ndarray
 
     def subclasses_per_class(self) -> dict[int, int]:
         return {cls: self.n_subclasses for cls in self.classes}
 
-    def subclass_sizes(self, y: Tensor) -> dict[int, list[int]]:
+    def subclass_sizes(self) -> dict[int, list[int]]:
         """Observations per subclass of each selected class (augmented included)."""
-        y_np = np.asarray(y)
-        sizes = {}
-        for cls in self.classes:
-            numbers = np.concatenate([self.subclass_of_train[y_np == cls],
-                                      self.subclass_of_added[y_np[self.added_source] == cls]])
-            sizes[cls] = np.bincount(numbers, minlength=self.n_subclasses).tolist()
-        return sizes
+        return {cls: [int(v) for v in row] for cls, row in zip(self.classes, self.sizes)}
 
     def apply(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The phase-2 training set: inputs, class labels and subclass numbers."""
@@ -94,6 +108,7 @@ class Repartition:
             "added_source": self.added_source,
             "added_partner": self.added_partner,
             "subclass_of_added": self.subclass_of_added,
+            "sizes": self.sizes,
         }
 
     @classmethod
@@ -107,6 +122,7 @@ class Repartition:
             added_source=np.asarray(arrays["added_source"]),
             added_partner=np.asarray(arrays["added_partner"]),
             subclass_of_added=np.asarray(arrays["subclass_of_added"]),
+            sizes=np.asarray(arrays["sizes"]),
         )
 
 
@@ -129,11 +145,10 @@ def repartition(
     y: Tensor,
     classes: list[int],
     n_subclasses: int,
-    partitioner: str,
-    augmenter: str,
+    partitioner: Partitioner,
+    augmenter: Augmenter,
     embed: Embed,
     seed: int,
-    lam: float = 0.5,
     chunk_size: int = 2048,
 ) -> Repartition:
     """Augment each selected class and split it into ``n_subclasses`` (SPEC §3).
@@ -147,47 +162,44 @@ def repartition(
     y_np = np.asarray(y)
     mean = _streaming_mean(embed, x, chunk_size)
     subclass_of_train = np.zeros(n, dtype=np.int64)
-    sources, partners, added_subclasses = [], [], []
-    for cls in classes:
+    sources, partners, added_subclasses, sizes = [], [], [], []
+    kind = augmenter.name
+    if kind not in ("none", "sample_pairing", "extrapolation"):
+        raise ValueError(f"unknown augmenter {kind!r}")
+    for cls in sorted(classes):
         members = np.flatnonzero(y_np == cls)
-        if augmenter == "sample_pairing":
+        if kind == "sample_pairing":
             pair = rng.integers(0, n, size=len(members))
             src_t, pair_t = torch.as_tensor(members), torch.as_tensor(pair)
             pool = torch.cat([x[src_t], sample_pairing(x[src_t], x[pair_t])])
         else:
             pool = x[torch.as_tensor(members)]
         vectors = _embed_chunks(embed, pool, chunk_size)
-        if partitioner == "kmeans":
-            numbers = kmeans_split(vectors, n_subclasses, seed=seed, mean=mean)
-        elif partitioner == "median_split":
-            numbers = median_distance_split(vectors, mean, n_subclasses)
-        elif partitioner == "random":
-            numbers = random_split(len(vectors), n_subclasses, seed=int(rng.integers(2**31)))
-        else:
-            raise ValueError(f"unknown partitioner {partitioner!r}")
+        numbers = np.asarray(partitioner.split(vectors, n_subclasses, mean, seed, rng), dtype=np.int64)
         subclass_of_train[members] = numbers[: len(members)]
-        if augmenter == "sample_pairing":
+        if kind == "sample_pairing":
             sources.append(members)
             partners.append(pair)
             added_subclasses.append(numbers[len(members):])
-        elif augmenter == "extrapolation":
+        elif kind == "extrapolation":
             distance = distances_to(vectors, mean)
             farthest, closest = members[np.argmax(distance)], members[np.argmin(distance)]
             sources.append(members)
             partners.append(np.where(numbers == 0, farthest, closest))
             added_subclasses.append(numbers)
-        elif augmenter != "none":
-            raise ValueError(f"unknown augmenter {augmenter!r}")
+        counted = numbers if kind != "extrapolation" else np.concatenate([numbers, numbers])
+        sizes.append(np.bincount(counted, minlength=n_subclasses))
     empty = np.zeros(0, dtype=np.int64)
     return Repartition(
         classes=sorted(classes),
         n_subclasses=n_subclasses,
-        augmenter=augmenter,
-        lam=lam,
+        augmenter=kind,
+        lam=float(augmenter.lam),
         subclass_of_train=subclass_of_train,
         added_source=np.concatenate(sources).astype(np.int64) if sources else empty,
         added_partner=np.concatenate(partners).astype(np.int64) if partners else empty,
         subclass_of_added=np.concatenate(added_subclasses).astype(np.int64) if added_subclasses else empty,
+        sizes=np.stack(sizes).astype(np.int64) if sizes else np.zeros((0, n_subclasses), dtype=np.int64),
     )
 
 
@@ -300,23 +312,23 @@ def _pair_keys(ids: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def stream_repartition(batches: Callable[[], Iterable[tuple]], classes: list[int], n_subclasses: int,
-                       partitioner: str, augmenter: str, embed: Embed, seed: int, lam: float, num_classes: int,
+                       partitioner: Partitioner, augmenter: Augmenter, embed: Embed, seed: int, num_classes: int,
                        priority: list[int] | None = None) -> VideoSubclasses:
     """Algorithm 1 on-line over a stream (SPEC §3): ``batches()`` yields ``(x, multi-hot y, ids)`` over
     the training videos, in the same order each time it is called. Pass 1: the mean m of all
     videos; pass 2: each selected class's distances to m, video ids and anchors. Memory: O(f) plus
     one distance and id per (video, selected class) pair.
 
-    ``partitioner``: ``median_split`` (Algorithm 1) or ``random`` (a control with the same sizes);
-    k-means needs a class in memory and is not offered here. ``priority``: the selected classes,
-    most neglected first (default: ascending).
+    ``partitioner``: an ``online`` one, Algorithm 1 or the random control with the same sizes
+    (k-means needs a class in memory). ``priority``: the selected classes, most neglected first
+    (default: ascending).
     """
-    if partitioner not in ("median_split", "random"):
-        raise ValueError(f"partitioner={partitioner} cannot run over a stream; use median_split (Algorithm 1) "
+    if not partitioner.online:
+        raise ValueError(f"partitioner={partitioner.name} cannot run over a stream; use median_split (Algorithm 1) "
                          "or random")
-    if augmenter not in ("extrapolation", "none"):
-        raise ValueError(f"augmenter={augmenter} is not available for streamed feature vectors; use extrapolation "
-                         "or none")
+    if augmenter.name not in ("extrapolation", "none"):
+        raise ValueError(f"augmenter={augmenter.name} is not available for streamed feature vectors; use "
+                         "extrapolation or none")
     split = StreamingMedianSplit(n_subclasses)
     for x, _, _ in batches():
         split.add_to_mean(embed(x).detach().float().cpu())
@@ -331,15 +343,15 @@ def stream_repartition(batches: Callable[[], Iterable[tuple]], classes: list[int
         numbers = part["subclass"]
         if part["farthest"] is None:
             raise ValueError(f"class {cls} has no training video")
-        if partitioner == "random":
-            numbers = random_split(len(numbers), n_subclasses, seed=int(rng.integers(2**31)))
+        numbers = partitioner.split_online(numbers, n_subclasses, rng)
         ids.append(part["keys"])
         pair_class.append(np.full(len(numbers), cls, dtype=np.int64))
         pair_subclass.append(numbers.astype(np.int64))
     order = list(priority) if priority is not None else sorted(classes)
     rank = {cls: i for i, cls in enumerate(order)}
     return VideoSubclasses(
-        classes=sorted(classes), n_subclasses=n_subclasses, augmenter=augmenter, lam=lam, num_classes=num_classes,
+        classes=sorted(classes), n_subclasses=n_subclasses, augmenter=augmenter.name, lam=float(augmenter.lam),
+        num_classes=num_classes,
         ids=np.concatenate(ids), pair_class=np.concatenate(pair_class), pair_subclass=np.concatenate(pair_subclass),
         farthest=np.stack([result[cls]["farthest"] for cls in sorted(classes)]).astype(np.float32),
         closest=np.stack([result[cls]["closest"] for cls in sorted(classes)]).astype(np.float32),

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sdnn.plots import plot_sweep, sort_key
+from sdnn.plots import plot_sweep
+from sdnn.results import Results
+from sdnn.stats import sort_key
 
 import numpy as np
 
@@ -56,24 +58,22 @@ def _natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
 
 
-def _row(results: dict, run_dir: str) -> dict[str, Any]:
-    config = results.get("config") or {}
-    test = results["test"]
-    method = results["method"]
-    row: dict[str, Any] = {"run_dir": run_dir, "method": method, "dataset": results["dataset"],
-                           "model": results["model"], "seed": results["seed"]}
+def _row(payload: dict, run_dir: str) -> dict[str, Any]:
+    results = Results.from_json(payload)
+    config, test, method = results.config, results.test, results.method
+    row: dict[str, Any] = {"run_dir": run_dir, "method": method, "dataset": results.dataset,
+                           "model": results.model, "seed": results.seed}
     row["acc"] = test.get("acc")
     for metric in METRICS[1:]:
         if metric in test:
             row[metric] = test[metric]
-    row["train_seconds"] = results.get("train_seconds")
-    row["selected_classes"] = results.get("selected_classes") or []
+    row["train_seconds"] = results.train_seconds
+    row["selected_classes"] = results.selected_classes
     for key, path in SHARED_SETTINGS.items():
         row[key] = _config_value(config, path)
     for key, path in SDNN_SETTINGS.items():
         row[key] = None if method == BASELINE else _config_value(config, path)
-    phase1 = results.get("phase1")
-    row["phase1_cached"] = phase1.get("cached") if isinstance(phase1, dict) else None
+    row["phase1_cached"] = results.phase1.get("cached") if isinstance(results.phase1, dict) else None
     return row
 
 

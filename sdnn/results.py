@@ -1,8 +1,11 @@
-"""``results.json`` (SPEC §7) and the readable summary printed at the end of a run."""
+"""What the stages hand each other, and ``results.json`` (SPEC §7): one schema, written by
+``Results.to_json`` and read by ``Results.from_json`` (the summary, the W&B summary, ``sdnn.report``
+and ``sdnn.study`` all read it)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,57 +19,155 @@ def nan_to_none(values):
     return None if values is None else [None if (v is None or math.isnan(v)) else float(v) for v in values]
 
 
-def write_results(run_dir: str | Path, results: dict[str, Any]) -> Path:
-    missing = [k for k in REQUIRED_KEYS if k not in results]
-    if missing:
-        raise KeyError(f"results lack {missing}")
-    path = Path(run_dir) / "results.json"
-    atomic_write_json(path, results)
-    return path
+@dataclass
+class PhaseResult:
+    """One trained phase: test metrics (``acc`` + ``per_class_acc``, or the four multilabel ones),
+    the validation accuracy (None without a validation split), training seconds, per-class test
+    accuracy after each epoch (if observed) and the trained LightningModule (not serialised)."""
+
+    test: dict[str, Any]
+    val: dict[str, Any] | None
+    seconds: float
+    epoch_test_acc: list[dict] = field(default_factory=list)
+    module: Any = None
 
 
-def format_summary(results: dict[str, Any], class_names: list[str]) -> str:
+@dataclass
+class Phase1Result:
+    """Phase 1 (SPEC §5): θ per window, the network's weights (cached on disk), where it came from."""
+
+    history: list[dict]
+    state: dict[str, Any]
+    cached: bool
+    seconds: float
+    test: dict[str, Any] | None
+    epoch_test_acc: list[dict]
+    norms: dict[str, Any] | None
+    cache_dir: str
+    origin: str
+
+    def summary(self, selected_from_complete_window: bool) -> dict[str, Any]:
+        return {"cached": self.cached, "seconds": self.seconds, "cache_dir": self.cache_dir, "origin": self.origin,
+                "selected_from_complete_window": selected_from_complete_window}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The classes to split (eq. 10, or a fixed list). ``priority``: most neglected first (fixed
+    lists: ascending); ``theta``: the last window's θ (None without phase 1)."""
+
+    classes: list[int]
+    priority: list[int]
+    theta: list[float] | None = None
+    from_complete_window: bool = True
+
+
+@dataclass
+class Results:
+    """``results.json``. Keys present only for some methods are None here and left out of the file."""
+
+    method: str
+    dataset: str
+    model: str
+    seed: int
+    subclass_to_class: list[int]
+    test: dict[str, Any]
+    val: dict[str, Any] | None
+    train_seconds: float
+    epoch_test_acc: dict[str, list]
+    class_names: list[str]
+    config: dict[str, Any]
+    data_skipped: dict[str, Any]
+    selected_classes: list[int] = field(default_factory=list)
+    theta: list[float | None] | None = None
+    theta_history: list[dict] | None = None
+    phase1: dict[str, Any] | None = None
+    subclass_sizes: dict[str, list[int]] | None = None
+    partition_seconds: float | None = None
+    augmenter: str | None = None
+    figures: dict[str, str] | None = None
+    neglect_vs_error: dict[str, Any] | None = None
+
+    ORDER = ("method", "dataset", "model", "seed", "selected_classes", "theta", "theta_history", "phase1",
+             "epoch_test_acc", "figures", "neglect_vs_error", "subclass_to_class", "test", "val", "train_seconds",
+             "subclass_sizes", "partition_seconds", "augmenter", "class_names", "config", "data_skipped")
+    ALWAYS = set(REQUIRED_KEYS) | {"val", "epoch_test_acc", "class_names", "data_skipped"}
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.ORDER
+                if key in self.ALWAYS or getattr(self, key) is not None}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> Results:
+        """A ``results.json`` read back (missing optional keys are None)."""
+        missing = [k for k in ("method", "dataset", "model", "seed", "test") if k not in payload]
+        if missing:
+            raise KeyError(f"results lack {missing}")
+        known = {k: payload.get(k) for k in cls.ORDER}
+        known["selected_classes"] = known["selected_classes"] or []
+        known["epoch_test_acc"] = known["epoch_test_acc"] or {}
+        known["class_names"] = known["class_names"] or []
+        known["config"] = known["config"] or {}
+        known["data_skipped"] = known["data_skipped"] or {"count": 0, "items": []}
+        known["subclass_to_class"] = known["subclass_to_class"] or []
+        return cls(**known)
+
+    def write(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / "results.json"
+        atomic_write_json(path, self.to_json())
+        return path
+
+    def names(self) -> list[str]:
+        c = len(self.theta or self.test.get("per_class_acc") or [])
+        return self.class_names or [str(i) for i in range(c)]
+
+
+def write_results(run_dir: str | Path, results: Results) -> Path:
+    return results.write(run_dir)
+
+
+def format_summary(results: Results) -> str:
     """A table per class: θ, selected, subclass sizes, test accuracy; then the totals."""
-    theta = results.get("theta") or [None] * len(class_names)
-    selected = set(results.get("selected_classes") or [])
-    sizes = results.get("subclass_sizes") or {}
-    lines = [f"SDNN run: method={results['method']} dataset={results['dataset']} model={results['model']} "
-             f"seed={results['seed']}"]
-    if results["method"] == "sdnn":
-        origin = results.get("phase1", {}).get("origin", "")
-        lines.append(f"phase 1: {origin}")
-    if "per_class_acc" not in results["test"]:
+    class_names = results.names()
+    theta = results.theta or [None] * len(class_names)
+    selected = set(results.selected_classes)
+    sizes = results.subclass_sizes or {}
+    lines = [f"SDNN run: method={results.method} dataset={results.dataset} model={results.model} "
+             f"seed={results.seed}"]
+    if results.phase1 is not None:
+        lines.append(f"phase 1: {results.phase1.get('origin', '')}")
+    if "per_class_acc" not in results.test:
         return "\n".join(lines + _multilabel_summary(results, theta, class_names, sizes))
-    per_class = results["test"]["per_class_acc"]
+    per_class = results.test["per_class_acc"]
     lines.append(f"{'class':>12} {'theta':>7} {'selected':>8} {'subclass sizes':>16} {'test acc':>9}")
     ranked = sorted((t, i) for i, t in enumerate(theta) if t is not None)
     for i, name in enumerate(class_names):
         t = "-" if theta[i] is None else f"{theta[i]:.3f}"
         mark = "yes" if i in selected else ""
-        size = "/".join(str(s) for s in sizes.get(str(i), sizes.get(i, []))) or ""
+        size = "/".join(str(s) for s in sizes.get(str(i), []))
         lines.append(f"{name[:12]:>12} {t:>7} {mark:>8} {size:>16} {100 * per_class[i]:8.2f}%")
-    lines.append(f"test accuracy: {100 * results['test']['acc']:.2f}%   output units S={len(results['subclass_to_class'])}"
-                 f"   train time {results['train_seconds']:.1f} s")
-    if ranked and results["method"] == "sdnn":
+    lines.append(f"test accuracy: {100 * results.test['acc']:.2f}%   output units S={len(results.subclass_to_class)}"
+                 f"   train time {results.train_seconds:.1f} s")
+    if ranked and results.phase1 is not None:
         lines.append("most neglected (highest theta): " + ", ".join(class_names[i] for _, i in reversed(ranked[-3:])))
-    rho = (results.get("neglect_vs_error") or {}).get("spearman")
+    rho = (results.neglect_vs_error or {}).get("spearman")
     if rho is not None:
         lines.append(f"Spearman rank correlation of theta with the phase-1 network's per-class test error: {rho:+.2f}")
-    if results.get("figures"):
-        lines.append("figures: " + ", ".join(f"{name}" for name in results["figures"].values()))
+    if results.figures:
+        lines.append("figures: " + ", ".join(results.figures.values()))
     return "\n".join(lines)
 
 
-def _multilabel_summary(results: dict[str, Any], theta, class_names: list[str], sizes) -> list[str]:
+def _multilabel_summary(results: Results, theta, class_names: list[str], sizes) -> list[str]:
     """YouTube-8M: the four metrics and the most neglected classes (a table of 3,862 classes would
     bury them)."""
-    test = results["test"]
+    test = results.test
     lines = [f"validate: Hit@1 {100 * test['hit_at_1']:.2f}%   PERR {100 * test['perr']:.2f}%   "
              f"mAP {100 * test['map']:.2f}%   GAP@20 {100 * test['gap']:.2f}%",
-             f"output units S={len(results['subclass_to_class'])}   train time {results['train_seconds']:.1f} s"]
+             f"output units S={len(results.subclass_to_class)}   train time {results.train_seconds:.1f} s"]
     ranked = sorted(((t, i) for i, t in enumerate(theta) if t is not None), reverse=True)
-    if ranked and results["method"] == "sdnn":
-        lines.append(f"selected {len(results['selected_classes'])} classes; the most neglected (highest theta):")
+    if ranked and results.phase1 is not None:
+        lines.append(f"selected {len(results.selected_classes)} classes; the most neglected (highest theta):")
         for t, i in ranked[:5]:
             size = "/".join(str(s) for s in sizes.get(str(i), [])) or "-"
             lines.append(f"  {class_names[i][:24]:>24}  theta {t:.3f}  subclass sizes {size}")

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from sdnn.plots import spearman
+from sdnn.stats import mean_std, spearman
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -79,17 +79,17 @@ _QUIET = ("logger=none", "trainer.enable_progress_bar=false", "checkpoint.every_
 STUDIES: dict[str, Study] = {
     "digits": Study(
         base=("dataset=digits", "model=mlp", "dataset.val_fraction=0.15", "phase1.epochs=5",
-              "trainer.max_epochs=30", "optim.lr=0.05", "optim.milestones=[20]"),
+              "trainer.max_epochs=30", "optim.lr=0.05", "scheduler.milestones=[20]"),
         seeds=(0, 1, 2, 3, 4),
-        variants={"main": Variant(), **_ablations((1, 3, 4), ("trainer.max_epochs=60", "optim.milestones=[40]")),  # k=2 is main
+        variants={"main": Variant(), **_ablations((1, 3, 4), ("trainer.max_epochs=60", "scheduler.milestones=[40]")),  # k=2 is main
                   # no augmentation (the cost SPEC §3's probe points to) with the partitioner of the best
                   # validation Δ (not test Δ) among the single changes
                   "augmenter=none + median_split": Variant(("augmenter=none", "partitioner=median_split"))},
         about="scikit-learn's 8×8 digits (1,257 train / 540 test), MLP 256-256, 30 epochs"),
     "cifar10": Study(
         base=("dataset=image_folder", f"dataset.root={SHARED / 'data' / 'cifar10-jpeg.tar.gz'}", "model=cnn",
-              "model.channels=[32,64]", "dataset.val_fraction=0.1", "dataset.train_per_class=1000",
-              "phase1.epochs=2", "trainer.max_epochs=6", "optim.lr=0.05", "optim.milestones=[4]"),
+              "model.backbone.channels=[32,64]", "dataset.val_fraction=0.1", "dataset.train_per_class=1000",
+              "phase1.epochs=2", "trainer.max_epochs=6", "optim.lr=0.05", "scheduler.milestones=[4]"),
         seeds=(0, 1, 2),
         variants={"main": Variant(), "augmenter=none": Variant(("augmenter=none",))},
         about="the JPEG CIFAR-10 (10,000 train: 1,000 a class / 5,000 val / 10,000 test), small CNN 32-64, "
@@ -97,14 +97,7 @@ STUDIES: dict[str, Study] = {
 }
 
 
-# ----------------------------------------------------------------------------- statistics (pure)
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return math.nan, math.nan
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
+# ----------------------------------------------------------------------------- the comparison (pure)
 
 def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]:
     """Baseline vs SDNN over the seeds both have: accuracies, paired differences, per-class
@@ -117,7 +110,7 @@ def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]
         if any(v is None for v in base + ours):
             continue
         diffs = [o - b for o, b in zip(ours, base)]
-        out[split] = {"baseline": _mean_std(base), "sdnn": _mean_std(ours), "diff": _mean_std(diffs),
+        out[split] = {"baseline": mean_std(base), "sdnn": mean_std(ours), "diff": mean_std(diffs),
                       "diff_per_seed": diffs, "wins": sum(d > 0 for d in diffs)}
     selected_change, other_change, rhos, per_class = [], [], [], []
     for s in seeds:
@@ -134,10 +127,10 @@ def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]
             rhos.append(spearman(theta, 1.0 - base_acc))
     if seeds:
         out["per_class_change"] = np.mean(per_class, axis=0).tolist()
-        out["selected_change"] = _mean_std(selected_change)
-        out["other_change"] = _mean_std(other_change)
+        out["selected_change"] = mean_std(selected_change)
+        out["other_change"] = mean_std(other_change)
         out["selected"] = {str(s): sdnn[s].get("selected_classes") for s in seeds}
-        out["spearman_theta_vs_baseline_error"] = {"per_seed": rhos, "mean": _mean_std(rhos)}
+        out["spearman_theta_vs_baseline_error"] = {"per_seed": rhos, "mean": mean_std(rhos)}
     return out
 
 
@@ -150,12 +143,14 @@ def _run_one(overrides: list[str], run_dir: Path) -> dict:
         return json.loads(path.read_text())
     from hydra import compose, initialize_config_dir
 
-    from sdnn.pipeline import run
+    from sdnn.app import run
+    from sdnn.config import register
 
+    register()
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    return run(cfg, run_dir)
+    return run(cfg, run_dir).to_json()
 
 
 def run_study(name: str, out: Path, seeds: Sequence[int] | None = None, variants: Sequence[str] | None = None,

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from sdnn.config import register
+
+register()  # the schema conf/config.yaml starts from (run.py registers it too)
 ROOT = Path(__file__).resolve().parents[1]
 # Small schedules for tests; phase 1 one epoch, phase 2 two.
 FAST = ["phase1.epochs=1", "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false",
@@ -35,14 +38,14 @@ def read_results(run_dir: Path) -> dict:
 
 @pytest.fixture
 def run_pipeline(tmp_path):
-    """Run the pipeline in-process with FAST settings and a fresh cache; returns the results."""
-    from sdnn.pipeline import run
+    """Run the pipeline in-process with FAST settings and a fresh cache; returns results.json's content."""
+    from sdnn.app import run
 
     def _run(overrides: list[str], run_dir: Path | None = None, cache: Path | None = None):
         cache = cache or tmp_path / "cache"
         run_dir = run_dir or tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
         cfg = compose_config([*FAST, f"phase1.cache_dir={cache}", *overrides])
-        return run(cfg, run_dir)
+        return run(cfg, run_dir).to_json()
 
     return _run
 

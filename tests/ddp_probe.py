@@ -27,3 +27,15 @@ class StepDump(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = {k: outputs[k].cpu() for k in ("features", "logits", "targets")}
         torch.save(step, self.folder / f"{self._prefix(trainer)}_step{trainer.global_step:05d}.pt")
+
+
+class InitialWeights(pl.Callback):
+    """Per phase: the network's weights when training starts (``<phase>.pt`` in ``folder``)."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_train_start(self, trainer, pl_module):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        torch.save(state, self.folder / f"{Path(trainer.default_root_dir).name}.pt")

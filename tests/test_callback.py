@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 
 import numpy as np
 import pytorch_lightning as pl
@@ -27,7 +29,7 @@ def test_theta_windows_equal_mean_of_step_ratios():
     splits = standardize(load_digits_splits())
     pl.seed_everything(0, verbose=False)
     module = SDNNModule(build_backbone({"name": "mlp", "hidden": [32]}, splits.input_shape), SigmoidCrossEntropy(),
-                        torch.arange(10), 10, {"name": "sgd", "lr": 0.1, "gamma": 1.0})
+                        torch.arange(10), 10, partial(torch.optim.SGD, lr=0.1))
     loader = batch_loader(splits.x_train[:400], splits.y_train[:400], 32, shuffle=True)  # 12 steps per epoch
     neglect, spy = NeglectCallback(10, tau=5), _Spy()
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -49,7 +51,7 @@ def test_theta_windows_equal_mean_of_step_ratios():
 def test_default_window_is_one_epoch():
     splits = standardize(load_digits_splits())
     module = SDNNModule(build_backbone({"name": "lr"}, splits.input_shape), SigmoidCrossEntropy(),
-                        torch.arange(10), 10, {"name": "sgd", "lr": 0.1, "gamma": 1.0})
+                        torch.arange(10), 10, partial(torch.optim.SGD, lr=0.1))
     neglect = NeglectCallback(10, tau=None)
     trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[neglect])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdnn.data import load_splits
+from sdnn.data.sources import Digits, Npz
 from sdnn.data.npz import load_npz_splits
 from sdnn.data.tensors import IndexBatchSampler, batch_loader
 from sdnn.errors import DataError
@@ -26,7 +26,7 @@ def test_npz_layouts_become_nchw_or_vectors(tmp_path, kind, shape):
 
 def test_normalisation_uses_train_statistics(tmp_path):
     path = write_npz(tmp_path / "d.npz", "nchw", with_val=True)
-    splits = load_splits({"name": "npz", "path": str(path), "normalize": True})
+    splits = Npz(name="npz", path=str(path), normalize=True).load()
     means = splits.x_train.mean((0, 2, 3))
     stds = splits.x_train.std((0, 2, 3))
     torch.testing.assert_close(means, torch.zeros(3), atol=1e-4, rtol=0)
@@ -35,8 +35,8 @@ def test_normalisation_uses_train_statistics(tmp_path):
 
 
 def test_validation_split_is_held_out_of_train():
-    full = load_splits({"name": "digits", "normalize": False})
-    held = load_splits({"name": "digits", "val_fraction": 0.2, "normalize": False})
+    full = Digits(name="digits", normalize=False).load()
+    held = Digits(name="digits", val_fraction=0.2, normalize=False).load()
     assert len(held.x_train) + len(held.x_val) == len(full.x_train)
     assert torch.equal(held.x_test, full.x_test)
 

@@ -22,10 +22,11 @@ def test_paper_config_matches_spec_section_6(dataset, model):
     assert cfg.method == "sdnn" and cfg.loss.name == "bce"
     assert cfg.partitioner.name == "kmeans" and cfg.augmenter.name == "sample_pairing"
     assert cfg.trainer.max_epochs == 200 and cfg.phase1.epochs == 30 and cfg.dataset.batch_size == 128
-    optim = cfg.optim
-    assert (optim.name, optim.lr, optim.momentum, optim.nesterov, optim.weight_decay) == ("sgd", LR[dataset], 0.9,
-                                                                                         True, 5e-4)
-    assert list(optim.milestones) == [60, 120, 160] and optim.gamma == 0.2
+    optim, scheduler = cfg.optim, cfg.scheduler
+    assert optim._target_ == "torch.optim.SGD" and optim._partial_
+    assert (optim.lr, optim.momentum, optim.nesterov, optim.weight_decay) == (LR[dataset], 0.9, True, 5e-4)
+    assert scheduler._target_ == "torch.optim.lr_scheduler.MultiStepLR"
+    assert list(scheduler.milestones) == [60, 120, 160] and scheduler.gamma == 0.2
     assert cfg.subclass.num_classes_to_repartition == CLASSES_TO_SPLIT[dataset]
     assert cfg.subclass.per_class == 2 and cfg.subclass.sibling_weight == 1.0
     augment = cfg.dataset.augment
@@ -35,22 +36,23 @@ def test_paper_config_matches_spec_section_6(dataset, model):
     else:
         assert augment.crop_padding == 4 and augment.flip
     if model == "wrn":
-        assert (cfg.model.depth, cfg.model.widen_factor, cfg.model.dropout) == WRN[dataset]
+        backbone = cfg.model.backbone
+        assert (backbone.depth, backbone.widen_factor, backbone.dropout) == WRN[dataset]
     else:
-        assert cfg.model.hidden == 4096 and cfg.model.batch_norm
+        assert cfg.model.backbone.hidden == 4096 and cfg.model.backbone.batch_norm
 
 
 def test_baseline_and_overrides_compose_on_top_of_an_experiment():
-    cfg = compose_config(["experiment=paper/cifar100_wrn", "method=baseline", "model.depth=16", "optim.gamma=0.1",
-                          "seed=3"])
-    assert cfg.method == "baseline" and cfg.model.depth == 16 and cfg.optim.gamma == 0.1 and cfg.seed == 3
-    assert cfg.model.widen_factor == 10
+    cfg = compose_config(["experiment=paper/cifar100_wrn", "method=baseline", "model.backbone.depth=16",
+                          "scheduler.gamma=0.1", "seed=3"])
+    assert cfg.method == "baseline" and cfg.model.backbone.depth == 16 and cfg.scheduler.gamma == 0.1 and cfg.seed == 3
+    assert cfg.model.backbone.widen_factor == 10
 
 
 def test_model_wrn_follows_the_dataset_outside_experiments():
-    assert compose_config(["dataset=svhn", "model=wrn"]).model.depth == 16
-    assert compose_config(["dataset=cifar10", "model=wrn"]).model.depth == 28
-    assert np.isclose(compose_config(["dataset=svhn", "model=wrn"]).model.dropout, 0.4)
+    assert compose_config(["dataset=svhn", "model=wrn"]).model.backbone.depth == 16
+    assert compose_config(["dataset=cifar10", "model=wrn"]).model.backbone.depth == 28
+    assert np.isclose(compose_config(["dataset=svhn", "model=wrn"]).model.backbone.dropout, 0.4)
 
 
 def _write_tiny_official_files(root, dataset: str) -> None:
@@ -97,7 +99,7 @@ def test_paper_config_runs_both_phases_for_a_few_batches(tmp_path, run_pipeline,
     assert len(results["selected_classes"]) == k
     classes = 100 if dataset == "cifar100" else 10
     assert len(results["subclass_to_class"]) == classes + k
-    assert results["config"]["optim"]["milestones"] == [60, 120, 160]
+    assert results["config"]["scheduler"]["milestones"] == [60, 120, 160]
     assert 0.0 <= results["test"]["acc"] <= 1.0 and results["partition_seconds"] >= 0
 
 
@@ -125,11 +127,11 @@ def test_yt8m_paper_configs_match_spec_section_6(model, features):
     assert cfg.dataset.name == "yt8m" and cfg.dataset.features == features and cfg.dataset.num_classes == 3862
     assert cfg.model.name == {"cnn": "cnn1d", "lr": "lr"}[model]
     if model == "cnn":
-        assert (cfg.model.filters, cfg.model.kernel_size, cfg.model.dropout) == (64, 3, 0.3)
+        assert (cfg.model.backbone.filters, cfg.model.backbone.kernel_size, cfg.model.backbone.dropout) == (64, 3, 0.3)
     assert cfg.loss.name == "bce" and cfg.method == "sdnn"
     assert cfg.trainer.max_epochs == 5 and cfg.dataset.batch_size == 512
-    assert cfg.optim.lr == 0.001 and cfg.optim.weight_decay == 5e-4 and cfg.optim.gamma == 0.95
-    assert list(cfg.optim.milestones) == []  # ×0.95 after every epoch
+    assert cfg.optim._target_ == "torch.optim.Adam" and cfg.optim.lr == 0.001 and cfg.optim.weight_decay == 5e-4
+    assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.ExponentialLR" and cfg.scheduler.gamma == 0.95
     assert cfg.phase1.epochs == 0.333 and cfg.subclass.num_classes_to_repartition == 386
     assert cfg.subclass.per_class == 2 and cfg.subclass.sibling_weight == 1.0
     assert cfg.partitioner.name == "median_split" and cfg.augmenter.name == "extrapolation" and cfg.augmenter.lam == 0.5

@@ -106,7 +106,7 @@ def test_vgg_without_batch_norm():
 
 @pytest.mark.parametrize("depth", [27, 4, 0])
 def test_wrn_bad_depth(depth):
-    with pytest.raises(ValueError, match="model.depth"):
+    with pytest.raises(ValueError, match="model.backbone.depth"):
         WideResNet((3, 32, 32), depth=depth)
 
 
@@ -137,13 +137,17 @@ def test_build_through_registry():
 
 def test_wrn_config_defaults_and_dataset_choice():
     model = compose_config(["model=wrn"]).model
-    assert (model.name, model.depth, model.widen_factor, model.dropout) == ("wrn", 28, 10, 0.3)
-    chosen = compose_config(["model=wrn", "+dataset.wrn.depth=16"]).model
+    backbone = model.backbone
+    assert (model.name, backbone.depth, backbone.widen_factor, backbone.dropout) == ("wrn", 28, 10, 0.3)
+    assert backbone._target_ == "sdnn.models.WideResNet"
+    chosen = compose_config(["model=wrn", "+dataset.wrn.depth=16"]).model.backbone
     assert (chosen.depth, chosen.widen_factor) == (16, 10)
-    overridden = compose_config(["model=wrn", "model.depth=16", "model.widen_factor=4"]).model
-    assert (overridden.depth, overridden.widen_factor) == (16, 4)
+    overridden = compose_config(["model=wrn", "model.backbone.depth=16", "model.backbone.widen_factor=4"]).model
+    assert (overridden.backbone.depth, overridden.backbone.widen_factor) == (16, 4)
 
 
 def test_vgg16_config():
     model = compose_config(["model=vgg16"]).model
-    assert dict(model) == {"name": "vgg16", "hidden": 4096, "dropout": 0.5, "batch_norm": True}
+    assert model.name == "vgg16"
+    assert dict(model.backbone) == {"_target_": "sdnn.models.VGG16BN", "hidden": 4096, "dropout": 0.5,
+                                    "batch_norm": True}

@@ -1,39 +1,67 @@
-"""Floor-1 modules (pure math, data, models) import neither Lightning nor Hydra."""
+"""The layers import only downwards: floor-1 modules (pure math, data, models) import neither Lightning
+nor Hydra; the configuration is checked before torch is imported; every picked group names its class."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
+import yaml
+from hydra.utils import get_class
+
+from tests.conftest import ROOT, compose_config
+
 PURE = ["sdnn.neglect", "sdnn.losses", "sdnn.partition", "sdnn.augment", "sdnn.subclass", "sdnn.repartition",
-        "sdnn.models", "sdnn.data", "sdnn.validate", "sdnn.cache", "sdnn.results", "sdnn.metrics"]
+        "sdnn.models", "sdnn.data", "sdnn.data.sources", "sdnn.data.yt8m", "sdnn.cache", "sdnn.results",
+        "sdnn.metrics", "sdnn.stats", "sdnn.plots"]
+GROUPS = ("dataset", "model", "loss", "partitioner", "augmenter", "optim", "scheduler", "trainer", "logger")
+
+
+def _imported_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(','.join(sorted(sys.modules)))"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    return {name.split(".")[0] for name in out.split(",")}
 
 
 def test_pure_modules_do_not_import_lightning_or_hydra():
-    code = ("import sys\n"
-            f"for name in {PURE!r}: __import__(name)\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('pytorch_lightning', 'lightning', 'lightning_fabric', 'hydra'))\n"
-            "print(','.join(bad))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "", f"floor-1 modules pulled in: {out}"
+    loaded = _imported_after("\n".join(f"import {name}" for name in PURE))
+    assert not loaded & {"pytorch_lightning", "lightning", "lightning_fabric", "hydra"}
 
 
-def test_config_validation_runs_before_torch_is_imported():
-    """A wrong value is reported in about a second: sdnn.validate and sdnn.choices import no torch."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    code = ("import sys; from sdnn.validate import validate_config; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+def test_configuration_checks_run_before_torch_is_imported():
+    """A wrong value is reported in about a second: the schemas, partitioners and augmenters need no torch."""
+    loaded = _imported_after("import sdnn.config, sdnn.partition, sdnn.augment")
+    assert "torch" not in loaded
 
 
-def test_choices_list_every_registered_option():
-    from sdnn.choices import BACKBONE_NAMES, IMAGE_BACKBONES
+def _options():
+    for group in GROUPS:
+        for path in sorted((ROOT / "conf" / group).glob("*.yaml")):
+            yield group, path.stem
+
+
+@pytest.mark.parametrize("group, option", list(_options()))
+def test_every_option_of_a_picked_group_names_its_class(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    node = cfg[group]
+    if group == "model":
+        node = node.backbone
+    if group == "logger" and option == "none":
+        assert node._target_ is None
+        return
+    if option == "custom":
+        assert node._get_node("_target_")._is_missing()  # the user's class: model.backbone._target_=...
+        return
+    assert isinstance(get_class(node._target_), type), node._target_
+
+
+def test_the_model_registry_is_the_list_of_model_options():
     from sdnn.models import BACKBONES
 
-    assert set(BACKBONE_NAMES) == set(BACKBONES) and set(IMAGE_BACKBONES) <= set(BACKBONES)
+    targets = {}
+    for path in (ROOT / "conf" / "model").glob("*.yaml"):
+        if path.stem != "custom":
+            targets[path.stem] = yaml.safe_load(path.read_text())["backbone"]["_target_"]
+    assert set(targets) == set(BACKBONES)
+    assert {name: get_class(target) for name, target in targets.items()} == BACKBONES

@@ -3,6 +3,8 @@ and a slow loop, as a pure function and inside Lightning fits (NeglectCallback(m
 
 from __future__ import annotations
 
+from functools import partial
+
 import math
 
 import numpy as np
@@ -173,7 +175,7 @@ def _fit(method, loss=None, accumulate=1, record_every=0, epochs=2, tau=5, preci
     c = y.shape[1]
     pl.seed_everything(0, verbose=False)
     module = SDNNModule(build_backbone({"name": "mlp", "hidden": [16]}, (x.shape[1],)), loss or SigmoidCrossEntropy(),
-                        torch.arange(c), c, {"name": "sgd", "lr": 0.5, "momentum": 0.9, "gamma": 1.0})
+                        torch.arange(c), c, partial(torch.optim.SGD, lr=0.5, momentum=0.9))
     neglect = NeglectCallback(c, tau=tau, method=method, record_norms_every=record_every)
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[neglect], accelerator="cpu",
@@ -215,7 +217,7 @@ def test_auto_falls_back_when_the_loss_is_not_the_sigmoid_ce():
     x, y = _multilabel_problem()
     callback = NeglectCallback(y.shape[1], method="auto")
     module = SDNNModule(build_backbone({"name": "lr"}, (x.shape[1],)), SoftmaxCrossEntropy(),
-                        torch.arange(y.shape[1]), y.shape[1], {"name": "sgd", "lr": 0.1})
+                        torch.arange(y.shape[1]), y.shape[1], partial(torch.optim.SGD, lr=0.1))
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, accelerator="cpu")
     assert "SoftmaxCrossEntropy" in NeglectCallback.gradient_unavailable(trainer, module)
     callback._attach(trainer, module)
@@ -253,7 +255,7 @@ def test_a_gradient_that_is_not_the_sigmoid_ces_is_caught_on_the_first_step():
     for cls in (Penalised, Penalised):
         pl.seed_everything(0, verbose=False)
         module = cls(build_backbone({"name": "mlp", "hidden": [16]}, (x.shape[1],)), SigmoidCrossEntropy(),
-                     torch.arange(c), c, {"name": "sgd", "lr": 0.5, "gamma": 1.0})
+                     torch.arange(c), c, partial(torch.optim.SGD, lr=0.5))
         method = "gradient" if not thetas else "gram"
         callback = NeglectCallback(c, tau=5, method=method)
         trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -271,6 +273,7 @@ def test_a_gradient_that_is_not_the_sigmoid_ces_is_caught_on_the_first_step():
 # ----------------------------------------------------------------------------- under DDP
 DDP_SCRIPT = '''
 import json, sys
+from functools import partial
 import pytorch_lightning as pl
 import torch
 from sdnn.lit import NeglectCallback, SDNNModule
@@ -285,7 +288,7 @@ y[:, 0] = 1.0
 y[:, 11] = 0.0
 pl.seed_everything(0, verbose=False)
 module = SDNNModule(build_backbone({"name": "mlp", "hidden": [16]}, (20,)), SigmoidCrossEntropy(), torch.arange(12),
-                    12, {"name": "sgd", "lr": 0.5, "momentum": 0.9, "gamma": 1.0})
+                    12, partial(torch.optim.SGD, lr=0.5, momentum=0.9))
 callback = NeglectCallback(12, tau=3, method=method)
 loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=24, shuffle=False)
 trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import csv
 import types
 
@@ -38,7 +40,7 @@ class _BatchSpy(pl.Callback):
 def _mlp_module(splits, seed=0):
     pl.seed_everything(seed, verbose=False)
     return SDNNModule(build_backbone({"name": "mlp", "hidden": [32], "dropout": 0.0}, splits.input_shape),
-                      SigmoidCrossEntropy(), torch.arange(10), 10, {"name": "sgd", "lr": 0.1, "gamma": 1.0})
+                      SigmoidCrossEntropy(), torch.arange(10), 10, partial(torch.optim.SGD, lr=0.1))
 
 
 def _fit_neglect(record_norms_every, method="auto", epochs=1, batch_size=8, spy=None):
@@ -98,7 +100,7 @@ def _uint8_subclass_setup():
     assert (unit_targets >= 10).any()
     pl.seed_everything(0, verbose=False)
     module = SDNNModule(build_backbone({"name": "mlp", "hidden": [64], "dropout": 0.5}, (1, 8, 8)),
-                       SigmoidCrossEntropy(), s2c, 10, {"name": "adam", "lr": 0.01},
+                       SigmoidCrossEntropy(), s2c, 10, partial(torch.optim.Adam, lr=0.01),
                        inputs=InputPipeline(mean=mean, std=std), channels_last=True)
     return module, batch_loader(x_train, unit_targets, 64, shuffle=True), x_test, splits.y_test
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from sdnn.augment import extrapolate, sample_pairing
-from sdnn.partition import StreamingMedianSplit, kmeans_split, median_distance_split, random_split
+from sdnn.augment import Extrapolation, SamplePairing, extrapolate, sample_pairing
+from sdnn.partition import (KMeansSplit, MedianDistanceSplit, StreamingMedianSplit, kmeans_split,
+                            median_distance_split, random_split)
 from sdnn.repartition import Repartition, repartition, select_classes
 
 
@@ -206,7 +207,7 @@ def test_repartition_with_extrapolation_follows_algorithm1_and_eq12():
     rng = np.random.default_rng(3)
     x = torch.tensor(rng.normal(size=(60, 4)), dtype=torch.float32)
     y = torch.tensor(np.arange(60) % 3)
-    rep = repartition(x, y, [2], 2, "median_split", "extrapolation", lambda v: v.flatten(1), seed=0, lam=0.5)
+    rep = repartition(x, y, [2], 2, MedianDistanceSplit(), Extrapolation(0.5), lambda v: v.flatten(1), seed=0)
     members = np.flatnonzero(y.numpy() == 2)
     mean = x.double().mean(0).numpy()
     expected = median_distance_split(x[members].numpy(), mean)
@@ -228,11 +229,13 @@ def test_repartition_with_sample_pairing_partitions_the_doubled_class():
     rng = np.random.default_rng(4)
     x = torch.tensor(rng.normal(size=(40, 2, 3, 3)), dtype=torch.float32)
     y = torch.tensor(np.arange(40) % 4)
-    rep = repartition(x, y, [1, 3], 3, "kmeans", "sample_pairing", lambda v: v.flatten(1), seed=0)
+    rep = repartition(x, y, [1, 3], 3, KMeansSplit(), SamplePairing(), lambda v: v.flatten(1), seed=0)
     x2, y2, numbers = rep.apply(x, y)
-    assert len(x2) == 60 and sorted(rep.subclass_sizes(y)) == [1, 3]
+    assert len(x2) == 60 and sorted(rep.subclass_sizes()) == [1, 3]
     for cls in (1, 3):
-        assert sum(rep.subclass_sizes(y)[cls]) == 20
+        assert sum(rep.subclass_sizes()[cls]) == 20
+        in_class = (y2 == cls).numpy()  # sizes counted independently from the phase-2 training set
+        assert rep.subclass_sizes()[cls] == np.bincount(numbers.numpy()[in_class], minlength=3).tolist()
     for j, (src, partner) in enumerate(zip(rep.added_source, rep.added_partner)):
         torch.testing.assert_close(x2[40 + j], (x[src] + x[partner]) / 2)
         assert y2[40 + j] == y[src]

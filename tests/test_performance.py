@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -58,7 +60,7 @@ def test_channels_last_gives_the_same_loss_and_is_used_in_training():
     torch.testing.assert_close(grad_cl, grad, rtol=1e-4, atol=1e-6)
 
     module = SDNNModule(build_backbone({"name": "cnn"}, (3, 16, 16)), SigmoidCrossEntropy(), torch.arange(5), 5,
-                        {"name": "sgd", "lr": 0.01, "gamma": 1.0}, channels_last=True)
+                        partial(torch.optim.SGD, lr=0.01), channels_last=True)
     seen = []
     module.training_step = lambda batch, i, f=module.training_step: (seen.append(batch[0]), f(batch, i))[1]
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -105,7 +107,7 @@ def test_training_step_logs_nothing_that_the_progress_bar_converts_every_step():
 
     x, y = torch.randn(640, 20), torch.randint(0, 3, (640,))
     module = SDNNModule(build_backbone({"name": "mlp"}, (20,)), SigmoidCrossEntropy(), torch.arange(3), 3,
-                        {"name": "sgd", "lr": 0.1, "momentum": 0.9, "gamma": 1.0})
+                        partial(torch.optim.SGD, lr=0.1, momentum=0.9))
     bar = Recording("phase1")
     trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, callbacks=[bar],
                          accelerator="cpu", log_every_n_steps=4, enable_model_summary=False)

@@ -46,10 +46,18 @@ def test_every_partitioner_and_augmenter(run_pipeline, tmp_path, partitioner, au
     assert results["augmenter"] == augmenter
 
 
-def test_partition_in_phase1_feature_space_and_fixed_classes(run_pipeline):
-    results = run_pipeline(["model=mlp", "partitioner.space=features", "subclass.classes=[1,8]"])
+def test_partition_in_phase1_feature_space_and_fixed_classes(run_pipeline, tmp_path):
+    results = run_pipeline(["model=mlp", "partitioner.space=features", "subclass.classes=[1,8]"],
+                           run_dir=tmp_path / "features")
     assert results["selected_classes"] == [1, 8]
     assert results["phase1"]["cached"] is False and results["theta"] is not None  # features need phase 1
+    settings = json.loads((tmp_path / "features" / "subclasses.json").read_text())["settings"]
+    assert settings["space"] == "features" and settings["classes"] == [1, 8]
+    inputs = run_pipeline(["model=mlp", "subclass.classes=[1,8]", "partitioner.space=input", "observe.figures=false"],
+                          run_dir=tmp_path / "inputs")
+    other = np.load(tmp_path / "inputs" / "partition.npz")["subclass_of_train"]
+    assert not np.array_equal(np.load(tmp_path / "features" / "partition.npz")["subclass_of_train"], other)
+    assert inputs["theta"] is None
     fixed = run_pipeline(["model=mlp", "subclass.classes=[1,8]"])
     assert fixed["theta"] is None and fixed["phase1"]["origin"].startswith("skipped")
 
@@ -84,11 +92,21 @@ def _digits_train_labels():
     return load_digits_splits().y_train.numpy()
 
 
-def test_baseline_matches_phase2_initialisation_seeded(run_pipeline):
-    a = run_pipeline(["model=mlp", "method=baseline"])
+def test_baseline_matches_phase2_initialisation_seeded(run_pipeline, tmp_path):
+    """Baseline, phase 1 and phase 2 start from the same seeded backbone (only the head's width
+    differs), so the comparison is paired on the initialisation too; a rerun is identical."""
+    probe = f"+trainer.callbacks=[{{_target_: tests.ddp_probe.InitialWeights, folder: '{tmp_path / 'w'}'}}]"
+    a = run_pipeline(["model=mlp", "method=baseline", probe])
     b = run_pipeline(["model=mlp", "method=baseline"])
+    run_pipeline(["model=mlp", probe])
     assert a["test"] == b["test"]
-    assert torch.tensor(a["test"]["per_class_acc"]).le(1).all()
+    weights = {phase: torch.load(tmp_path / "w" / f"{phase}.pt") for phase in ("baseline", "phase1", "phase2")}
+    backbone = [k for k in weights["baseline"] if k.startswith("backbone.")]
+    assert backbone and set(backbone) == {k for k in weights["phase2"] if k.startswith("backbone.")}
+    for phase in ("phase1", "phase2"):
+        for key in backbone:
+            assert torch.equal(weights[phase][key], weights["baseline"][key]), (phase, key)
+    assert weights["baseline"]["head.weight"].shape[0] == 10 and weights["phase2"]["head.weight"].shape[0] == 12
 
 
 def test_fractional_phase1_selects_from_its_partial_window(run_pipeline, capsys):
@@ -102,3 +120,46 @@ def test_fractional_phase1_selects_from_its_partial_window(run_pipeline, capsys)
     tau = run_pipeline(["model=mlp", "phase1.epochs=0.5", "dataset.batch_size=32", "phase1.tau=6"])
     assert [w["steps"] for w in tau["theta_history"]] == [6, 6, 6, 2]
     assert tau["theta"] == tau["theta_history"][2]["theta"]  # the last complete window
+
+
+CUSTOM_BACKBONE = """
+import math
+from torch import nn
+
+SHAPES = []
+
+
+class TinyNet(nn.Module):
+    def __init__(self, input_shape, width=16):
+        super().__init__()
+        SHAPES.append(tuple(input_shape))
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.Tanh())
+        self.out_features = width
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class NoWidth(nn.Module):
+    def __init__(self, input_shape):
+        super().__init__()
+
+    def forward(self, x):
+        return x.flatten(1)
+"""
+
+
+def test_a_custom_backbone_runs_end_to_end(run_pipeline, tmp_path, monkeypatch):
+    (tmp_path / "my_nets.py").write_text(CUSTOM_BACKBONE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = run_pipeline(["model=custom", "model.backbone._target_=my_nets.TinyNet", "+model.backbone.width=12",
+                            "trainer.max_epochs=4"])
+    import my_nets
+
+    assert set(my_nets.SHAPES) == {(1, 8, 8)}  # built with input_shape=..., once per phase (and once on meta)
+    assert results["model"] == "custom" and results["config"]["model"]["backbone"]["width"] == 12
+    assert len(results["subclass_to_class"]) == 12 and results["test"]["acc"] > 0.5
+    with pytest.raises(ConfigError, match="no integer out_features"):
+        run_pipeline(["model=custom", "model.backbone._target_=my_nets.NoWidth"])
+    with pytest.raises(ConfigError, match="model.backbone.depth is not an option"):
+        run_pipeline(["model=custom", "model.backbone._target_=my_nets.TinyNet", "+model.backbone.depth=3"])

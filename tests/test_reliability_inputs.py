@@ -59,8 +59,16 @@ BAD_FILES = {
     (["dataset=svhn", "dataset.root=/nonexistent"], "train_32x32.mat"),
     (["dataset=image_folder"], "dataset.root"),
     (["dataset=image_folder", "dataset.root=/tmp", "dataset.on_corrupt=maybe"], "dataset.on_corrupt"),
-    (["model=wrn", "model.depth=27"], "model.depth"),
-    (["model=wrn", "+model.width=3"], "model.width"),
+    (["model=wrn", "model.backbone.depth=27"], "model.backbone.depth"),
+    (["model=wrn", "+model.backbone.width=3"], "model.backbone.width"),
+    (["model=custom"], "model.backbone._target_"),
+    (["model=custom", "model.backbone._target_=no_such_module.Net"], "model.backbone"),
+    (["optim.milestones=[3]"], "scheduler.milestones"),   # a key of the earlier layout: where it went
+    (["model.depth=16"], "model.backbone.depth"),
+    (["optim=rmsprop"], "optim=rmsprop is not an option"),
+    (["seed=-1"], "seed"),
+    (["optim.momentum=-1"], "optim.momentum"),
+    (["checkpoint.resume=maybe"], "checkpoint.resume"),
 ])
 def test_bad_value_fails_fast_naming_the_key(tmp_path, override, named):
     _fails_fast(tmp_path, override, named)

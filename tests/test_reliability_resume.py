@@ -18,7 +18,7 @@ from tests.conftest import ROOT, read_results, run_cli
 # digits with the small CNN: 19 steps per epoch in each phase; the learning
 # rate steps down after epoch 1, so a resumed run must also restore the schedule
 ARGS = ["phase1.epochs=2", "trainer.max_epochs=2", "observe.figures=false", "trainer.log_every_n_steps=5",
-        "optim.milestones=[1]"]
+        "scheduler.milestones=[1]"]
 TIMINGS = ("seconds", "train_seconds", "partition_seconds")
 
 

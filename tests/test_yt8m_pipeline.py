@@ -4,6 +4,8 @@ the four metrics), damaged shards, bad options and DDP."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import json
 import math
 
@@ -20,7 +22,8 @@ from sdnn.lit.streams import StreamEpochs
 from sdnn.losses import SigmoidCrossEntropy
 from sdnn.metrics import gap, hit_at_one, mean_ap, perr
 from sdnn.models import build_backbone
-from sdnn.partition import StreamingMedianSplit
+from sdnn.augment import Extrapolation
+from sdnn.partition import MedianDistanceSplit, StreamingMedianSplit
 from sdnn.repartition import VideoSubclasses, stream_repartition
 from sdnn.subclass import build_subclass_to_class
 from tests.conftest import FAST, read_results, run_cli
@@ -38,7 +41,7 @@ def shards(tmp_path_factory):
 def yt8m_args(folder, *extra):
     return ["dataset=yt8m", f"dataset.train={folder}/train*.tfrecord", f"dataset.validate={folder}/validate*.tfrecord",
             f"dataset.num_classes={CLASSES}", "dataset.batch_size=32", "dataset.num_workers=0", "model=lr",
-            "optim.name=adam", "optim.lr=0.01", "optim.milestones=[]", "optim.gamma=0.95",
+            "optim=adam", "optim.lr=0.01", "scheduler=exponential", "scheduler.gamma=0.95",
             "partitioner=median_split", "subclass.num_classes_to_repartition=3", "observe.figures=false",
             "observe.norms_every=0", *extra]
 
@@ -85,15 +88,15 @@ def test_streaming_split_of_multilabel_pairs_equals_sorting_each_class():
 
 def test_stream_repartition_follows_algorithm_1_with_the_mean_of_all_videos(shards):
     x, y, ids = all_videos(shards)
-    data = YT8MData({"train": f"{shards}/train*.tfrecord", "validate": f"{shards}/validate*.tfrecord",
-                     "features": "rgb_audio", "num_classes": CLASSES, "batch_size": 50, "num_workers": 0})
+    data = YT8MData(train=f"{shards}/train*.tfrecord", validate=f"{shards}/validate*.tfrecord",
+                    features="rgb_audio", num_classes=CLASSES, batch_size=50, num_workers=0)
 
     def batches():
         stream = data.stream("train", train=False, with_ids=True)
         yield from stream
 
     classes = [2, 5, 7]
-    rep = stream_repartition(batches, classes, 2, "median_split", "extrapolation", lambda v: v, seed=0, lam=0.5,
+    rep = stream_repartition(batches, classes, 2, MedianDistanceSplit(), Extrapolation(0.5), lambda v: v, seed=0,
                              num_classes=CLASSES, priority=[7, 2, 5])
     mean = x.astype(np.float64).mean(0)
     lookup = dict(zip(zip(rep.ids.tolist(), rep.pair_class.tolist()), rep.pair_subclass.tolist()))
@@ -181,7 +184,7 @@ def test_module_metrics_over_a_stream_equal_the_metric_functions_on_all_scores(s
     torch.manual_seed(0)
     backbone = build_backbone({"name": "lr"}, (1024,))
     s2c = build_subclass_to_class(CLASSES, {3: 2, 8: 3})
-    module = SDNNModule(backbone, SigmoidCrossEntropy(), s2c, CLASSES, {"lr": 0.1}, multilabel=True)
+    module = SDNNModule(backbone, SigmoidCrossEntropy(), s2c, CLASSES, partial(torch.optim.SGD, lr=0.1), multilabel=True)
     stream = YT8MStream(sorted(shards.glob("validate*.tfrecord")), batch_size=25, train=False, num_classes=CLASSES)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                          callbacks=[StreamEpochs([], [stream])])
@@ -331,9 +334,8 @@ def test_cli_yt8m_ddp_ranks_read_disjoint_videos_and_agree(shards, tmp_path):
 def test_yt8m_data_reports_its_shape_and_names(shards, tmp_path):
     vocabulary = tmp_path / "vocabulary.csv"
     vocabulary.write_text("Index,TrainVideoCount,Name\n0,10,Game\n3,5,Car\n")
-    data = YT8MData({"train": f"{shards}/train*.tfrecord", "validate": f"{shards}/validate*.tfrecord",
-                     "features": "rgb_audio", "num_classes": CLASSES, "vocabulary": str(vocabulary),
-                     "batch_size": 8})
+    data = YT8MData(train=f"{shards}/train*.tfrecord", validate=f"{shards}/validate*.tfrecord",
+                    features="rgb_audio", num_classes=CLASSES, vocabulary=str(vocabulary), batch_size=8)
     assert data.input_shape == (1152,) and not data.is_image and not isinstance(data, TensorSplits)
     assert data.names()[:4] == ["Game", "1", "2", "Car"]
     assert data.stream("train", train=False).total == 360

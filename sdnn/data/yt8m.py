@@ -255,34 +255,45 @@ class YT8MStream(torch.utils.data.IterableDataset):
 
 class YT8MData:
     """``dataset=yt8m`` (conf/dataset/yt8m.yaml): the ``train`` and ``validate`` shard globs, read as
-    streams. Gives the pipeline what ``TensorSplits`` gives it for in-memory data (``num_classes``,
-    ``input_shape``, ``names()``, ``skipped``), plus the streams and their DataLoaders.
+    streams: ``num_classes``, ``input_shape``, ``names()``, ``skipped``, the streams and their
+    DataLoaders (``sdnn.data.module.StreamedData`` serves them to Lightning).
 
     Damaged records skipped by any DataLoader worker or DDP rank (``on_corrupt: skip``) are written to
-    ``journal`` as they happen, so the count at the end of the run covers all of them.
+    ``journal`` (``load(run_dir)`` puts it in the run folder) as they happen, so the count at the end
+    of the run covers all of them.
     """
 
     is_image = False
     multilabel = True
+    streamed = True  # never in memory: partitions run on-line
     norm_mean = norm_std = None  # features are L2-normalised per video instead
 
-    def __init__(self, cfg, seed: int = 0, journal: Path | None = None):
-        for key in ("train", "validate"):
-            if not cfg.get(key):
+    def __init__(self, *, train: str | None = None, validate: str | None = None, name: str = "yt8m",
+                 features: str = "rgb", num_classes: int = NUM_CLASSES, vocabulary: str | None = None,
+                 max_videos: int | None = None, max_eval_videos: int | None = None, shuffle_buffer: int = 4096,
+                 num_workers: int = 2, on_corrupt: str = "error", batch_size: int = 512, seed: int = 0,
+                 journal: Path | None = None):
+        for key, pattern in (("train", train), ("validate", validate)):
+            if not pattern:
                 raise DataError(f"dataset=yt8m needs dataset.{key}: a glob of the {key}*.tfrecord shards, e.g. "
                                 f"dataset.{key}='/data/yt8m/video/{key}*.tfrecord' (README, YouTube-8M)")
-        self.cfg, self.seed, self.journal = cfg, seed, journal
-        self.features = cfg.get("features", "rgb")
-        if self.features not in FEATURE_SETS:
-            raise DataError(f"dataset.features={self.features!r}: choose one of {', '.join(FEATURE_SETS)}")
-        self.on_corrupt = cfg.get("on_corrupt", "error")
-        if self.on_corrupt not in ("error", "skip"):
-            raise DataError(f"dataset.on_corrupt={self.on_corrupt!r}: choose error or skip")
-        self.paths = {split: find_shards(cfg[split]) for split in ("train", "validate")}
-        self.num_classes = int(cfg.get("num_classes", NUM_CLASSES))
-        self.class_names = read_vocabulary(cfg.get("vocabulary"), self.num_classes)
-        self.batch_size = int(cfg["batch_size"])
+        if features not in FEATURE_SETS:
+            raise DataError(f"dataset.features={features!r}: choose one of {', '.join(FEATURE_SETS)}")
+        self.name, self.features, self.seed, self.journal = name, features, int(seed), journal
+        self.on_corrupt, self.max_videos, self.max_eval_videos = on_corrupt, max_videos, max_eval_videos
+        self.shuffle_buffer, self.num_workers = int(shuffle_buffer), int(num_workers or 0)
+        self.paths = {"train": find_shards(train), "validate": find_shards(validate)}
+        self.num_classes = int(num_classes)
+        self.class_names = read_vocabulary(vocabulary, self.num_classes)
+        self.batch_size = int(batch_size)
         self.input_shape = (sum(FEATURE_SIZES[name] for name in FEATURE_SETS[self.features]),)
+
+    def load(self, run_dir: str | Path | None = None) -> YT8MData:
+        """Nothing is read whole: sets the skipped-records journal to ``run_dir/data_skipped.jsonl``."""
+        if run_dir is not None:
+            self.journal = Path(run_dir) / "data_skipped.jsonl"
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+        return self
 
     def names(self) -> list[str]:
         return self.class_names or [str(i) for i in range(self.num_classes)]
@@ -295,18 +306,16 @@ class YT8MData:
                recipe=None) -> YT8MStream:
         """A stream over ``split`` ("train" | "validate"); ``train=True`` shuffles and drops the
         ragged tail (every rank the same number of steps)."""
-        limit = self.cfg.get("max_videos") if split == "train" else self.cfg.get("max_eval_videos")
+        limit = self.max_videos if split == "train" else self.max_eval_videos
         paths = self.paths[split]
         return YT8MStream(paths, batch_size or self.batch_size, self.features, train=train, seed=self.seed,
-                          shuffle_buffer=int(self.cfg.get("shuffle_buffer", 4096)), max_videos=limit,
-                          num_classes=self.num_classes, on_corrupt=self.on_corrupt,
-                          index_cache=paths[0].parent / f".sdnn_index_{split}.json", with_ids=with_ids,
-                          recipe=recipe, journal=self.journal)
+                          shuffle_buffer=self.shuffle_buffer, max_videos=limit, num_classes=self.num_classes,
+                          on_corrupt=self.on_corrupt, index_cache=paths[0].parent / f".sdnn_index_{split}.json",
+                          with_ids=with_ids, recipe=recipe, journal=self.journal)
 
     def loader(self, stream: YT8MStream) -> torch.utils.data.DataLoader:
         """Whole batches from the stream's own division over ``num_workers`` worker processes."""
-        workers = int(self.cfg.get("num_workers", 0) or 0)
-        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
+        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                                            pin_memory=torch.cuda.is_available(),
                                            generator=torch.Generator().manual_seed(self.seed))
 

@@ -56,8 +56,8 @@ class NeglectCallback(pl.Callback):
     ``choose_method`` finds it cheapest for the first step's shapes, else the cheaper of ``direct``
     and ``gram``. The first gradient step is checked against ``gram``/``direct`` (‖δ_i‖ must agree);
     if it does not, the callback warns and falls back for the rest of the fit. All methods give the
-    same θ up to round-off; under ``bf16-mixed`` the weight gradient is itself a bf16 product, and θ
-    from it differed from gram's by up to 0.3% (relative) in a CPU test fit.
+    same θ up to round-off; under ``bf16-mixed`` the weight gradient is itself a bf16 product, so θ
+    from it agrees with gram's to bf16 precision only.
     """
 
     def __init__(self, num_classes: int, tau: int | None = None, method: str = "auto", record_norms_every: int = 0):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,23 +16,8 @@ from sdnn.metrics import PERR, HitAtOne, MeanAPAndGAP
 from sdnn.subclass import class_predictions, class_scores
 
 
-def build_optimizer(params, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    name = cfg.get("name", "sgd")
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0),
-                               nesterov=bool(cfg.get("nesterov", False)), weight_decay=cfg.get("weight_decay", 0.0))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
-    raise ValueError(f"unknown optimizer {name!r}: use optim.name=sgd or adam")
-
-
-def build_scheduler(optimizer, cfg: Mapping[str, Any]):
-    """Per-epoch schedule: steps at ``milestones`` (×gamma), or ×gamma every epoch if no milestones."""
-    milestones = list(cfg.get("milestones") or [])
-    gamma = float(cfg.get("gamma", 1.0))
-    if milestones:
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
-    return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+OptimizerFactory = Callable[..., torch.optim.Optimizer]      # params → optimizer (``optim`` group, _partial_)
+SchedulerFactory = Callable[..., Any]                         # optimizer → per-epoch scheduler (``scheduler`` group)
 
 
 class SDNNModule(pl.LightningModule):
@@ -46,8 +32,8 @@ class SDNNModule(pl.LightningModule):
     """
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, subclass_to_class: Tensor, num_classes: int,
-                 optim: Mapping[str, Any], inputs: InputPipeline | None = None, channels_last: bool = False,
-                 multilabel: bool = False):
+                 optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None,
+                 inputs: InputPipeline | None = None, channels_last: bool = False, multilabel: bool = False):
         super().__init__()
         self.inputs = inputs if inputs is not None else InputPipeline()
         self.channels_last = channels_last
@@ -56,7 +42,7 @@ class SDNNModule(pl.LightningModule):
         self.loss_fn = loss
         self.register_buffer("subclass_to_class", torch.as_tensor(subclass_to_class, dtype=torch.long))
         self.num_classes = num_classes
-        self.optim_cfg = dict(optim)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.multilabel = multilabel
         if multilabel:
             self.test_hit, self.test_perr, self.test_pairs = HitAtOne(), PERR(), MeanAPAndGAP(num_classes)
@@ -87,8 +73,7 @@ class SDNNModule(pl.LightningModule):
         features, logits = self(x)
         loss = self.loss_fn(logits, targets)
         # Not prog_bar: Lightning turns progress-bar metrics into Python floats after every step, a host
-        # sync that cost 15% of a WRN-28-10 step on an H200 (docs/benchmarks.md); PhaseProgressBar
-        # reads the loss every log_every_n_steps steps instead.
+        # sync per step (docs/benchmarks.md, GPU); PhaseProgressBar reads the loss every log_every_n_steps.
         self.log("train/loss", loss)
         return {"loss": loss, "features": features.detach(), "logits": logits.detach(), "targets": targets}
 
@@ -127,6 +112,55 @@ class SDNNModule(pl.LightningModule):
         self.test_per_class.reset()
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": build_scheduler(optimizer, self.optim_cfg),
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
                                                          "interval": "epoch"}}
+
+
+@dataclass
+class ModelSpec:
+    """How to build a fresh network for a phase: the backbone (``model.backbone._target_``, given
+    ``input_shape``), the optimiser and scheduler factories, and the GPU-path switches."""
+
+    backbone: Callable[..., nn.Module]
+    optimizer: OptimizerFactory
+    scheduler: SchedulerFactory | None = None
+    channels_last: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
+
+    def build_backbone(self, input_shape: tuple[int, ...]) -> nn.Module:
+        return self.backbone(input_shape=tuple(input_shape))
+
+    def trained_backbone(self, input_shape: tuple[int, ...], state: dict[str, Tensor]) -> nn.Module:
+        """The backbone with the weights of an SDNNModule's ``state`` (the phase-1 network)."""
+        backbone = self.build_backbone(input_shape)
+        backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")})
+        return backbone
+
+    def build(self, data, subclass_to_class: Tensor, loss: nn.Module) -> SDNNModule:
+        """A fresh SDNNModule with ``len(subclass_to_class)`` output units for ``data`` (an SDNNData)."""
+        backbone = self.build_backbone(data.input_shape)
+        if self.compile:
+            backbone.compile(backend=self.compile_backend)  # in place: state_dict keys stay the same
+        return SDNNModule(backbone, loss, subclass_to_class, data.num_classes, self.optimizer, self.scheduler,
+                          data.input_pipeline(), channels_last=self.channels_last and data.is_image,
+                          multilabel=data.multilabel)
+
+
+def embedder(inputs: InputPipeline, backbone: nn.Module | None = None) -> Callable[[Tensor], Tensor]:
+    """The vectors a partition is computed in: the normalised inputs, flattened, or (given the
+    phase-1 ``backbone``) its penultimate features, on a GPU where there is one."""
+    if backbone is None:
+        return lambda x: inputs.normalize(x).flatten(1)
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    backbone.eval().to(device)
+    normalize = inputs.to(device).normalize
+
+    def embed(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return backbone(normalize(x.to(device))).cpu()
+
+    return embed

@@ -1,11 +1,15 @@
-"""Lightning's rich progress bar, with the phase in every description
+"""What the terminal shows: the run's progress lines, spinners and bars (``Console``), and
+Lightning's rich progress bar with the phase in every description
 ("phase 1: neglect scores · epoch 2/29", "phase 2: subclass training · testing")."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterable, Iterator
 
 from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 PHASE_TITLES = {
     "phase1": "phase 1: neglect scores",
@@ -59,3 +63,59 @@ class PhaseProgressBar(RichProgressBar):
     def _get_train_description(self, current_epoch: int) -> str:
         epochs = f"/{self.trainer.max_epochs}" if self.trainer.max_epochs is not None else ""
         return f"{self.title} · epoch {current_epoch + 1}{epochs}"
+
+
+class Console:
+    """Progress lines, printed once (by rank 0 under DDP); with ``bars``, rich spinners and bars
+    for work outside Lightning's loops."""
+
+    def __init__(self, bars: bool = True):
+        self.bars = bars
+
+    @property
+    def shows(self) -> bool:
+        return rank_zero_only.rank == 0
+
+    def say(self, message: str) -> None:
+        if self.shows:
+            print(message, flush=True)
+
+    def status(self, message: str):
+        """A spinner while the block runs."""
+        if not (self.bars and self.shows):
+            return contextlib.nullcontext()
+        from rich.console import Console as RichConsole
+
+        return RichConsole(stderr=True).status(message)
+
+    def progress(self, batches: Iterable, total: int, description: str, unit: str = "videos") -> Iterator:
+        """The batches, with a bar in ``unit`` and ``unit``/s (a batch's size is its first item's length)."""
+        if not (self.bars and self.shows):
+            yield from batches
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                                   TimeRemainingColumn)
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            def render(self, task):
+                return Text(f"{task.speed:,.0f} {unit}/s" if task.speed else "")
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn())
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            for batch in batches:
+                yield batch
+                bar.advance(task, len(batch[0]))
+
+
+def short(items, limit: int = 12) -> str:
+    """A list or dict for a progress line, cut after ``limit`` entries (YT8M selects 386 classes)."""
+    if isinstance(items, dict):
+        parts = [f"{k}: {v}" for k, v in items.items()]
+        opening, closing = "{", "}"
+    else:
+        parts = [str(v) for v in items]
+        opening, closing = "[", "]"
+    more = f", … ({len(parts)} in all)" if len(parts) > limit else ""
+    return opening + ", ".join(parts[:limit]) + more + closing

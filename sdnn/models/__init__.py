@@ -1,7 +1,9 @@
 """Backbones: each maps inputs to the penultimate features (``out_features`` wide).
 
 The output layer is not part of a backbone: one linear head on top serves the c classes of
-phase 1 and the baseline and the S subclass units of phase 2.
+phase 1 and the baseline and the S subclass units of phase 2. ``conf/model/<name>.yaml``'s
+``model.backbone._target_`` is one of these classes (or a user's own with the same contract:
+``input_shape`` keyword, ``out_features`` attribute, ``forward`` → (n, out_features)).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ BACKBONES: dict[str, type[nn.Module]] = {
 
 
 def build_backbone(cfg: Mapping[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
-    """The backbone named by ``cfg['name']``, with the other keys as its arguments."""
+    """The backbone named by ``cfg['name']`` (a key of ``BACKBONES``), with the other keys as its arguments."""
     options = dict(cfg)
     name = options.pop("name")
     if name not in BACKBONES:

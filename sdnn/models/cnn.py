@@ -10,6 +10,8 @@ from sdnn.models.layers import GlobalAvgPool
 class SmallCNN(nn.Module):
     """Penultimate features: the ``hidden``-wide ReLU layer after global average pooling."""
 
+    needs_images = True  # (C, H, W) inputs
+
     def __init__(self, input_shape: tuple[int, ...], channels: tuple[int, ...] = (32, 64),
                  hidden: int = 128, dropout: float = 0.2):
         super().__init__()

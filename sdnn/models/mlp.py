@@ -13,7 +13,7 @@ class MLP(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], hidden: tuple[int, ...] = (256, 256), dropout: float = 0.2):
         super().__init__()
         if not hidden:
-            raise ValueError("model.hidden must list at least one layer width (use model=lr for none)")
+            raise ValueError("model.backbone.hidden must list at least one layer width (use model=lr for none)")
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for h in hidden:

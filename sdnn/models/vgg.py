@@ -38,6 +38,8 @@ def make_features(in_channels: int, layout: tuple[int | str, ...], batch_norm: b
 class VGG16BN(nn.Module):
     """Penultimate features: the second ``hidden``-wide ReLU layer of the classifier."""
 
+    needs_images = True  # (C, H, W) inputs
+
     def __init__(self, input_shape: tuple[int, ...], hidden: int = 4096, dropout: float = 0.5,
                  batch_norm: bool = True):
         super().__init__()

@@ -42,13 +42,15 @@ class BasicBlock(nn.Module):
 class WideResNet(nn.Module):
     """Penultimate features: the globally average-pooled output of the last stage (64 * widen_factor wide)."""
 
+    needs_images = True  # (C, H, W) inputs
+
     def __init__(self, input_shape: tuple[int, ...], depth: int = 28, widen_factor: int = 10, dropout: float = 0.3):
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(f"model=wrn needs images (C, H, W), got input shape {tuple(input_shape)}; "
                              "use model=mlp, lr or cnn1d for feature vectors")
         if depth < 10 or (depth - 4) % 6 != 0:
-            raise ValueError(f"model.depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}")
+            raise ValueError(f"model.backbone.depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}")
         blocks_per_stage = (depth - 4) // 6
         widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.conv1 = nn.Conv2d(input_shape[0], widths[0], kernel_size=3, stride=1, padding=1, bias=False)

@@ -1,0 +1,86 @@
+"""From a composed configuration to a finished run: the typed parts (``Job``), the checks that need
+the data, the recipe (``sdnn.pipeline``), ``results.json``, the summary and the dashboards.
+
+``run.py`` calls :func:`run` after ``sdnn.config.validate_config`` and ``sdnn.checks`` have passed
+(before Lightning is imported); ``sdnn.study`` and the tests call ``run(cfg, run_dir)``, which
+validates and loads itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from sdnn.cache import Phase1Cache
+from sdnn.checks import check_against_data, load_data
+from sdnn.config import Method, Settings, instantiate_part, validate_config
+from sdnn.data.module import data_module
+from sdnn.lit.loggers import LoggerFactory
+from sdnn.lit.module import ModelSpec
+from sdnn.lit.progress import Console
+from sdnn.lit.trainer import Training
+from sdnn.job import Job
+from sdnn.pipeline import run as run_recipe
+from sdnn.results import Results, format_summary
+
+
+def run(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = None, source=None, loaded=None) -> Results:
+    """Run ``cfg.method`` and write ``results.json`` into ``run_dir``; returns the results."""
+    run_dir = Path(run_dir)
+    settings = settings or validate_config(cfg)
+    if loaded is None:
+        source, loaded = load_data(cfg, run_dir)
+    job = assemble(cfg, settings, source, loaded, run_dir)
+    for phase in ("baseline",) if job.method == Method.baseline else ("phase1", "phase2"):
+        job.training.checkpoints(phase).resume_path()  # another configuration's checkpoint: an error now
+    results = run_recipe(job)
+    if rank_zero_only.rank == 0:
+        path = results.write(run_dir)
+        job.training.loggers.publish_results(results)
+        job.say(format_summary(results))
+        skipped = results.data_skipped["items"]
+        if skipped:
+            job.say(f"data: {len(skipped)} damaged file(s) were skipped (dataset.on_corrupt=skip), "
+                    f"e.g. {skipped[0]}; all listed in results.json under data_skipped")
+        job.say(f"results: {path}")
+    return results
+
+
+def assemble(cfg: DictConfig, settings: Settings, source, loaded, run_dir: Path) -> Job:
+    """The typed parts of one run, checked against the data."""
+    bars = bool(cfg.trainer.get("enable_progress_bar", True))
+    loss, augmenter = check_against_data(cfg, settings, loaded)
+    data = data_module(source, loaded, progress=bars)
+    perf = settings.performance
+    model = ModelSpec(backbone=instantiate_part("model.backbone", cfg.model.backbone, keep_name=True, _partial_=True),
+                      optimizer=instantiate_part("optim", cfg.optim), scheduler=instantiate_part("scheduler", cfg.scheduler),
+                      channels_last=perf.channels_last, compile=perf.compile, compile_backend=perf.compile_backend)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    training = Training(run_dir=run_dir, seed=settings.seed, trainer=config["trainer"],
+                        loggers=LoggerFactory(config.get("logger"), run_dir, config), config=config,
+                        checkpoint_every=settings.checkpoint.every_n_epochs, resume=settings.checkpoint.resume,
+                        per_class_test_acc=settings.observe.per_class_test_acc, console=Console(bars))
+    return Job(method=settings.method, seed=settings.seed, run_dir=run_dir, data=data, model=model, loss=loss,
+               partitioner=settings.partitioner, augmenter=augmenter, phase1=settings.phase1,
+               subclass=settings.subclass, observe=settings.observe, training=training,
+               cache=phase1_cache(config, settings), labels={"model": str(cfg.model.name), "loss": str(cfg.loss.name)},
+               config=config)
+
+
+def phase1_cache(config: dict[str, Any], settings: Settings) -> Phase1Cache:
+    """The phase-1 entry: keyed by everything that changes phase 1 (SPEC §5)."""
+    trainer = config["trainer"]
+    key = {
+        "dataset": config["dataset"], "model": config["model"], "optim": config["optim"],
+        "scheduler": config["scheduler"],
+        "phase1": {"epochs": settings.phase1.epochs, "tau": settings.phase1.tau},
+        "seed": settings.seed,
+        "precision": str(trainer.get("precision", "32-true")),
+        # dataset.batch_size is per process: another world size is another phase 1
+        "world": [str(trainer.get("devices", 1)), int(trainer.get("num_nodes", 1) or 1)],
+        "performance": config["performance"],
+    }
+    return Phase1Cache(settings.phase1.cache_dir, key)

@@ -1,0 +1,88 @@
+"""The checks that need the data, run after it is loaded and before Lightning is imported (run.py),
+so that a configuration that cannot work with this data fails in seconds with one line."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from sdnn.config import Method, Settings, instantiate_part
+from sdnn.data.tensors import TensorSplits
+from sdnn.data.yt8m import YT8MData
+from sdnn.errors import ConfigError
+
+
+def load_data(cfg: DictConfig, run_dir: str | Path):
+    """The ``dataset`` group's class, and its data read (before Lightning is imported, by run.py)."""
+    source = instantiate_part("dataset", cfg.dataset, keep_name=True, seed=cfg.seed)
+    return source, source.load(run_dir)
+
+
+def instantiate_class(target: str) -> type:
+    """The class a ``_target_`` names; a one-line error if it cannot be imported."""
+    from hydra.utils import get_class
+
+    try:
+        return get_class(target)
+    except Exception as exc:  # noqa: BLE001 — any import failure is the user's target
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"model.backbone._target_={target}: cannot import it ({type(cause).__name__}: {cause}); "
+                          "is its package on PYTHONPATH?") from None
+
+
+def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits | YT8MData):
+    """What needs the data: class indices and counts, what streamed or multilabel data allows, the
+    backbone against the input shape (built on the meta device: no memory, no compute). Returns the
+    loss and the augmenter for this data."""
+    loss = instantiate_part("loss", cfg.loss)
+    augmenter = settings.augmenter.resolve(data.is_image)
+    name, online = cfg.dataset.name, getattr(data, "streamed", False)
+    c, sub = data.num_classes, settings.subclass
+    if settings.method == Method.sdnn:
+        if sub.classes is not None:
+            unknown = [k for k in sub.classes if not 0 <= k < c]
+            if unknown:
+                raise ConfigError(f"subclass.classes: {unknown} not in dataset '{name}' (classes 0..{c - 1})")
+        elif sub.num_classes_to_repartition >= c:
+            raise ConfigError(f"subclass.num_classes_to_repartition={sub.num_classes_to_repartition} but dataset "
+                              f"'{name}' has {c} classes; choose 1..{c - 1}")
+        if online and not settings.partitioner.online:
+            raise ConfigError(f"partitioner={settings.partitioner.name} needs each class in memory; for "
+                              f"dataset={name} use partitioner=median_split (Algorithm 1, on-line over the "
+                              "shards) or random")
+        if online and not augmenter.online:
+            raise ConfigError(f"augmenter={augmenter.name} is for images; for dataset={name} use "
+                              "augmenter=extrapolation (eq. 12) or none")
+    if getattr(data, "multilabel", False) and not getattr(loss, "multilabel", False):
+        raise ConfigError(f"loss={cfg.loss.name}: dataset {name} is multilabel; use loss=bce (eq. 3 / eq. 11)")
+    check_backbone(cfg.model, name, tuple(data.input_shape))
+    return loss, augmenter
+
+
+def check_backbone(model: DictConfig, dataset: str, input_shape: tuple[int, ...]) -> None:
+    """``model.backbone``'s class takes these arguments and builds for ``input_shape``."""
+    name, node = model.name, model.backbone
+    cls = instantiate_class(node._target_)
+    if getattr(cls, "needs_images", False) and len(input_shape) != 3:
+        raise ConfigError(f"model={name} needs images, but dataset '{dataset}' has feature vectors of shape "
+                          f"{input_shape}; use model=mlp, model=lr or model=cnn1d")
+    parameters = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        allowed = set(parameters) - {"input_shape"}
+        unknown = sorted(k for k in node if not k.startswith("_") and k not in allowed)
+        if unknown:
+            raise ConfigError(f"model.backbone.{unknown[0]} is not an option of model={name}; its options: "
+                              f"{', '.join(sorted(allowed)) or 'none'}")
+    build = instantiate_part("model.backbone", node, keep_name=True, _partial_=True)
+    try:
+        with torch.device("meta"):
+            backbone = build(input_shape=input_shape)
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith("model") else f"model={name}: {text}") from None
+    if not isinstance(getattr(backbone, "out_features", None), int):
+        raise ConfigError(f"model.backbone._target_={node._target_}: the backbone has no integer out_features "
+                          "attribute (the width of the features its forward returns)")

@@ -1,0 +1,395 @@
+"""Schemas of the configuration: types at composition (Hydra's ConfigStore), ranges when the typed
+settings are built (``__post_init__``), every error one line that names the key and the fix.
+
+The plain groups (``phase1``, ``subclass``, ``observe``, ``checkpoint``, ``performance`` and the
+top-level ``method`` and ``seed``) are typed by :class:`RunConfig`, the first entry of
+``conf/config.yaml``'s defaults. The keys shared by every dataset, the optimiser's and the
+trainer's are checked by the same kind of dataclass when :func:`validate_config` runs. No torch
+here: a wrong value is reported before it is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sdnn.errors import ConfigError
+
+SEED_LIMIT = 2**32  # numpy's seed range
+
+
+class Method(str, enum.Enum):
+    """``method=``: what a run trains (the recipes of ``sdnn.pipeline``)."""
+
+    sdnn = "sdnn"
+    baseline = "baseline"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+def require(ok: bool, key: str, value: Any, rule: str) -> None:
+    """A ``ConfigError`` ``"<key>=<value> <rule>"`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} {rule}")
+
+
+@dataclass
+class Phase1Config:
+    """Phase 1: the plain network with eq. 3, θ measured (SPEC §2, §5)."""
+
+    epochs: float = 5.0
+    tau: Optional[int] = None
+    cache_dir: str = ".cache/sdnn"
+    use_cache: bool = True
+
+    def __post_init__(self):
+        require(math.isfinite(self.epochs) and self.epochs > 0, "phase1.epochs", self.epochs,
+                "must be a positive number (fractions allowed, e.g. 0.333)")
+        require(self.tau is None or self.tau >= 1, "phase1.tau", self.tau,
+                "must be an integer number of steps >= 1, or null for one epoch")
+
+
+@dataclass
+class SubclassConfig:
+    """Selection (eq. 10) and split of the neglected classes (SPEC §3, §4)."""
+
+    num_classes_to_repartition: int = 2
+    classes: Optional[list[int]] = None
+    per_class: int = 2
+    sibling_weight: float = 1.0
+
+    def __post_init__(self):
+        require(self.per_class >= 2, "subclass.per_class", self.per_class,
+                "must be an integer >= 2 (subclasses per selected class)")
+        require(0 <= self.sibling_weight <= 1, "subclass.sibling_weight", self.sibling_weight,
+                "must be in [0, 1] (1 = eq. 11, 0 = plain BCE over subclasses)")
+        if self.classes is not None:
+            classes = list(self.classes)
+            require(bool(classes) and min(classes) >= 0, "subclass.classes", classes,
+                    "must be a non-empty list of class indices, e.g. [3,5]")
+            repeated = sorted({c for c in classes if classes.count(c) > 1})
+            if repeated:
+                raise ConfigError(f"subclass.classes lists class(es) {repeated} more than once")
+            self.classes = sorted(classes)
+        else:
+            require(self.num_classes_to_repartition >= 1, "subclass.num_classes_to_repartition",
+                    self.num_classes_to_repartition, "must be an integer >= 1")
+
+
+@dataclass
+class ObserveConfig:
+    """Figures and dashboards; the test split is used for plots only, never to choose."""
+
+    figures: bool = True
+    norms_every: int = 10
+    per_class_test_acc: bool = True
+
+    def __post_init__(self):
+        require(self.norms_every >= 0, "observe.norms_every", self.norms_every, "must be an integer >= 0 (0 = off)")
+
+
+@dataclass
+class CheckpointConfig:
+    """Per-epoch checkpoints of each phase and resuming a killed run (``sdnn.lit.resume``)."""
+
+    every_n_epochs: int = 1
+    resume: str = "true"
+
+    def __post_init__(self):
+        require(self.every_n_epochs >= 0, "checkpoint.every_n_epochs", self.every_n_epochs,
+                "must be an integer >= 0 (0 = no checkpoints)")
+        self.resume = str(self.resume).lower()
+        require(self.resume in ("true", "false", "force"), "checkpoint.resume", self.resume,
+                "is not an option; choose true (continue a killed run in the same hydra.run.dir), false (start over) or force "
+                "(continue even if the configuration changed)")
+
+
+@dataclass
+class PerformanceConfig:
+    """GPU-path switches (bf16 autocast is ``trainer.precision=bf16-mixed``)."""
+
+    channels_last: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
+
+
+@dataclass
+class RunConfig:
+    """The whole configuration: the plain keys typed, the picked groups (``_target_`` nodes) as they are."""
+
+    method: Method = Method.sdnn
+    seed: int = 0
+    phase1: Phase1Config = field(default_factory=Phase1Config)
+    subclass: SubclassConfig = field(default_factory=SubclassConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    dataset: Any = MISSING
+    model: Any = MISSING
+    loss: Any = MISSING
+    partitioner: Any = MISSING
+    augmenter: Any = MISSING
+    optim: Any = MISSING
+    scheduler: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = None
+
+
+# ---------------------------------------------------------------- keys of the picked groups
+
+@dataclass
+class AugmentKeys:
+    """``dataset.augment``: the training images' device-side augmentation (paper §3.2)."""
+
+    crop_padding: int = 0
+    flip: bool = False
+    cutout: int = 0
+
+    def __post_init__(self):
+        for key in ("crop_padding", "cutout"):
+            value = getattr(self, key)
+            require(value >= 0, f"dataset.augment.{key}", value, "must be an integer >= 0 (0 turns it off)")
+
+
+@dataclass
+class DatasetKeys:
+    """The keys every dataset shares (conf/base/in_memory.yaml; YouTube-8M has its own)."""
+
+    name: str = MISSING
+    batch_size: int = 128
+    val_fraction: float = 0.0
+    train_per_class: Optional[int] = None
+    on_corrupt: str = "error"
+
+    def __post_init__(self):
+        require(self.batch_size >= 1, "dataset.batch_size", self.batch_size, "must be an integer >= 1")
+        require(0 <= self.val_fraction < 1, "dataset.val_fraction", self.val_fraction,
+                "must be in [0, 1): the share of train held out for validation (e.g. 0.1)")
+        require(self.train_per_class is None or self.train_per_class >= 1, "dataset.train_per_class",
+                self.train_per_class, "must be null (all) or an integer >= 1: the training samples kept per class "
+                "(a seeded subset, for quick runs)")
+        require(self.on_corrupt in ("error", "skip"), "dataset.on_corrupt", self.on_corrupt,
+                "is not an option; choose error (stop at a damaged file) or skip (leave it out and report it)")
+
+
+@dataclass
+class YT8MKeys:
+    """``dataset=yt8m``: streamed multilabel shards (sdnn/data/yt8m.py)."""
+
+    train: Optional[str] = None
+    validate: Optional[str] = None
+    features: str = "rgb"
+    num_classes: int = 3862
+    max_videos: Optional[int] = None
+    max_eval_videos: Optional[int] = None
+    shuffle_buffer: int = 4096
+    num_workers: int = 2
+
+    def __post_init__(self):
+        for key in ("train", "validate"):
+            if not getattr(self, key):
+                raise ConfigError(f"dataset.{key} is not set: give a glob of the {key}*.tfrecord shards, e.g. "
+                                  f"dataset.{key}='/data/yt8m/video/{key}*.tfrecord' (README, YouTube-8M)")
+        require(self.features in ("rgb", "rgb_audio"), "dataset.features", self.features,
+                "is not an option; choose one of: rgb, rgb_audio")
+        require(self.num_classes >= 2, "dataset.num_classes", self.num_classes,
+                "must be an integer >= 2 (YouTube-8M: 3862)")
+        for key in ("max_videos", "max_eval_videos"):
+            value = getattr(self, key)
+            require(value is None or value >= 1, f"dataset.{key}", value, "must be null (all videos) or an integer >= 1")
+        for key in ("shuffle_buffer", "num_workers"):
+            require(getattr(self, key) >= 0, f"dataset.{key}", getattr(self, key), "must be an integer >= 0")
+
+
+@dataclass
+class OptimizerKeys:
+    """The optimiser's keys that every ``optim`` option shares."""
+
+    lr: float = MISSING
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        require(self.lr > 0, "optim.lr", self.lr, "must be a positive number")
+        require(self.momentum >= 0, "optim.momentum", self.momentum, "must be >= 0")
+        require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "must be >= 0")
+
+
+@dataclass
+class TrainerKeys:
+    """The ``pytorch_lightning.Trainer`` arguments the recipe relies on."""
+
+    max_epochs: int = MISSING
+
+    def __post_init__(self):
+        require(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "must be an integer >= 1")
+
+
+# Datasets with keys of their own, by their `_target_`.
+DATASET_SCHEMAS = {"sdnn.data.yt8m.YT8MData": YT8MKeys}
+
+# ---------------------------------------------------------------- building and checking
+
+# Keys that an earlier layout of the configuration had, and where they are now.
+MOVED = {
+    "optim.name": "optim=<sgd|adam> (the optimiser is a config group)",
+    "optim.milestones": "scheduler.milestones (scheduler=multistep)",
+    "optim.gamma": "scheduler.gamma",
+    "loss.name": "loss=<option>",
+}
+MODEL_KEYS_MOVED = "model.backbone.{key} (a model's arguments are under model.backbone)"
+
+
+def moved_hint(key: str) -> str:
+    """Where an unknown key went, if it is one of an earlier layout ('' otherwise)."""
+    if key in MOVED:
+        return f"; it is now {MOVED[key]}"
+    if key.startswith("model.") and not key.startswith("model.backbone.") and key != "model.name":
+        return f"; it is now {MODEL_KEYS_MOVED.format(key=key.split('.', 1)[1])}"
+    return ""
+
+
+def one_line(exc: OmegaConfBaseException, prefix: str = "") -> str:
+    """An OmegaConf validation error as one line: ``<key>=<value>: <what is wrong>``."""
+    key = getattr(exc, "full_key", None) or ""
+    key = f"{prefix}.{key}" if prefix and key else (key or prefix)
+    message = str(getattr(exc, "msg", None) or exc).strip().splitlines()[0]
+    value = getattr(getattr(exc, "child_node", None), "_val", None)
+    shown = f"{key}={value!r}" if value is not None else key
+    return f"{shown}: {message}{moved_hint(key)}"
+
+
+def typed(schema: type, node: Mapping[str, Any] | None, prefix: str, closed: bool = False):
+    """``node``'s keys that ``schema`` lists, type-checked and converted to a ``schema`` instance
+    (whose ``__post_init__`` checks the ranges). ``closed``: a key the schema lacks is an error."""
+    names = [f.name for f in dataclasses.fields(schema)]
+    items = dict(node.items()) if node is not None else {}
+    unknown = sorted(set(items) - set(names))
+    if closed and unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]} is not an option; choose {', '.join(names)}")
+    values = {k: v for k, v in items.items() if k in names}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(one_line(exc, prefix)) from None
+
+
+@dataclass
+class Settings:
+    """The plain groups as typed objects, and the torch-free parts, checked."""
+
+    method: Method
+    seed: int
+    phase1: Phase1Config
+    subclass: SubclassConfig
+    observe: ObserveConfig
+    checkpoint: CheckpointConfig
+    performance: PerformanceConfig
+    partitioner: Any
+    augmenter: Any
+
+
+def instantiate_part(group: str, node: DictConfig, keep_name: bool = False, **kwargs):
+    """Instantiate a picked group's ``_target_`` (its ``name`` is a label, not an argument, unless
+    ``keep_name``); a bad argument is a one-line ``ConfigError`` naming ``<group>.<argument>``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    if not isinstance(node, Mapping) or "_target_" not in node or OmegaConf.is_missing(node, "_target_"):
+        raise ConfigError(f"{group}._target_ is not set: give the class, e.g. {group}._target_=mypackage.MyClass")
+    try:
+        arguments = OmegaConf.to_container(node, resolve=True)  # resolved while the node still has its root
+    except OmegaConfBaseException as exc:
+        raise ConfigError(one_line(exc, group)) from None
+    if not keep_name:
+        arguments.pop("name", None)
+    target = arguments["_target_"]
+    try:
+        return instantiate(arguments, **{"_convert_": "all", **kwargs})
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
+        if unexpected:
+            raise ConfigError(f"{group}.{unexpected.group(1)} is not an argument of {target}") from None
+        if isinstance(cause, (ValueError, TypeError)) and "=" in text.split(" ", 1)[0]:
+            raise ConfigError(f"{group}.{text}") from None  # "<argument>=<value> ..." from the class
+        raise ConfigError(f"{group} ({target}): {text}") from None
+
+
+def validate_config(cfg: DictConfig) -> Settings:
+    """Everything that can be checked without the data and without torch; returns the typed
+    settings and the torch-free parts (partitioner, augmenter)."""
+    try:
+        method, seed = cfg.method, cfg.seed
+    except OmegaConfBaseException as exc:
+        raise ConfigError(one_line(exc)) from None
+    require(0 <= seed < SEED_LIMIT, "seed", seed, f"must be an integer in 0..{SEED_LIMIT - 1} (numpy's seed range)")
+    plain = {name: typed(schema, cfg.get(name), name)
+             for name, schema in (("phase1", Phase1Config), ("subclass", SubclassConfig), ("observe", ObserveConfig),
+                                  ("checkpoint", CheckpointConfig), ("performance", PerformanceConfig))}
+    dataset = cfg.dataset
+    typed(DatasetKeys, dataset, "dataset")
+    if "augment" in dataset:
+        typed(AugmentKeys, dataset.augment, "dataset.augment", closed=True)
+    extra = DATASET_SCHEMAS.get(str(dataset.get("_target_")))
+    if extra is not None:
+        typed(extra, dataset, "dataset")
+    backbone = cfg.model.get("backbone")
+    if not isinstance(backbone, Mapping) or OmegaConf.is_missing(backbone, "_target_"):
+        raise ConfigError(f"model={cfg.model.get('name')} needs model.backbone._target_: your class, e.g. "
+                          "model.backbone._target_=mypackage.MyNet (built with input_shape=(C, H, W) or (F,); "
+                          "it has out_features and its forward returns the (n, out_features) features)")
+    typed(OptimizerKeys, cfg.optim, "optim")
+    typed(TrainerKeys, cfg.trainer, "trainer")
+    partitioner = instantiate_part("partitioner", cfg.partitioner)
+    augmenter = instantiate_part("augmenter", cfg.augmenter)
+    return Settings(method=Method(method), seed=int(seed), **plain, partitioner=partitioner, augmenter=augmenter)
+
+
+def register() -> None:
+    """Put :class:`RunConfig` into Hydra's ConfigStore as ``sdnn_schema`` (conf/config.yaml's first default)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="sdnn_schema", node=RunConfig)
+
+
+def composition_error(exc: BaseException) -> str | None:
+    """Hydra's composition errors (an unknown option or key, a value of the wrong type) as one line
+    naming the key and the fix; None for any other exception."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+
+    if isinstance(exc, MissingConfigException):
+        path = str(exc.missing_cfg_file or "")
+        group, _, option = path.rpartition("/")
+        if group and exc.options:
+            return (f"{group.replace('/', '.')}={option} is not an option; choose one of: "
+                    f"{', '.join(sorted(exc.options))}")
+        return str(exc).strip().splitlines()[0]
+    if not isinstance(exc, ConfigCompositionException):
+        return None
+    text = str(exc).strip().splitlines()[0]
+    cause = exc.__cause__
+    match = re.match(r"(?:Error merging override|Could not override) '?([^']+?)'?\.?$", text)
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None) or (match.group(1).split("=")[0] if match else "")
+        detail = str(getattr(cause, "msg", None) or cause).strip().splitlines()[0]
+        if text.startswith("Could not override"):
+            return (f"{key} is not a key of this configuration (to add one, prefix it with +: +{key}=...)"
+                    f"{moved_hint(key)}")
+        override = match.group(1) if match and text.startswith("Error merging") else key
+        return f"{override}: {detail}{moved_hint(key)}"
+    return text

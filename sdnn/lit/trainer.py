@@ -1,0 +1,98 @@
+"""``train_phase``: one phase's Trainer (from the ``trainer`` group), its callbacks, checkpoints and
+resume, a fresh seeded network, fit and test → ``PhaseResult``."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import get_class, instantiate
+
+from sdnn.data.module import SDNNData
+from sdnn.lit.loggers import LoggerFactory
+from sdnn.lit.module import SDNNModule
+from sdnn.lit.observe import PerClassAccuracyHistory
+from sdnn.lit.progress import PHASE_TITLES, Console, PhaseProgressBar
+from sdnn.lit.resume import AtomicCheckpointIO, CheckpointPlan, EpochSeed, FiniteLossGuard
+from sdnn.lit.streams import FractionalEpochs
+from sdnn.results import PhaseResult
+
+
+@dataclass
+class Training:
+    """What every phase of a run shares: the Trainer's class and arguments (``trainer`` group, user
+    callbacks as ``_target_`` entries), loggers, checkpointing, the seed, observation and the console."""
+
+    run_dir: Path
+    seed: int
+    trainer: dict[str, Any]
+    loggers: LoggerFactory
+    config: dict[str, Any]                  # the resolved configuration (checkpoint fingerprints)
+    checkpoint_every: int = 1
+    resume: str = "true"
+    per_class_test_acc: bool = True
+    console: Console = field(default_factory=Console)
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.trainer["max_epochs"])
+
+    @property
+    def bars(self) -> bool:
+        return bool(self.trainer.get("enable_progress_bar", True))
+
+    def checkpoints(self, phase: str) -> CheckpointPlan:
+        return CheckpointPlan(self.run_dir, phase, self.config, self.checkpoint_every, self.resume)
+
+
+def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epochs: float, training: Training,
+                callbacks: Sequence[pl.Callback] = ()) -> PhaseResult:
+    """Train a fresh network (``build()`` after seeding, so a cached phase 1 leaves phase 2
+    unchanged) for ``epochs`` (fractions allowed), then test it."""
+    pl.seed_everything(training.seed, workers=True, verbose=False)
+    module = build()
+    arguments = dict(training.trainer)
+    trainer_class = get_class(arguments.pop("_target_", "pytorch_lightning.Trainer"))
+    arguments.pop("_partial_", None)
+    configured = [instantiate(c) if isinstance(c, dict) and "_target_" in c else c
+                  for c in arguments.pop("callbacks", None) or []]
+    ours = [*data.callbacks(), *callbacks]
+    accuracy = None
+    tensors = data.test_tensors()
+    if training.per_class_test_acc and tensors is not None:
+        accuracy = PerClassAccuracyHistory(*tensors, batch_size=4 * data.batch_size)
+        ours.append(accuracy)
+    if training.bars:
+        ours.append(PhaseProgressBar(phase, unit=data.unit, batch_size=data.batch_size))
+    if epochs != int(epochs):
+        ours.append(FractionalEpochs(epochs))
+    plan = training.checkpoints(phase)
+    resume_from = plan.resume_path()
+    if resume_from is not None:
+        training.console.say(f"{phase}: resuming from {resume_from}")
+    guard = FiniteLossGuard(PHASE_TITLES.get(phase, phase), int(arguments.get("log_every_n_steps") or 50),
+                            plan.last if plan.enabled else None)
+    logger = training.loggers.make(phase)
+    arguments.update(max_epochs=math.ceil(epochs), max_steps=-1, logger=logger,
+                     callbacks=[EpochSeed(training.seed), guard, *configured, *ours, *plan.callbacks()],
+                     default_root_dir=str(training.run_dir / phase), use_distributed_sampler=False,
+                     enable_checkpointing=plan.enabled,
+                     plugins=[*(arguments.get("plugins") or []), AtomicCheckpointIO()])
+    if not data.has_validation:
+        arguments["limit_val_batches"] = 0
+    trainer = trainer_class(**arguments)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=False)
+    seconds = time.perf_counter() - start
+    val = trainer.callback_metrics.get("val/acc")  # the validation split's accuracy after the last epoch
+    trainer.test(module, datamodule=data, verbose=False)
+    training.loggers.finish(logger)
+    return PhaseResult(test=module.test_results,
+                       val={"acc": float(val)} if val is not None and data.has_validation else None,
+                       seconds=seconds, epoch_test_acc=accuracy.history if accuracy is not None else [],
+                       module=module)
