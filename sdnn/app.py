@@ -56,8 +56,8 @@ def assemble(cfg: DictConfig, settings: Settings, source, loaded, run_dir: Path)
     data = data_module(source, loaded, progress=bars)
     perf = settings.performance
     model = ModelSpec(backbone=instantiate_part("model.backbone", cfg.model.backbone, keep_name=True, _partial_=True),
-                      optimizer=instantiate_part("optim", cfg.optim), scheduler=instantiate_part("scheduler", cfg.scheduler),
-                      channels_last=perf.channels_last, compile=perf.compile, compile_backend=perf.compile_backend)
+                      optimizer=instantiate_part("optim", cfg.optim),
+                      scheduler=instantiate_part("scheduler", cfg.scheduler), channels_last=perf.channels_last, compile=perf.compile, compile_backend=perf.compile_backend)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     training = Training(run_dir=run_dir, seed=settings.seed, trainer=config["trainer"],
                         loggers=LoggerFactory(config.get("logger"), run_dir, config), config=config,

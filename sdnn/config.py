@@ -112,8 +112,8 @@ class CheckpointConfig:
                 "must be an integer >= 0 (0 = no checkpoints)")
         self.resume = str(self.resume).lower()
         require(self.resume in ("true", "false", "force"), "checkpoint.resume", self.resume,
-                "is not an option; choose true (continue a killed run in the same hydra.run.dir), false (start over) or force "
-                "(continue even if the configuration changed)")
+                "is not an option; choose true (continue a killed run in the same hydra.run.dir), false (start "
+                "over) or force (continue even if the configuration changed)")
 
 
 @dataclass
@@ -208,7 +208,8 @@ class YT8MKeys:
                 "must be an integer >= 2 (YouTube-8M: 3862)")
         for key in ("max_videos", "max_eval_videos"):
             value = getattr(self, key)
-            require(value is None or value >= 1, f"dataset.{key}", value, "must be null (all videos) or an integer >= 1")
+            require(value is None or value >= 1, f"dataset.{key}", value,
+                    "must be null (all videos) or an integer >= 1")
         for key in ("shuffle_buffer", "num_workers"):
             require(getattr(self, key) >= 0, f"dataset.{key}", getattr(self, key), "must be an integer >= 0")
 

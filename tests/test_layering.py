@@ -65,3 +65,17 @@ def test_the_model_registry_is_the_list_of_model_options():
             targets[path.stem] = yaml.safe_load(path.read_text())["backbone"]["_target_"]
     assert set(targets) == set(BACKBONES)
     assert {name: get_class(target) for name, target in targets.items()} == BACKBONES
+
+
+def test_the_recipe_is_short_and_names_no_dataset_kind():
+    """sdnn/pipeline.py is the paper's recipe over SDNNData: no branch on in-memory vs streamed data."""
+    text = (ROOT / "sdnn" / "pipeline.py").read_text()
+    assert len(text.splitlines()) <= 200
+    for kind in ("yt8m", "YT8M", "TensorSplits", "InMemory", "Streamed", "VideoSubclasses", "Repartition(",
+                 "isinstance", "multilabel", "cfg."):
+        assert kind not in text, kind
+
+
+def test_report_and_results_import_no_torch():
+    """python -m sdnn.report reads results.json through sdnn.results without loading torch."""
+    assert "torch" not in _imported_after("import sdnn.report, sdnn.results")

@@ -1,4 +1,4 @@
-"""sdnn.stats' Spearman's ρ against scipy, and every figure of sdnn.plots (paper Fig. 1, Fig. 2, θ vs error, sweep) as a PNG."""
+"""sdnn.stats' Spearman's ρ against scipy; every figure of sdnn.plots (paper Fig. 1, Fig. 2, θ vs error, sweep)."""
 
 from __future__ import annotations
 

@@ -184,7 +184,8 @@ def test_module_metrics_over_a_stream_equal_the_metric_functions_on_all_scores(s
     torch.manual_seed(0)
     backbone = build_backbone({"name": "lr"}, (1024,))
     s2c = build_subclass_to_class(CLASSES, {3: 2, 8: 3})
-    module = SDNNModule(backbone, SigmoidCrossEntropy(), s2c, CLASSES, partial(torch.optim.SGD, lr=0.1), multilabel=True)
+    module = SDNNModule(backbone, SigmoidCrossEntropy(), s2c, CLASSES, partial(torch.optim.SGD, lr=0.1),
+                        multilabel=True)
     stream = YT8MStream(sorted(shards.glob("validate*.tfrecord")), batch_size=25, train=False, num_classes=CLASSES)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                          callbacks=[StreamEpochs([], [stream])])

@@ -224,6 +224,8 @@ def load_cifar(root: str | Path, variant: str, download: bool = False, on_corrup
     ``on_corrupt="skip"`` a damaged *training* batch file is left out instead and listed in
     ``skipped`` (the test batch and the class names cannot be left out).
     """
+    if on_corrupt not in ("error", "skip"):
+        raise DataError(f"dataset.on_corrupt={on_corrupt!r}: choose error or skip")
     spec = _spec(variant)
     folder, base = _locate(Path(root).expanduser(), spec)
     missing = _missing(folder, spec)

@@ -172,6 +172,8 @@ def load_image_folder(root: str | None, image_size: int | None = None, cache_fil
         raise DataError(f"dataset.root={root}: no such folder or archive")
     if not (path.is_dir() or _is_archive(path)):
         raise DataError(f"dataset.root={root}: expected a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive")
+    if on_corrupt not in ("error", "skip"):
+        raise DataError(f"dataset.on_corrupt={on_corrupt!r}: choose error or skip")
     cache = _cache_path(path, image_size, cache_file)
     fingerprint = _fingerprint(path)
     arrays = None

@@ -65,8 +65,8 @@ class LoggerFactory:
         sizes = results.subclass_sizes or {}
         theta = results.theta or [None] * len(names)
         per_class = results.test.get("per_class_acc")
-        rows = [[i, names[i], theta[i], "/".join(map(str, sizes.get(str(i), [])))] + ([per_class[i]] if per_class else [])
-                for i in results.selected_classes]
+        rows = [[i, names[i], theta[i], "/".join(map(str, sizes.get(str(i), [])))]
+                + ([per_class[i]] if per_class else []) for i in results.selected_classes]
         header = ["class", "name", "theta", "subclass sizes"] + (["test acc"] if per_class else [])
         artifacts = {}
         if results.subclass_sizes is not None:

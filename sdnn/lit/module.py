@@ -137,7 +137,8 @@ class ModelSpec:
     def trained_backbone(self, input_shape: tuple[int, ...], state: dict[str, Tensor]) -> nn.Module:
         """The backbone with the weights of an SDNNModule's ``state`` (the phase-1 network)."""
         backbone = self.build_backbone(input_shape)
-        backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")})
+        backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in state.items()
+                                  if k.startswith("backbone.")})
         return backbone
 
     def build(self, data, subclass_to_class: Tensor, loss: nn.Module) -> SDNNModule:

@@ -1,0 +1,85 @@
+"""sdnn.config: the schema types the plain keys at composition, the typed settings check ranges,
+Hydra's composition errors read as one line, and results.json round-trips through Results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from sdnn.config import (CheckpointConfig, Method, Phase1Config, SubclassConfig, composition_error, typed,
+                         validate_config)
+from sdnn.errors import ConfigError
+from sdnn.results import Results
+from tests.conftest import ROOT, compose_config
+
+
+def _composition_failure(overrides: list[str]) -> BaseException:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with pytest.raises((ConfigCompositionException, MissingConfigException)) as caught:
+            compose(config_name="config", overrides=overrides)
+    return caught.value
+
+
+def test_plain_keys_are_typed_when_composed():
+    cfg = compose_config(["phase1.epochs=2", "seed=7", "method=baseline"])
+    assert cfg.phase1.epochs == 2.0 and isinstance(cfg.phase1.epochs, float)
+    assert cfg.method == Method.baseline == "baseline" and f"{cfg.method}" == "baseline"
+    for overrides, key in ((["seed=abc"], "seed"), (["phase1.epochs=many"], "phase1.epochs"),
+                           (["method=sdn"], "method"), (["subclass.classes=[a]"], "subclass.classes"),
+                           (["observe.figures=maybe"], "observe.figures")):
+        message = composition_error(_composition_failure(overrides))
+        assert message.startswith(overrides[0].split("=")[0]) and key in message and "\n" not in message
+
+
+def test_composition_errors_name_the_option_and_where_a_key_went():
+    message = composition_error(_composition_failure(["model=resnet9000"]))
+    assert message.startswith("model=resnet9000 is not an option; choose one of: cnn, cnn1d, custom")
+    message = composition_error(_composition_failure(["optim.milestones=[3]"]))
+    assert "optim.milestones is not a key" in message and "scheduler.milestones" in message
+    message = composition_error(_composition_failure(["model.depth=16"]))
+    assert "model.backbone.depth" in message
+    assert composition_error(ValueError("a bug")) is None  # anything else keeps its traceback
+
+
+@pytest.mark.parametrize("schema, values, key", [
+    (Phase1Config, {"epochs": 0}, "phase1.epochs"),
+    (Phase1Config, {"tau": 0}, "phase1.tau"),
+    (SubclassConfig, {"per_class": 1}, "subclass.per_class"),
+    (SubclassConfig, {"sibling_weight": -0.1}, "subclass.sibling_weight"),
+    (SubclassConfig, {"classes": [2, 2]}, "subclass.classes"),
+    (SubclassConfig, {"classes": []}, "subclass.classes"),
+    (SubclassConfig, {"num_classes_to_repartition": 0}, "subclass.num_classes_to_repartition"),
+    (CheckpointConfig, {"resume": "perhaps"}, "checkpoint.resume"),
+    (CheckpointConfig, {"every_n_epochs": -1}, "checkpoint.every_n_epochs"),
+])
+def test_ranges_are_checked_when_the_settings_are_built(schema, values, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        typed(schema, values, key.split(".")[0])
+
+
+def test_typed_settings_from_a_valid_configuration():
+    settings = validate_config(compose_config(["subclass.classes=[5,3]", "checkpoint.resume=force",
+                                               "partitioner=median_split", "augmenter.lam=0.25"]))
+    assert settings.subclass.classes == [3, 5] and settings.checkpoint.resume == "force"
+    assert settings.partitioner.name == "median_split" and settings.partitioner.online
+    assert settings.augmenter.lam == 0.25 and settings.augmenter.resolve(True).name == "sample_pairing"
+    assert settings.augmenter.resolve(False).name == "extrapolation"
+    with pytest.raises(ConfigError, match="optim.lr"):
+        validate_config(compose_config(["optim.lr=0"]))
+    with pytest.raises(ConfigError, match="dataset.augment.shear is not an option"):
+        validate_config(compose_config(["+dataset.augment.shear=2"]))
+
+
+def test_results_json_round_trips_through_the_schema(run_pipeline, tmp_path):
+    payload = run_pipeline(["model=mlp", "trainer.max_epochs=1"], run_dir=tmp_path / "r")
+    on_disk = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(payload))
+    again = Results.from_json(on_disk)
+    assert json.loads(json.dumps(again.to_json())) == on_disk
+    assert again.names() == [str(i) for i in range(10)] and again.phase1["cached"] is False
+    baseline = Results.from_json({"method": "baseline", "dataset": "d", "model": "m", "seed": 0,
+                                  "test": {"acc": 0.5}})
+    assert "theta_history" not in baseline.to_json() and baseline.to_json()["theta"] is None
