@@ -56,15 +56,16 @@ def test_every_option_of_a_picked_group_names_its_class(group, option):
     assert isinstance(get_class(node._target_), type), node._target_
 
 
-def test_the_model_registry_is_the_list_of_model_options():
+def test_the_registries_are_the_lists_of_options():
+    from sdnn.losses import LOSSES
     from sdnn.models import BACKBONES
 
-    targets = {}
-    for path in (ROOT / "conf" / "model").glob("*.yaml"):
-        if path.stem != "custom":
-            targets[path.stem] = yaml.safe_load(path.read_text())["backbone"]["_target_"]
-    assert set(targets) == set(BACKBONES)
-    assert {name: get_class(target) for name, target in targets.items()} == BACKBONES
+    models = {path.stem: yaml.safe_load(path.read_text())["backbone"]["_target_"]
+              for path in (ROOT / "conf" / "model").glob("*.yaml") if path.stem != "custom"}
+    assert {name: get_class(target) for name, target in models.items()} == BACKBONES
+    losses = {path.stem: yaml.safe_load(path.read_text()) for path in (ROOT / "conf" / "loss").glob("*.yaml")}
+    assert {name: get_class(node["_target_"]) for name, node in losses.items()} == LOSSES
+    assert all(node["name"] == name for name, node in losses.items())
 
 
 def test_the_recipe_is_short_and_names_no_dataset_kind():
