@@ -41,14 +41,13 @@ def main(cfg: DictConfig) -> float:
 
     try:
         settings = validate_config(cfg)  # bad values fail here, before torch is imported
-        from sdnn.checks import check_against_data, load_data
+        from sdnn.checks import prepare
 
         run_dir = HydraConfig.get().runtime.output_dir
-        source, loaded = load_data(cfg, run_dir)  # bad data fails here, before Lightning is imported
-        check_against_data(cfg, settings, loaded)
+        checked = prepare(cfg, run_dir, settings)  # bad data fails here, before Lightning is imported
         from sdnn.app import run
 
-        results = run(cfg, run_dir, settings, source, loaded)
+        results = run(cfg, run_dir, checked)
     except SDNNError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

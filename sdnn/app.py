@@ -1,9 +1,8 @@
 """From a composed configuration to a finished run: the typed parts (``Job``), the checks that need
 the data, the recipe (``sdnn.pipeline``), ``results.json``, the summary and the dashboards.
 
-``run.py`` calls :func:`run` after ``sdnn.config.validate_config`` and ``sdnn.checks`` have passed
-(before Lightning is imported); ``sdnn.study`` and the tests call ``run(cfg, run_dir)``, which
-validates and loads itself.
+``run.py`` calls :func:`run` with what ``sdnn.checks.prepare`` checked before Lightning was
+imported; ``sdnn.study`` and the tests call ``run(cfg, run_dir)``, which prepares itself.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import Phase1Cache
-from sdnn.checks import check_against_data, load_data
-from sdnn.config import Method, Settings, instantiate_part, validate_config
+from sdnn.checks import Checked, prepare
+from sdnn.config import Method, Settings, instantiate_part
 from sdnn.data.module import data_module
 from sdnn.lit.loggers import LoggerFactory
 from sdnn.lit.module import ModelSpec
@@ -27,13 +26,11 @@ from sdnn.pipeline import run as run_recipe
 from sdnn.results import Results, format_summary
 
 
-def run(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = None, source=None, loaded=None) -> Results:
-    """Run ``cfg.method`` and write ``results.json`` into ``run_dir``; returns the results."""
+def run(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) -> Results:
+    """Run ``cfg.method`` and write ``results.json`` into ``run_dir``; returns the results.
+    ``checked``: the configuration already checked against its data (``sdnn.checks.prepare``)."""
     run_dir = Path(run_dir)
-    settings = settings or validate_config(cfg)
-    if loaded is None:
-        source, loaded = load_data(cfg, run_dir)
-    job = assemble(cfg, settings, source, loaded, run_dir)
+    job = assemble(cfg, checked or prepare(cfg, run_dir), run_dir)
     for phase in ("baseline",) if job.method == Method.baseline else ("phase1", "phase2"):
         job.training.checkpoints(phase).resume_path()  # another configuration's checkpoint: an error now
     results = run_recipe(job)
@@ -49,22 +46,21 @@ def run(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = None, 
     return results
 
 
-def assemble(cfg: DictConfig, settings: Settings, source, loaded, run_dir: Path) -> Job:
-    """The typed parts of one run, checked against the data."""
+def assemble(cfg: DictConfig, checked: Checked, run_dir: Path) -> Job:
+    """The typed parts of one run."""
+    settings = checked.settings
     bars = bool(cfg.trainer.get("enable_progress_bar", True))
-    loss, augmenter = check_against_data(cfg, settings, loaded)
-    data = data_module(source, loaded, progress=bars)
+    data = data_module(checked.source, checked.loaded, progress=bars)
     perf = settings.performance
-    model = ModelSpec(backbone=instantiate_part("model.backbone", cfg.model.backbone, keep_name=True, _partial_=True),
-                      optimizer=instantiate_part("optim", cfg.optim),
+    model = ModelSpec(backbone=checked.backbone, optimizer=instantiate_part("optim", cfg.optim),
                       scheduler=instantiate_part("scheduler", cfg.scheduler), channels_last=perf.channels_last, compile=perf.compile, compile_backend=perf.compile_backend)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     training = Training(run_dir=run_dir, seed=settings.seed, trainer=config["trainer"],
                         loggers=LoggerFactory(config.get("logger"), run_dir, config), config=config,
                         checkpoint_every=settings.checkpoint.every_n_epochs, resume=settings.checkpoint.resume,
                         per_class_test_acc=settings.observe.per_class_test_acc, console=Console(bars))
-    return Job(method=settings.method, seed=settings.seed, run_dir=run_dir, data=data, model=model, loss=loss,
-               partitioner=settings.partitioner, augmenter=augmenter, phase1=settings.phase1,
+    return Job(method=settings.method, seed=settings.seed, run_dir=run_dir, data=data, model=model, loss=checked.loss,
+               partitioner=settings.partitioner, augmenter=checked.augmenter, phase1=settings.phase1,
                subclass=settings.subclass, observe=settings.observe, training=training,
                cache=phase1_cache(config, settings), labels={"model": str(cfg.model.name), "loss": str(cfg.loss.name)},
                config=config)

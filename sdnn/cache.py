@@ -61,7 +61,7 @@ def _json_default(value):
         return int(value)
     if isinstance(value, (np.floating,)):
         return float(value)
-    if isinstance(value, np.ndarray) or type(value).__name__ == "Tensor":  # torch is not imported here
+    if hasattr(value, "tolist"):  # numpy and torch arrays (torch is not imported here)
         return value.tolist()
     return str(value)
 

@@ -4,15 +4,38 @@ so that a configuration that cannot work with this data fails in seconds with on
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from sdnn.config import Method, Settings, instantiate_part
+from sdnn.config import Method, Settings, instantiate_part, validate_config
 from sdnn.data.tensors import TensorSplits
 from sdnn.data.yt8m import YT8MData
 from sdnn.errors import ConfigError
+
+
+@dataclass
+class Checked:
+    """A configuration checked against its data: the typed settings, the dataset's class and its data,
+    and the parts that depend on the data (the loss, the augmenter for it, the backbone factory)."""
+
+    settings: Settings
+    source: Any
+    loaded: TensorSplits | YT8MData
+    loss: Any
+    augmenter: Any
+    backbone: Callable[..., Any]
+
+
+def prepare(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = None) -> Checked:
+    """``validate_config`` (unless ``settings`` are given), the data read, and ``check_against_data``."""
+    settings = settings or validate_config(cfg)
+    source, loaded = load_data(cfg, run_dir)
+    return Checked(settings, source, loaded, *check_against_data(cfg, settings, loaded))
 
 
 def load_data(cfg: DictConfig, run_dir: str | Path):
@@ -36,7 +59,7 @@ def instantiate_class(target: str) -> type:
 def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits | YT8MData):
     """What needs the data: class indices and counts, what streamed or multilabel data allows, the
     backbone against the input shape (built on the meta device: no memory, no compute). Returns the
-    loss and the augmenter for this data."""
+    loss, the augmenter for this data and the backbone factory (``input_shape`` → module)."""
     loss = instantiate_part("loss", cfg.loss)
     augmenter = settings.augmenter.resolve(data.is_image)
     name, online = cfg.dataset.name, getattr(data, "streamed", False)
@@ -58,12 +81,11 @@ def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits |
                               "augmenter=extrapolation (eq. 12) or none")
     if getattr(data, "multilabel", False) and not getattr(loss, "multilabel", False):
         raise ConfigError(f"loss={cfg.loss.name}: dataset {name} is multilabel; use loss=bce (eq. 3 / eq. 11)")
-    check_backbone(cfg.model, name, tuple(data.input_shape))
-    return loss, augmenter
+    return loss, augmenter, check_backbone(cfg.model, name, tuple(data.input_shape))
 
 
-def check_backbone(model: DictConfig, dataset: str, input_shape: tuple[int, ...]) -> None:
-    """``model.backbone``'s class takes these arguments and builds for ``input_shape``."""
+def check_backbone(model: DictConfig, dataset: str, input_shape: tuple[int, ...]) -> Callable[..., Any]:
+    """``model.backbone``'s class takes these arguments and builds for ``input_shape``; returns its factory."""
     name, node = model.name, model.backbone
     cls = instantiate_class(node._target_)
     if getattr(cls, "needs_images", False) and len(input_shape) != 3:
@@ -86,3 +108,4 @@ def check_backbone(model: DictConfig, dataset: str, input_shape: tuple[int, ...]
     if not isinstance(getattr(backbone, "out_features", None), int):
         raise ConfigError(f"model.backbone._target_={node._target_}: the backbone has no integer out_features "
                           "attribute (the width of the features its forward returns)")
+    return build

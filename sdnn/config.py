@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -248,8 +249,8 @@ MOVED = {
     "optim.name": "optim=<sgd|adam> (the optimiser is a config group)",
     "optim.milestones": "scheduler.milestones (scheduler=multistep)",
     "optim.gamma": "scheduler.gamma",
-    "loss.name": "loss=<option>",
 }
+CONF = Path(__file__).resolve().parents[1] / "conf"
 MODEL_KEYS_MOVED = "model.backbone.{key} (a model's arguments are under model.backbone)"
 
 
@@ -331,6 +332,23 @@ def instantiate_part(group: str, node: DictConfig, keep_name: bool = False, **kw
         raise ConfigError(f"{group} ({target}): {text}") from None
 
 
+def check_label(group: str, node: Mapping[str, Any]) -> None:
+    """A group option's ``name`` is its label only: setting it to another option's name (``loss.name=ce``,
+    which picked the loss in an earlier layout) would mislabel the run, so it is an error naming the fix."""
+    label = node.get("name")
+    option = CONF / group / f"{label}.yaml"
+    if not isinstance(label, str) or not option.is_file():
+        return
+    import yaml
+
+    declared = yaml.safe_load(option.read_text()) or {}
+    target = (declared.get("backbone") or {}).get("_target_") if group == "model" else declared.get("_target_")
+    actual = (node.get("backbone") or {}).get("_target_") if group == "model" else node.get("_target_")
+    if target and target != MISSING and actual and target != actual:  # model=custom: the target is the user's
+        raise ConfigError(f"{group}.name={label} only relabels the run (the class is still {actual}); "
+                          f"to use {label}, choose the option: {group}={label}")
+
+
 def validate_config(cfg: DictConfig) -> Settings:
     """Everything that can be checked without the data and without torch; returns the typed
     settings and the torch-free parts (partitioner, augmenter)."""
@@ -354,6 +372,8 @@ def validate_config(cfg: DictConfig) -> Settings:
         raise ConfigError(f"model={cfg.model.get('name')} needs model.backbone._target_: your class, e.g. "
                           "model.backbone._target_=mypackage.MyNet (built with input_shape=(C, H, W) or (F,); "
                           "it has out_features and its forward returns the (n, out_features) features)")
+    for group in ("model", "loss", "partitioner", "augmenter"):
+        check_label(group, cfg[group])
     typed(OptimizerKeys, cfg.optim, "optim")
     typed(TrainerKeys, cfg.trainer, "trainer")
     partitioner = instantiate_part("partitioner", cfg.partitioner)

@@ -122,10 +122,6 @@ class Results:
         return self.class_names or [str(i) for i in range(c)]
 
 
-def write_results(run_dir: str | Path, results: Results) -> Path:
-    return results.write(run_dir)
-
-
 def format_summary(results: Results) -> str:
     """A table per class: θ, selected, subclass sizes, test accuracy; then the totals."""
     class_names = results.names()

@@ -83,3 +83,13 @@ def test_results_json_round_trips_through_the_schema(run_pipeline, tmp_path):
     baseline = Results.from_json({"method": "baseline", "dataset": "d", "model": "m", "seed": 0,
                                   "test": {"acc": 0.5}})
     assert "theta_history" not in baseline.to_json() and baseline.to_json()["theta"] is None
+
+
+@pytest.mark.parametrize("override", ["loss.name=ce", "partitioner.name=random", "augmenter.name=none",
+                                      "model.name=wrn"])
+def test_a_label_set_to_another_option_is_an_error_not_a_mislabelled_run(override):
+    group, label = override.split(".name=")
+    with pytest.raises(ConfigError, match=f"choose the option: {group}={label}"):
+        validate_config(compose_config([override]))
+    validate_config(compose_config([f"{group}={label}"]))  # the option itself is fine
+    validate_config(compose_config(["partitioner.name=my_split"]))  # a label of your own, too

@@ -43,7 +43,6 @@ class SDNNData(pl.LightningDataModule):
     num_classes: int
     input_shape: tuple[int, ...]
     multilabel: bool = False
-    online: bool = False  # streamed: partitions must run on-line (Algorithm 1 or the random control)
     unit: str = "samples"
     seed: int = 0
     batch_size: int = 128
@@ -106,18 +105,17 @@ def data_module(source: InMemoryDataset | YT8MData, loaded: TensorSplits | YT8MD
     """The SDNNData of a loaded dataset: tensors in memory, or YouTube-8M's streams."""
     if isinstance(loaded, YT8MData):
         return StreamedData(loaded, progress=progress)
-    data = InMemoryData(loaded, source.name, source.batch_size, source.augment, source.seed)
-    data.progress = progress
-    return data
+    return InMemoryData(loaded, source.name, source.batch_size, source.augment, source.seed, progress=progress)
 
 
 class InMemoryData(SDNNData):
     """Tensors in memory (``TensorSplits``); batches are index slices (``batch_loader``)."""
 
     def __init__(self, splits: TensorSplits, name: str, batch_size: int, augment: dict | None = None, seed: int = 0,
-                 train: tuple[torch.Tensor, torch.Tensor] | None = None, description: str = ""):
+                 train: tuple[torch.Tensor, torch.Tensor] | None = None, description: str = "", progress: bool = True):
         super().__init__()
         self.splits, self.name, self.batch_size, self.augment, self.seed = splits, name, batch_size, augment, seed
+        self.progress = progress
         self.train = train if train is not None else (splits.x_train, splits.y_train)
         self.num_classes, self.input_shape = splits.num_classes, splits.input_shape
         self._description = description
@@ -171,10 +169,8 @@ class InMemoryData(SDNNData):
     def for_phase2(self, partition: Repartition) -> InMemoryData:
         x, y, numbers = partition.apply(self.splits.x_train, self.splits.y_train)
         targets = subclass_targets(y, numbers, self.subclass_to_class(partition))
-        phase2 = InMemoryData(self.splits, self.name, self.batch_size, self.augment, self.seed, train=(x, targets),
-                              description=f"{len(x)} training samples")
-        phase2.progress = self.progress
-        return phase2
+        return InMemoryData(self.splits, self.name, self.batch_size, self.augment, self.seed, train=(x, targets),
+                            description=f"{len(x)} training samples", progress=self.progress)
 
     def describe_training(self) -> str:
         return self._description
@@ -185,7 +181,6 @@ class StreamedData(SDNNData):
     reported on ``validate``, the test loader here)."""
 
     multilabel = True
-    online = True
     unit = "videos"
 
     def __init__(self, shards: YT8MData, recipe: VideoSubclasses | None = None, progress: bool = True):
