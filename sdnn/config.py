@@ -32,12 +32,20 @@ class Method(str, enum.Enum):
 
     sdnn = "sdnn"
     baseline = "baseline"
+    reweight = "reweight"   # control: SDNN's selection, no split, the selected classes' positive term × H
 
     def __str__(self) -> str:
         return self.value
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
+
+
+def shown(values: list, limit: int = 12) -> str:
+    """A list for an error message, cut after ``limit`` entries."""
+    if len(values) <= limit:
+        return str(values)
+    return f"[{', '.join(map(str, values[:limit]))}, ... ({len(values)} in all)]"
 
 
 def require(ok: bool, key: str, value: Any, rule: str) -> None:
@@ -173,8 +181,15 @@ class DatasetKeys:
     val_fraction: float = 0.0
     train_per_class: Optional[int] = None
     on_corrupt: str = "error"
+    merge: Optional[list[int]] = None
 
     def __post_init__(self):
+        if self.merge is not None:
+            merge = list(self.merge)
+            used = sorted(set(merge))
+            require(len(used) >= 2 and used == list(range(len(used))), "dataset.merge", shown(merge),
+                    "must give each original class its new class, numbered 0..c'-1 (c' >= 2) with none skipped "
+                    "(e.g. [0,0,1,1,2,2] merges six classes into three)")
         require(self.batch_size >= 1, "dataset.batch_size", self.batch_size, "must be an integer >= 1")
         require(0 <= self.val_fraction < 1, "dataset.val_fraction", self.val_fraction,
                 "must be in [0, 1): the share of train held out for validation (e.g. 0.1)")

@@ -64,6 +64,14 @@ CIFAR100_SUPERCLASSES = (
     "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
     "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2")
 
+# The superclass of each CIFAR-100 class, as the official files' coarse_labels give it (the loader reads
+# the files; this table is for writing files in the official format, write_cifar_batches).
+CIFAR100_FINE_TO_COARSE = (
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3, 15,
+    0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5, 8, 19,
+    18, 1, 2, 15, 6, 0, 17, 8, 14, 13)
+
 _PICKLE_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
@@ -103,6 +111,10 @@ def _spec(variant: str) -> _Spec:
         return _Spec("cifar100", CIFAR100_URL, CIFAR100_MD5, CIFAR100_FOLDER, CIFAR100_TRAIN_FILES,
                      CIFAR100_TEST_FILE, CIFAR100_META_FILE, "fine_labels", "fine_label_names", 100)
     raise DataError(f"unknown CIFAR variant {variant!r}; use one of {', '.join(VARIANTS)}")
+
+
+_COARSE = _Spec("cifar100", CIFAR100_URL, CIFAR100_MD5, CIFAR100_FOLDER, CIFAR100_TRAIN_FILES, CIFAR100_TEST_FILE,
+                CIFAR100_META_FILE, "coarse_labels", "coarse_label_names", 20)  # the superclasses' names in meta
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -145,30 +157,50 @@ def _read_pickle(path: Path) -> dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _read_batch(path: Path, spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one batch file."""
+def _labels(batch: dict[str, Any], key: str, path: Path, n: int | None, num_classes: int) -> np.ndarray:
+    """A batch's list of class indices under ``key``, checked: (N,) int64 in 0..num_classes−1."""
+    try:
+        labels = np.asarray(batch[key], dtype=np.int64)
+    except (TypeError, ValueError) as e:
+        raise _corrupt(path, f"'{key}' is not a list of integers ({e})") from e
+    if labels.ndim != 1 or (n is not None and len(labels) != n):
+        raise _corrupt(path, f"'{key}' has shape {labels.shape}, expected ({n if n is not None else 'N'},)")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise _corrupt(path, f"{key} span {labels.min()}..{labels.max()}, expected 0..{num_classes - 1}")
+    return labels
+
+
+def _read_batch(path: Path, spec: _Spec, coarse: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Images (N, 3, 32, 32) uint8, labels (N,) int64 and (``coarse``: CIFAR-100's) superclass labels
+    (N,) int64 of one batch file."""
     batch = _read_pickle(path)
-    missing = [k for k in ("data", spec.labels_key) if k not in batch]
+    missing = [k for k in ("data", spec.labels_key, *(("coarse_labels",) if coarse else ())) if k not in batch]
     if missing:
         raise _corrupt(path, f"keys {sorted(map(str, batch))} lack {missing}")
     data = batch["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
         kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
         raise _corrupt(path, f"'data' is {kind}, expected a uint8 array")
-    try:
-        labels = np.asarray(batch[spec.labels_key], dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise _corrupt(path, f"'{spec.labels_key}' is not a list of integers ({e})") from e
-    if labels.ndim != 1:
-        raise _corrupt(path, f"'{spec.labels_key}' has shape {labels.shape}, expected (N,)")
+    labels = _labels(batch, spec.labels_key, path, None, spec.num_classes)
     n = len(labels)
     if data.size != n * IMAGE_BYTES:
         raise _corrupt(path, f"'data' holds {data.size} bytes for {n} labels, "
                              f"expected {n} × {IMAGE_BYTES} = {n * IMAGE_BYTES}")
-    if n and (labels.min() < 0 or labels.max() >= spec.num_classes):
-        raise _corrupt(path, f"labels span {labels.min()}..{labels.max()}, "
-                             f"expected 0..{spec.num_classes - 1}")
-    return data.reshape(n, *IMAGE_SHAPE), labels
+    superclasses = _labels(batch, "coarse_labels", path, n, len(CIFAR100_SUPERCLASSES)) if coarse else None
+    return data.reshape(n, *IMAGE_SHAPE), labels, superclasses
+
+
+def fine_to_coarse(labels: np.ndarray, superclasses: np.ndarray, path: Path) -> list[int]:
+    """The superclass of each of the 100 classes, from the files' (fine, coarse) label pairs: each
+    class must have exactly one superclass, and every class must appear."""
+    pairs = np.unique(np.stack([labels, superclasses], 1), axis=0)
+    fine, counts = np.unique(pairs[:, 0], return_counts=True)
+    if (counts > 1).any():
+        raise _corrupt(path, f"class(es) {fine[counts > 1][:10].tolist()} carry more than one coarse label")
+    if len(fine) != len(CIFAR100_CLASSES):
+        absent = sorted(set(range(len(CIFAR100_CLASSES))) - set(fine.tolist()))
+        raise _corrupt(path, f"class(es) {absent[:10]} never appear, so their superclass is unknown")
+    return pairs[:, 1].tolist()
 
 
 def _read_class_names(path: Path, spec: _Spec) -> list[str]:
@@ -214,9 +246,12 @@ def _download(folder: Path, base: Path, spec: _Spec) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_cifar(root: str | Path, variant: str, download: bool = False, on_corrupt: str = "error") -> dict[str, Any]:
+def load_cifar(root: str | Path, variant: str, download: bool = False, on_corrupt: str = "error",
+               coarse: bool = False) -> dict[str, Any]:
     """Read the official batches: ``x_train``/``x_test`` uint8 (N, 3, 32, 32), ``y_train``/
-    ``y_test`` int64 (N,), ``class_names`` (list of str), ``skipped`` (list of str).
+    ``y_test`` int64 (N,), ``class_names`` (list of str), ``skipped`` (list of str); with ``coarse``
+    (CIFAR-100 only) also ``fine_to_coarse`` (the superclass of each class, from the files'
+    ``coarse_labels``) and ``coarse_names`` (``coarse_label_names`` of ``meta``).
 
     ``root`` is the folder holding ``cifar-10-batches-py/`` (``cifar-100-python/``) or that
     folder itself. Missing files are downloaded (md5-checked) when ``download`` is true.
@@ -227,6 +262,9 @@ def load_cifar(root: str | Path, variant: str, download: bool = False, on_corrup
     if on_corrupt not in ("error", "skip"):
         raise DataError(f"dataset.on_corrupt={on_corrupt!r}: choose error or skip")
     spec = _spec(variant)
+    if coarse and variant != "cifar100":
+        raise DataError(f"dataset.coarse_labels=true: {variant} has no superclasses (CIFAR-100 has 20); "
+                        "use dataset=cifar100, or dataset.merge=[...] to merge classes yourself")
     folder, base = _locate(Path(root).expanduser(), spec)
     missing = _missing(folder, spec)
     if missing and download:
@@ -240,7 +278,7 @@ def load_cifar(root: str | Path, variant: str, download: bool = False, on_corrup
     batches, skipped = [], []
     for name in spec.train_files:
         try:
-            batches.append(_read_batch(folder / name, spec))
+            batches.append(_read_batch(folder / name, spec, coarse))
         except CorruptFile as exc:
             if on_corrupt != "skip":
                 raise CorruptFile(exc.path, exc.problem, "; or set dataset.on_corrupt=skip to train without "
@@ -249,15 +287,21 @@ def load_cifar(root: str | Path, variant: str, download: bool = False, on_corrup
     if not batches:
         raise DataError(f"{spec.variant}: every training batch in {folder} is damaged ({'; '.join(skipped)}); "
                         "dataset.on_corrupt=skip has nothing left to train on: download the files again")
-    x_test, y_test = _read_batch(folder / spec.test_file, spec)
-    return {
-        "x_train": np.concatenate([x for x, _ in batches]),
-        "y_train": np.concatenate([y for _, y in batches]),
+    x_test, y_test, coarse_test = _read_batch(folder / spec.test_file, spec, coarse)
+    arrays = {
+        "x_train": np.concatenate([x for x, _, _ in batches]),
+        "y_train": np.concatenate([y for _, y, _ in batches]),
         "x_test": np.ascontiguousarray(x_test),
         "y_test": y_test,
         "class_names": _read_class_names(folder / spec.meta_file, spec),
         "skipped": skipped,
     }
+    if coarse:
+        superclasses = np.concatenate([c for _, _, c in batches] + [coarse_test])
+        labels = np.concatenate([arrays["y_train"], y_test])
+        arrays["fine_to_coarse"] = fine_to_coarse(labels, superclasses, folder / spec.train_files[0])
+        arrays["coarse_names"] = _read_class_names(folder / spec.meta_file, _COARSE)
+    return arrays
 
 
 def _dump(path: Path, obj: dict[str, Any]) -> None:
@@ -270,7 +314,7 @@ def _batch_dict(spec: _Spec, x: np.ndarray, y: np.ndarray, label: str, start: in
              "data": np.ascontiguousarray(x, dtype=np.uint8).reshape(len(x), IMAGE_BYTES),
              "filenames": [f"image_{start + i:06d}.png" for i in range(len(x))]}
     if spec.variant == "cifar100":
-        batch["coarse_labels"] = [int(v) // 5 for v in y]
+        batch["coarse_labels"] = [CIFAR100_FINE_TO_COARSE[int(v)] for v in y]
     return batch
 
 
@@ -281,8 +325,7 @@ def write_cifar_batches(root: str | Path, variant: str, x_train: np.ndarray, y_t
     Images are uint8 (N, 3, 32, 32). Dicts have the official str keys, pickled with protocol 2,
     so they load like the real files. CIFAR-10 train data is split over ``data_batch_1`` …
     ``data_batch_<batches>`` (officially 5; fewer leaves the rest missing, like a partial copy).
-    CIFAR-100 always has one ``train`` file; its ``coarse_labels`` are placeholders (fine // 5),
-    not the official superclasses. Returns the batches folder.
+    CIFAR-100 always has one ``train`` file, with the official ``coarse_labels``. Returns the batches folder.
     """
     spec = _spec(variant)
     if not 1 <= batches <= len(CIFAR10_TRAIN_FILES):

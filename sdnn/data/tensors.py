@@ -33,6 +33,11 @@ class TensorSplits:
     norm_mean: Tensor | None = None
     norm_std: Tensor | None = None
     skipped: list[str] = field(default_factory=list)  # damaged files left out (dataset.on_corrupt=skip)
+    # The original labels of merged or coarse classes (``merge_classes``): for analysis only, never trained on.
+    fine_train: Tensor | None = None
+    fine_val: Tensor | None = None
+    fine_test: Tensor | None = None
+    fine_names: list[str] = field(default_factory=list)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -44,6 +49,23 @@ class TensorSplits:
 
     def names(self) -> list[str]:
         return self.class_names or [str(i) for i in range(self.num_classes)]
+
+
+def merge_classes(splits: TensorSplits, mapping: Tensor, names: list[str] | None = None) -> TensorSplits:
+    """Train on merged classes: original class j becomes ``mapping[j]`` (``dataset.merge``, SPEC §7b).
+    The original labels are kept as fine labels; a merged class is named by its parts (``0+1``)."""
+    mapping = torch.as_tensor(mapping, dtype=torch.long)
+    fine_names = splits.names()
+    merged = int(mapping.max()) + 1
+    if names is None:
+        names = ["+".join(fine_names[j] for j in torch.nonzero(mapping == k).flatten().tolist()) for k in range(merged)]
+    for split in ("train", "val", "test"):
+        labels = getattr(splits, f"y_{split}")
+        if labels is not None:
+            setattr(splits, f"fine_{split}", labels)
+            setattr(splits, f"y_{split}", mapping[labels])
+    splits.num_classes, splits.class_names, splits.fine_names = merged, list(names), fine_names
+    return splits
 
 
 def split_off_validation(x: Tensor, y: Tensor, fraction: float, seed: int):
