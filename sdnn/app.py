@@ -15,13 +15,14 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import Phase1Cache
 from sdnn.checks import Checked, prepare
-from sdnn.config import Method, Settings, instantiate_part
+from sdnn.config import Settings, instantiate_part
 from sdnn.data.module import data_module
 from sdnn.lit.loggers import LoggerFactory
 from sdnn.lit.module import ModelSpec
 from sdnn.lit.progress import Console
 from sdnn.lit.trainer import Training
 from sdnn.job import Job
+from sdnn.pipeline import PHASES
 from sdnn.pipeline import run as run_recipe
 from sdnn.results import Results, format_summary
 
@@ -31,7 +32,7 @@ def run(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) ->
     ``checked``: the configuration already checked against its data (``sdnn.checks.prepare``)."""
     run_dir = Path(run_dir)
     job = assemble(cfg, checked or prepare(cfg, run_dir), run_dir)
-    for phase in ("baseline",) if job.method == Method.baseline else ("phase1", "phase2"):
+    for phase in PHASES[job.method]:
         job.training.checkpoints(phase).resume_path()  # another configuration's checkpoint: an error now
     results = run_recipe(job)
     if rank_zero_only.rank == 0:

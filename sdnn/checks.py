@@ -64,7 +64,10 @@ def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits |
     augmenter = settings.augmenter.resolve(data.is_image)
     name, online = cfg.dataset.name, getattr(data, "streamed", False)
     c, sub = data.num_classes, settings.subclass
-    if settings.method == Method.sdnn:
+    if settings.method == Method.reweight and not hasattr(loss, "reweighted"):
+        raise ConfigError(f"method=reweight weights the positive term of eq. 3 (the sigmoid CE): use loss=bce, "
+                          f"not loss={cfg.loss.name}")
+    if settings.method in (Method.sdnn, Method.reweight):
         if sub.classes is not None:
             unknown = [k for k in sub.classes if not 0 <= k < c]
             if unknown:
@@ -72,6 +75,7 @@ def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits |
         elif sub.num_classes_to_repartition >= c:
             raise ConfigError(f"subclass.num_classes_to_repartition={sub.num_classes_to_repartition} but dataset "
                               f"'{name}' has {c} classes; choose 1..{c - 1}")
+    if settings.method == Method.sdnn:
         if online and not settings.partitioner.online:
             raise ConfigError(f"partitioner={settings.partitioner.name} needs each class in memory; for "
                               f"dataset={name} use partitioner=median_split (Algorithm 1, on-line over the "

@@ -19,12 +19,23 @@ def _is_index_target(targets: Tensor) -> bool:
 
 
 class SigmoidCrossEntropy(nn.Module):
-    """Eq. 3: ``−(1/n) Σ_κ Σ_i [y ln q + (1 − y) ln(1 − q)]`` over c independent sigmoid units.
+    """Eq. 3: ``−(1/n) Σ_κ Σ_i [y ln q + (1 − y) ln(1 − q)]`` over c independent sigmoid units;
+    with ``positive_weight`` (c,) the positive term of class i is weighted by ``positive_weight[i]``
+    (``method=reweight``, SPEC §7b).
 
     ``targets``: class indices (n,) or a float multi-hot (n, c).
     """
 
     multilabel = True  # independent sigmoid units: multi-hot targets are fine
+
+    def __init__(self, positive_weight: Tensor | None = None):
+        super().__init__()
+        weight = None if positive_weight is None else torch.as_tensor(positive_weight, dtype=torch.float32)
+        self.register_buffer("positive_weight", weight, persistent=False)
+
+    def reweighted(self, positive_weight: Tensor) -> SigmoidCrossEntropy:
+        """Eq. 3 with each class's positive term weighted (the emphasis of SDNN without its split)."""
+        return SigmoidCrossEntropy(positive_weight)
 
     def for_subclasses(self, subclass_to_class: Tensor, sibling_weight: float = 1.0) -> nn.Module:
         """Eq. 11 over the subclass units."""
@@ -33,7 +44,9 @@ class SigmoidCrossEntropy(nn.Module):
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         if _is_index_target(targets):
             targets = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
-        return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="sum") / logits.shape[0]
+        weight = None if self.positive_weight is None else self.positive_weight.to(logits.dtype)
+        return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=weight,
+                                                  reduction="sum") / logits.shape[0]
 
 
 class SoftmaxCrossEntropy(nn.Module):

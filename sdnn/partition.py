@@ -1,4 +1,5 @@
-"""Subclass partitioners (SPEC §3): k-means, Algorithm 1 (median distance split), random.
+"""Subclass partitioners (SPEC §3): k-means, Algorithm 1 (median distance split), random; and how
+well a partition recovers known fine labels (``partition_quality``, SPEC §7b).
 
 Every partitioner returns subclass numbers 0..H−1 per observation of one class. Subclass 0
 is the part farthest from the mean of the training data (Algorithm 1's convention, also
@@ -23,6 +24,7 @@ __all__ = [
     "KMeansSplit",
     "MedianDistanceSplit",
     "RandomSplit",
+    "partition_quality",
 ]
 
 
@@ -260,3 +262,23 @@ class RandomSplit(Partitioner):
 
     def split_online(self, median_order, n_subclasses, rng):
         return random_split(len(median_order), n_subclasses, seed=int(rng.integers(2**31)))
+
+
+def partition_quality(labels, subclasses, fine, classes: Iterable[int], names: list[str] | None = None) -> dict:
+    """NMI and ARI (scikit-learn) between each split class's subclass numbers and its samples' fine
+    labels (SPEC §7b: merged or coarse classes; original samples only): ``{"nmi": mean NMI over the
+    classes, "per_class": {"<class>": {"nmi", "ari", "fine": [fine labels present], "fine_names"}}}``.
+    1 = the subclasses are the fine classes; about 0 = unrelated (a random split)."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    labels, subclasses, fine = _as_numpy(labels), _as_numpy(subclasses), _as_numpy(fine)
+    per_class = {}
+    for cls in sorted(int(c) for c in classes):  # the k split classes, once per run
+        members = labels == cls
+        truth, found = fine[members], subclasses[members]
+        present = sorted(int(v) for v in np.unique(truth))
+        per_class[str(cls)] = {"nmi": float(normalized_mutual_info_score(truth, found)),
+                               "ari": float(adjusted_rand_score(truth, found)), "fine": present,
+                               **({"fine_names": [names[v] for v in present]} if names else {})}
+    nmi = [v["nmi"] for v in per_class.values()]
+    return {"nmi": float(np.mean(nmi)) if nmi else None, "per_class": per_class}

@@ -6,17 +6,16 @@ baseline, the same network trained with its loss for the full schedule. ``sdnn.a
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from typing import Any
 
-import numpy as np
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import atomic_savez, atomic_write_json
 from sdnn.config import Method
 from sdnn.errors import ConfigError
+from sdnn.figures import phase1_figures
 from sdnn.job import Job
 from sdnn.lit import NeglectCallback
 from sdnn.lit.module import embedder
@@ -24,10 +23,8 @@ from sdnn.lit.progress import short
 from sdnn.lit.trainer import train_phase
 from sdnn.losses import SigmoidCrossEntropy
 from sdnn.neglect import last_window_theta
-from sdnn.plots import plot_phase1
 from sdnn.repartition import Partition, select_classes
 from sdnn.results import Phase1Result, Results, Selection, nan_to_none
-from sdnn.stats import spearman
 
 
 def run(job: Job) -> Results:
@@ -58,6 +55,9 @@ def sdnn(job: Job) -> Results:
     if too_small:
         raise ConfigError(f"subclass.per_class={sub.per_class}: class(es) {short(too_small)} have fewer training "
                           "observations than subclasses; lower subclass.per_class or choose other classes")
+    quality = data.partition_quality(partition)
+    if quality is not None:
+        job.say(f"partition quality against the fine labels: mean NMI {quality['nmi']:.3f}")
     if rank_zero_only.rank == 0:
         atomic_write_json(job.run_dir / "subclasses.json", {"settings": settings, "subclass_sizes": sizes})
     s2c = data.subclass_to_class(partition)
@@ -67,24 +67,47 @@ def sdnn(job: Job) -> Results:
             f"({phase2.describe_training()}, sibling weight {sub.sibling_weight})")
     result = train_phase("phase2", phase2, lambda: job.model.build(phase2, s2c, loss), job.training.max_epochs,
                          job.training)
-    extra: dict[str, Any] = {}
-    if phase1 is not None:
-        extra.update(theta=selection.theta, theta_history=[{**w, "theta": nan_to_none(w["theta"])}
-                                                           for w in phase1.history],
-                     phase1=phase1.summary(selection.from_complete_window))
-    else:
-        extra["phase1"] = {"cached": False, "seconds": 0.0, "origin": "skipped (fixed subclass.classes)"}
     if rank_zero_only.rank == 0:
         atomic_savez(job.run_dir / "partition.npz", partition.to_arrays())  # a stream: the subclass of each video id
-        if phase1 is not None and job.observe.figures:
-            extra.update(figures(job, phase1, selection))
+    extra = phase1_keys(job, phase1, selection)
     epochs = {"phase1": phase1.epoch_test_acc if phase1 else [], "phase2": result.epoch_test_acc}
-    return job.results(s2c, result, epochs, selected_classes=selection.classes,
-                       subclass_sizes={str(k): v for k, v in sizes.items()}, partition_seconds=partition_seconds,
-                       augmenter=job.augmenter.name, **extra)
+    return job.results(s2c, result, epochs, subclass_sizes={str(k): v for k, v in sizes.items()},
+                       partition_seconds=partition_seconds, augmenter=job.augmenter.name, partition_quality=quality,
+                       **extra)
 
 
-RECIPES = {Method.baseline: baseline, Method.sdnn: sdnn}
+def reweight(job: Job) -> Results:
+    """The control "emphasis without a split" (SPEC §7b): SDNN's phase 1 and selection, then a fresh
+    network with c units and eq. 3 whose positive term is weighted by H for the selected classes."""
+    phase1 = run_phase1(job) if job.subclass.classes is None else None
+    selection = select(job, phase1)
+    identity = torch.arange(job.data.num_classes)
+    weights = torch.ones(job.data.num_classes)
+    weights[selection.classes] = float(job.subclass.per_class)
+    loss = job.loss.reweighted(weights)
+    job.say(f"reweight: {job.training.max_epochs} epochs, eq. 3 with the positive term of class(es) "
+            f"{short(selection.classes)} weighted by H={job.subclass.per_class}")
+    result = train_phase("reweight", job.data, lambda: job.model.build(job.data, identity, loss),
+                         job.training.max_epochs, job.training)
+    epochs = {"phase1": phase1.epoch_test_acc if phase1 else [], "reweight": result.epoch_test_acc}
+    return job.results(identity, result, epochs, positive_weight=weights.tolist(),
+                       **phase1_keys(job, phase1, selection))
+
+
+RECIPES = {Method.baseline: baseline, Method.sdnn: sdnn, Method.reweight: reweight}
+PHASES = {Method.baseline: ("baseline",), Method.sdnn: ("phase1", "phase2"), Method.reweight: ("phase1", "reweight")}
+
+
+def phase1_keys(job: Job, phase1: Phase1Result | None, selection: Selection) -> dict[str, Any]:
+    """What results.json says of phase 1 and the selection (θ, its history, the figures)."""
+    extra: dict[str, Any] = {"selected_classes": selection.classes}
+    if phase1 is None:
+        return {**extra, "phase1": {"cached": False, "seconds": 0.0, "origin": "skipped (fixed subclass.classes)"}}
+    extra.update(theta=selection.theta, phase1=phase1.summary(selection.from_complete_window),
+                 theta_history=[{**w, "theta": nan_to_none(w["theta"])} for w in phase1.history])
+    if rank_zero_only.rank == 0 and job.observe.figures:
+        extra.update(phase1_figures(job.run_dir, phase1, selection, job.data.names()))
+    return extra
 
 
 def run_phase1(job: Job) -> Phase1Result:
@@ -164,20 +187,3 @@ def partition_once(job: Job, selection: Selection, phase1: Phase1Result | None) 
         torch.distributed.broadcast_object_list(shared, src=0)
         partition = data.partition_from_arrays(shared[0])
     return partition, settings
-
-
-def figures(job: Job, phase1: Phase1Result, selection: Selection) -> dict[str, Any]:
-    """Fig. 1, Fig. 2 and θ against the phase-1 network's per-class test error (Spearman's ρ)."""
-    theta = np.array([math.nan if t is None else t for t in selection.theta], dtype=float)
-    per_class = (phase1.test or {}).get("per_class_acc")  # multiclass only
-    error = 1.0 - np.asarray(per_class, dtype=float) if per_class else None
-    rho = spearman(theta, error) if error is not None else math.nan
-    if phase1.norms is not None and len(phase1.norms["steps"]):
-        atomic_savez(job.run_dir / "gradient_norms.npz", phase1.norms)
-    drawn = plot_phase1(job.run_dir, phase1.history, phase1.epoch_test_acc, phase1.norms, theta, error, rho,
-                        selection.classes, job.data.names())
-    out: dict[str, Any] = {"figures": {k: v.name for k, v in drawn.items()}}
-    if error is not None:
-        out["neglect_vs_error"] = {"spearman": None if math.isnan(rho) else rho,
-                                   "error_of": "phase-1 network, test split"}
-    return out

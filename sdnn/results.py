@@ -87,11 +87,14 @@ class Results:
     augmenter: str | None = None
     figures: dict[str, str] | None = None
     neglect_vs_error: dict[str, Any] | None = None
+    partition_quality: dict[str, Any] | None = None   # NMI / ARI against fine labels; None without them
+    positive_weight: list[float] | None = None        # method=reweight: eq. 3's weight of each class's positive term
 
     ORDER = ("method", "dataset", "model", "seed", "selected_classes", "theta", "theta_history", "phase1",
              "epoch_test_acc", "figures", "neglect_vs_error", "subclass_to_class", "test", "val", "train_seconds",
-             "subclass_sizes", "partition_seconds", "augmenter", "class_names", "config", "data_skipped")
-    ALWAYS = set(REQUIRED_KEYS) | {"val", "epoch_test_acc", "class_names", "data_skipped"}
+             "subclass_sizes", "partition_seconds", "partition_quality", "augmenter", "positive_weight",
+             "class_names", "config", "data_skipped")
+    ALWAYS = set(REQUIRED_KEYS) | {"val", "epoch_test_acc", "class_names", "data_skipped", "partition_quality"}
 
     def to_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.ORDER
@@ -146,6 +149,15 @@ def format_summary(results: Results) -> str:
                  f"   train time {results.train_seconds:.1f} s")
     if ranked and results.phase1 is not None:
         lines.append("most neglected (highest theta): " + ", ".join(class_names[i] for _, i in reversed(ranked[-3:])))
+    quality = results.partition_quality
+    if quality:
+        parts = ", ".join(f"{class_names[int(k)]} {v['nmi']:.2f}/{v['ari']:.2f}"
+                          for k, v in quality["per_class"].items())
+        lines.append(f"partition quality against the fine labels (NMI/ARI; 1 = the subclasses are the fine classes): "
+                     f"{parts}; mean NMI {quality['nmi']:.2f}")
+    if results.positive_weight:
+        lines.append("reweight: positive term of the selected classes weighted by "
+                     f"{max(results.positive_weight):g} (eq. 3, no split)")
     rho = (results.neglect_vs_error or {}).get("spearman")
     if rho is not None:
         lines.append(f"Spearman rank correlation of theta with the phase-1 network's per-class test error: {rho:+.2f}")

@@ -21,7 +21,7 @@ from sdnn.data.yt8m import YT8MData, YT8MStream
 from sdnn.errors import ConfigError
 from sdnn.lit.progress import Console
 from sdnn.lit.streams import StreamEpochs
-from sdnn.partition import Partitioner
+from sdnn.partition import Partitioner, partition_quality
 from sdnn.repartition import Partition, Repartition, VideoSubclasses, repartition, stream_repartition
 from sdnn.results import Selection
 from sdnn.subclass import build_subclass_to_class, subclass_targets
@@ -100,6 +100,10 @@ class SDNNData(pl.LightningDataModule):
     def subclass_to_class(self, partition: Partition) -> torch.Tensor:
         return build_subclass_to_class(self.num_classes, partition.subclasses_per_class())
 
+    def partition_quality(self, partition: Partition) -> dict[str, Any] | None:
+        """NMI / ARI of the subclasses against the fine labels (merged or coarse classes); None without them."""
+        return None
+
 
 def data_module(source: InMemoryDataset | YT8MData, loaded: TensorSplits | YT8MData, progress: bool = True) -> SDNNData:
     """The SDNNData of a loaded dataset: tensors in memory, or YouTube-8M's streams."""
@@ -165,6 +169,13 @@ class InMemoryData(SDNNData):
 
     def partition_from_arrays(self, arrays):
         return Repartition.from_arrays(arrays)
+
+    def partition_quality(self, partition: Repartition):
+        splits = self.splits
+        if splits.fine_train is None:
+            return None
+        return partition_quality(splits.y_train, partition.subclass_of_train, splits.fine_train, partition.classes,
+                                 splits.fine_names)
 
     def for_phase2(self, partition: Repartition) -> InMemoryData:
         x, y, numbers = partition.apply(self.splits.x_train, self.splits.y_train)

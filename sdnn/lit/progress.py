@@ -15,6 +15,7 @@ PHASE_TITLES = {
     "phase1": "phase 1: neglect scores",
     "phase2": "phase 2: subclass training",
     "baseline": "baseline",
+    "reweight": "reweight: eq. 3, selected classes × H",
 }
 
 
