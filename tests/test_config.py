@@ -62,7 +62,8 @@ def test_ranges_are_checked_when_the_settings_are_built(schema, values, key):
 
 def test_typed_settings_from_a_valid_configuration():
     settings = validate_config(compose_config(["subclass.classes=[5,3]", "checkpoint.resume=force",
-                                               "partitioner=median_split", "augmenter.lam=0.25"]))
+                                               "partitioner=median_split", "augmenter=auto",
+                                               "augmenter.lam=0.25"]))
     assert settings.subclass.classes == [3, 5] and settings.checkpoint.resume == "force"
     assert settings.partitioner.name == "median_split" and settings.partitioner.online
     assert settings.augmenter.lam == 0.25 and settings.augmenter.resolve(True).name == "sample_pairing"
@@ -85,7 +86,7 @@ def test_results_json_round_trips_through_the_schema(run_pipeline, tmp_path):
     assert "theta_history" not in baseline.to_json() and baseline.to_json()["theta"] is None
 
 
-@pytest.mark.parametrize("override", ["loss.name=ce", "partitioner.name=random", "augmenter.name=none",
+@pytest.mark.parametrize("override", ["loss.name=ce", "partitioner.name=random", "augmenter.name=sample_pairing",
                                       "model.name=wrn"])
 def test_a_label_set_to_another_option_is_an_error_not_a_mislabelled_run(override):
     group, label = override.split(".name=")

@@ -74,7 +74,7 @@ def test_softmax_loss_and_results_file(run_pipeline, tmp_path):
 def test_npz_layouts_and_backbones(run_pipeline, tmp_path, kind, model):
     path = write_npz(tmp_path / f"{kind}.npz", kind, with_val=True)
     results = run_pipeline(["dataset=npz", f"dataset.path={path}", f"model={model}", "dataset.batch_size=32",
-                            "trainer.max_epochs=8", "subclass.num_classes_to_repartition=1"])
+                            "trainer.max_epochs=8", "subclass.num_classes_to_repartition=1", "augmenter=auto"])
     assert len(results["theta"]) == 3 and len(results["selected_classes"]) == 1
     assert results["augmenter"] == ("extrapolation" if kind == "vectors" else "sample_pairing")
     assert results["test"]["acc"] > 0.5  # the toy problem is learnable in a few epochs

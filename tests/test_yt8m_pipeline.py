@@ -42,8 +42,8 @@ def yt8m_args(folder, *extra):
     return ["dataset=yt8m", f"dataset.train={folder}/train*.tfrecord", f"dataset.validate={folder}/validate*.tfrecord",
             f"dataset.num_classes={CLASSES}", "dataset.batch_size=32", "dataset.num_workers=0", "model=lr",
             "optim=adam", "optim.lr=0.01", "scheduler=exponential", "scheduler.gamma=0.95",
-            "partitioner=median_split", "subclass.num_classes_to_repartition=3", "observe.figures=false",
-            "observe.norms_every=0", *extra]
+            "partitioner=median_split", "augmenter=extrapolation", "subclass.num_classes_to_repartition=3",
+            "observe.figures=false", "observe.norms_every=0", *extra]
 
 
 def all_videos(folder, features="rgb_audio"):
