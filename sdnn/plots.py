@@ -300,3 +300,30 @@ def plot_paired_differences(diffs: dict[str, Sequence[float]], path: str | Path,
     ax.set_xlabel("SDNN − baseline, same seed (accuracy points)")
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_regime_map(diffs: dict[str, dict[str, Sequence[float]]], path: str | Path, scale: float = 100.0) -> Path:
+    """The regime map (``python -m sdnn.study map``): one panel per study (regime), one row per
+    variant: each seed's paired difference (a dot) and their mean ± std (a bar), zero dashed."""
+    regimes = list(diffs)
+    variants = list(dict.fromkeys(v for per in diffs.values() for v in per))
+    fig = _figure(2.6 * max(len(regimes), 1) + 1.6, 0.42 * max(len(variants), 2) + 1.4)
+    axes = np.atleast_1d(fig.subplots(1, max(len(regimes), 1), sharey=True))
+    for ax, regime in zip(axes, regimes):
+        for row, variant in enumerate(variants):
+            values = scale * np.asarray(diffs[regime].get(variant, []), dtype=float)
+            if not len(values):
+                continue
+            std = values.std(ddof=1) if len(values) > 1 else 0.0
+            colour = "tab:green" if values.mean() - std > 0 else ("tab:red" if values.mean() + std < 0 else "black")
+            ax.errorbar(values.mean(), row, xerr=std, fmt="s", color=colour, capsize=3, zorder=3)
+            ax.scatter(values, np.full(len(values), row), color="tab:blue", alpha=0.5, s=14, zorder=2)
+        ax.axvline(0.0, color="grey", lw=1, ls="--")
+        ax.set_title(regime, fontsize=9)
+        ax.set_xlabel("Δ test accuracy (points)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    axes[0].set_yticks(range(len(variants)), variants)
+    axes[0].invert_yaxis()
+    fig.suptitle("variant − baseline of the same seed, per regime (green: mean − std > 0, red: mean + std < 0)",
+                 fontsize=9)
+    return _save(fig, path)
