@@ -16,6 +16,7 @@ from sdnn.config import Method, Settings, instantiate_part, validate_config
 from sdnn.data.tensors import TensorSplits
 from sdnn.data.yt8m import YT8MData
 from sdnn.errors import ConfigError
+from sdnn.losses import LOSSES, has_subclass_form
 
 
 @dataclass
@@ -32,10 +33,12 @@ class Checked:
 
 
 def prepare(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = None) -> Checked:
-    """``validate_config`` (unless ``settings`` are given), the data read, and ``check_against_data``."""
+    """``validate_config`` (unless ``settings`` are given), ``check_loss``, the data read, and
+    ``check_against_data``."""
     settings = settings or validate_config(cfg)
+    loss = check_loss(cfg, settings)  # needs the class (torch) but not the data: fails before it is read
     source, loaded = load_data(cfg, run_dir)
-    return Checked(settings, source, loaded, *check_against_data(cfg, settings, loaded))
+    return Checked(settings, source, loaded, *check_against_data(cfg, settings, loaded, loss))
 
 
 def load_data(cfg: DictConfig, run_dir: str | Path):
@@ -56,11 +59,25 @@ def instantiate_class(target: str) -> type:
                           "is its package on PYTHONPATH?") from None
 
 
-def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits | YT8MData):
+def check_loss(cfg: DictConfig, settings: Settings):
+    """The ``loss`` group's instance; every method other than baseline needs its subclass form
+    (``for_subclasses``), so a loss without one (focal, poly1, ...) is an error naming the fix."""
+    loss = instantiate_part("loss", cfg.loss)
+    if settings.method != Method.baseline and not has_subclass_form(loss):
+        usable = "|".join(name for name, cls in LOSSES.items() if has_subclass_form(cls))
+        raise ConfigError(f"loss={cfg.loss.name} is a baseline loss: it has no subclass form (for_subclasses), which "
+                          f"method={settings.method} needs, as every method but baseline does (SDNN: phase 1 is eq. 3 "
+                          f"on sigmoid outputs, phase 2 the loss's subclass form, eq. 11); use method=baseline "
+                          f"loss={cfg.loss.name}, or loss={usable} with method={settings.method}")
+    return loss
+
+
+def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits | YT8MData, loss: Any = None):
     """What needs the data: class indices and counts, what streamed or multilabel data allows, the
     backbone against the input shape (built on the meta device: no memory, no compute). Returns the
-    loss, the augmenter for this data and the backbone factory (``input_shape`` → module)."""
-    loss = instantiate_part("loss", cfg.loss)
+    loss (``loss``, or :func:`check_loss`'s), the augmenter for this data and the backbone factory
+    (``input_shape`` → module)."""
+    loss = loss if loss is not None else check_loss(cfg, settings)
     augmenter = settings.augmenter.resolve(data.is_image)
     name, online = cfg.dataset.name, getattr(data, "streamed", False)
     c, sub = data.num_classes, settings.subclass
@@ -84,7 +101,8 @@ def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits |
             raise ConfigError(f"augmenter={augmenter.name} is for images; for dataset={name} use "
                               "augmenter=extrapolation (eq. 12) or none")
     if getattr(data, "multilabel", False) and not getattr(loss, "multilabel", False):
-        raise ConfigError(f"loss={cfg.loss.name}: dataset {name} is multilabel; use loss=bce (eq. 3 / eq. 11)")
+        raise ConfigError(f"loss={cfg.loss.name} takes one class per sample, but dataset {name} is multilabel; "
+                          "use loss=bce (eq. 3 / eq. 11)")
     return loss, augmenter, check_backbone(cfg.model, name, tuple(data.input_shape))
 
 

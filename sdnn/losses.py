@@ -1,17 +1,23 @@
-"""Losses: sigmoid cross-entropy (paper eq. 3), softmax cross-entropy, subclass CE (eq. 11).
+"""Losses: sigmoid cross-entropy (paper eq. 3), softmax cross-entropy, subclass CE (eq. 11), and
+the comparison losses of ``method=baseline`` (SPEC §7b: focal, Poly-1, encouraging, LDR-KL, label
+smoothing).
 
-All take logits and compute in the stable log-sigmoid form
-(``ln σ(h) = logsigmoid(h)``, ``ln(1 − σ(h)) = logsigmoid(−h)``). The ``loss`` config group's
-``_target_`` is a class loss; ``for_subclasses`` gives its phase-2 form over the S subclass units.
+All take logits and compute in the stable log-sigmoid or log-softmax form
+(``ln σ(h) = logsigmoid(h)``, ``ln(1 − σ(h)) = logsigmoid(−h)``, ``ln p = log_softmax(h)``). The
+``loss`` config group's ``_target_`` is a class loss; ``for_subclasses`` gives its phase-2 form over
+the S subclass units. The comparison losses have no subclass form: they train the baseline only.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SigmoidCrossEntropy", "SoftmaxCrossEntropy", "SubclassBCELoss", "build_loss"]
+__all__ = ["SigmoidCrossEntropy", "SoftmaxCrossEntropy", "SubclassBCELoss", "FocalLoss", "Poly1CrossEntropy",
+           "EncouragingLoss", "LDRKLLoss", "LabelSmoothingCrossEntropy", "build_loss"]
 
 
 def _is_index_target(targets: Tensor) -> bool:
@@ -107,7 +113,128 @@ class SubclassBCELoss(nn.Module):
         return loss / logits.shape[0]
 
 
-LOSSES: dict[str, type[nn.Module]] = {"bce": SigmoidCrossEntropy, "ce": SoftmaxCrossEntropy}
+# --------------------------------------------------------------------------- comparison losses (SPEC §7b)
+
+def _hyperparameter(name: str, value, ok, rule: str) -> float:
+    """``value`` as a float, or a ``ValueError`` ``"<name>=<value> <rule>"`` (which ``sdnn.config`` reports
+    as ``loss.<name>=...``) when it is not a finite number or ``ok`` rejects it."""
+    try:
+        number = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or not ok(number):
+        raise ValueError(f"{name}={value!r} {rule}")
+    return number
+
+
+def _log_p_true(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """(ln p_t, ln(1 − p_t)) of the softmax, both from logsumexps: exact where p_t rounds to 1."""
+    total = torch.logsumexp(logits, 1)
+    true = F.one_hot(targets, logits.shape[1]).bool()
+    others = torch.logsumexp(logits.masked_fill(true, -math.inf), 1)
+    return logits.gather(1, targets[:, None]).squeeze(1) - total, others - total
+
+
+class _SoftmaxClassLoss(nn.Module):
+    """A loss on the softmax over c classes: one class index per sample, the batch mean of ``per_sample``.
+    No ``for_subclasses``: ``method=baseline`` only (phase 1 of SDNN is eq. 3, phase 2 eq. 11)."""
+
+    multilabel = False
+
+    def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if not _is_index_target(targets):
+            raise ValueError(f"{type(self).__name__} needs one class index per sample (multiclass data); "
+                             "use loss=bce for multilabel data")
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()
+        return self.per_sample(logits, targets).mean()
+
+
+class FocalLoss(_SoftmaxClassLoss):
+    """Focal loss (Lin et al. 2017), softmax form: −(1 − p_t)^γ ln p_t; γ = 0 is cross-entropy."""
+
+    def __init__(self, gamma: float = 2.0):
+        super().__init__()
+        self.gamma = _hyperparameter("gamma", gamma, lambda g: g >= 0,
+                                     "must be a number >= 0 (0 = plain cross-entropy)")
+
+    def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
+        log_p, log_rest = _log_p_true(logits, targets)
+        return -torch.exp(self.gamma * log_rest) * log_p  # (1 − p_t)^γ as exp(γ ln(1 − p_t)): finite gradients
+
+
+class Poly1CrossEntropy(_SoftmaxClassLoss):
+    """Poly-1 loss (Leng et al. 2022): −ln p_t + ε (1 − p_t); ε = 0 is cross-entropy."""
+
+    def __init__(self, epsilon: float = 1.0):
+        super().__init__()
+        self.epsilon = _hyperparameter("epsilon", epsilon, lambda e: e >= -1,
+                                       "must be a number >= -1 (below it the loss rises again as p_t -> 1)")
+
+    def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
+        log_p, log_rest = _log_p_true(logits, targets)
+        return -log_p + self.epsilon * log_rest.exp()
+
+
+class EncouragingLoss(_SoftmaxClassLoss):
+    """Encouraging loss (Zhao et al. 2022): −ln p_t + b(p_t), b(p) = ln max(1 − p, 1e-5) up to ``log_end``
+    and its tangent at ``log_end`` above it; ``log_end=1`` is the plain bonus."""
+
+    def __init__(self, log_end: float = 0.75):
+        super().__init__()
+        self.log_end = _hyperparameter("log_end", log_end, lambda e: 0 < e <= 1,
+                                       "must be a number in (0, 1]: where the bonus ln(1 - p) turns into its tangent "
+                                       "(1 = the plain bonus)")
+
+    def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
+        log_p = F.log_softmax(logits, 1).gather(1, targets[:, None]).squeeze(1)
+        p, end = log_p.exp(), self.log_end
+        bonus = torch.log(torch.clamp(1 - p, min=1e-5))
+        if end < 1:
+            bonus = torch.where(p > end, (p - end) / (end - 1) + math.log(1 - end), bonus)
+        return -log_p + bonus
+
+
+class LDRKLLoss(_SoftmaxClassLoss):
+    """LDR-KL loss (Zhu et al. 2023): λ ln((1/c) Σ_k exp((margin·[k≠y] + h_k − h_y)/λ)) on the logits h."""
+
+    def __init__(self, lam: float = 1.0, margin: float = 1.0):
+        super().__init__()
+        self.lam = _hyperparameter("lam", lam, lambda v: v > 0, "must be a number > 0 (the KL regulariser's weight λ; "
+                                   "small λ tends to the max-margin hinge)")
+        self.margin = _hyperparameter("margin", margin, lambda v: v >= 0, "must be a number >= 0")
+
+    def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
+        other = 1 - F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+        z = (self.margin * other + logits - logits.gather(1, targets[:, None])) / self.lam
+        return self.lam * (torch.logsumexp(z, 1) - math.log(logits.shape[1]))
+
+
+class LabelSmoothingCrossEntropy(_SoftmaxClassLoss):
+    """Label smoothing (Szegedy et al. 2016): (1 − s)(−ln p_t) + s · mean_k(−ln p_k)."""
+
+    def __init__(self, smoothing: float = 0.1):
+        super().__init__()
+        self.smoothing = _hyperparameter("smoothing", smoothing, lambda v: 0 <= v < 1,
+                                         "must be a number in [0, 1): the share of the target spread over all classes")
+
+    def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
+        log_p = F.log_softmax(logits, 1)
+        s = self.smoothing
+        return -(1 - s) * log_p.gather(1, targets[:, None]).squeeze(1) - s * log_p.mean(1)
+
+
+LOSSES: dict[str, type[nn.Module]] = {"bce": SigmoidCrossEntropy, "ce": SoftmaxCrossEntropy, "focal": FocalLoss,
+                                      "poly1": Poly1CrossEntropy, "encouraging": EncouragingLoss,
+                                      "ldr_kl": LDRKLLoss, "label_smoothing": LabelSmoothingCrossEntropy}
+
+
+def has_subclass_form(loss: nn.Module | type) -> bool:
+    """Whether a loss (or loss class) has ``for_subclasses``: what every method other than baseline needs."""
+    return callable(getattr(loss, "for_subclasses", None))
 
 
 def build_loss(name: str, subclass_to_class: Tensor | None = None, sibling_weight: float = 1.0) -> nn.Module:
@@ -115,4 +242,8 @@ def build_loss(name: str, subclass_to_class: Tensor | None = None, sibling_weigh
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")
     loss = LOSSES[name]()
-    return loss if subclass_to_class is None else loss.for_subclasses(subclass_to_class, sibling_weight)
+    if subclass_to_class is None:
+        return loss
+    if not has_subclass_form(loss):
+        raise ValueError(f"loss {name!r} has no subclass form (method=baseline only)")
+    return loss.for_subclasses(subclass_to_class, sibling_weight)

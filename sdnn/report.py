@@ -3,7 +3,8 @@
 Every run writes ``results.json`` (SPEC §7) into its own folder; this module collects them
 (recursively), groups the runs by method and the swept settings, and reports per group the
 mean ± sample std over seeds of the test metrics, the paired difference to the baseline with the
-same seed (the comparison of the paper's Tables 1 and 2), and the training time. It writes
+same seed (the comparison of the paper's Tables 1 and 2; a baseline trained with another loss,
+e.g. ``loss=focal``, is compared with the plain baseline, ``loss=bce``), and the training time. It writes
 ``report.md``, ``report.csv`` and, when a numeric setting was swept, ``report.png``
 (:func:`sdnn.plots.plot_sweep`). Nothing here imports torch, Lightning or Hydra.
 """
@@ -40,6 +41,7 @@ SDNN_SETTINGS = {
 }
 SWEEP_KEYS = ("dataset", "model", *SHARED_SETTINGS, *SDNN_SETTINGS)
 PAIR_KEYS = ("dataset", "model", *SHARED_SETTINGS)  # a baseline is paired on these and the seed
+PLAIN_LOSS = "bce"  # the plain baseline's loss (eq. 3): a baseline with another loss is compared with it
 PREFERRED_X = "num_classes_to_repartition"
 BASELINE = "baseline"
 
@@ -132,7 +134,8 @@ def summarize(rows: list[dict], by: Sequence[str] | None = None) -> list[dict[st
     Per group: n (distinct seeds; repeated runs of a seed are averaged first), runs, seeds,
     ``<metric>_mean/_std/_min/_max`` (std with ddof=1, 0.0 for one seed), train_seconds_mean, and
     ``delta_vs_baseline``: the mean over seeds of (metric − the baseline's metric with the same seed,
-    dataset, model, loss and max_epochs), None where no such baseline exists or for the baseline itself.
+    dataset, model, loss and max_epochs; for a baseline of another loss, the plain baseline's, ``loss=bce``),
+    None where no such baseline exists or for the plain baseline itself.
     """
     by = list(by) if by else ["method", *swept_keys(rows)]
     known = set().union(*(row.keys() for row in rows))
@@ -170,12 +173,24 @@ def summarize(rows: list[dict], by: Sequence[str] | None = None) -> list[dict[st
     return summary
 
 
+def _is_plain_baseline(row: dict) -> bool:
+    return row["method"] == BASELINE and row.get("loss") in (PLAIN_LOSS, None)
+
+
+def _pair(row: dict) -> tuple:
+    """The key of the baseline ``row`` is compared with: same settings and seed; the plain loss for a baseline."""
+    values = {k: _hashable(row.get(k)) for k in PAIR_KEYS}
+    if row["method"] == BASELINE:
+        values["loss"] = PLAIN_LOSS
+    return (*values.values(), row["seed"])
+
+
 def _delta(members: list[dict], metric: str, baseline: dict[tuple, list[float]]) -> float | None:
-    if all(row["method"] == BASELINE for row in members):
+    if all(_is_plain_baseline(row) for row in members):
         return None
     differences: dict[Any, list[float]] = {}
     for row in members:
-        pair = baseline.get((*(_hashable(row.get(k)) for k in PAIR_KEYS), row["seed"]))
+        pair = baseline.get(_pair(row))
         if pair and row.get(metric) is not None:
             differences.setdefault(row["seed"], []).append(float(row[metric]) - float(np.mean(pair)))
     if not differences:

@@ -19,9 +19,10 @@ BASELINE_ACC = {0: 0.801, 1: 0.815, 2: 0.797}
 SDNN_ACC = {1: {0: 0.812, 1: 0.820, 2: 0.805}, 3: {0: 0.830, 1: 0.818, 2: 0.826}}  # k -> seed -> acc
 
 
-def fake_results(method: str, seed: int, acc: float, k: int = 2, partitioner: str = "kmeans") -> dict:
+def fake_results(method: str, seed: int, acc: float, k: int = 2, partitioner: str = "kmeans",
+                 loss: str = "bce") -> dict:
     config = {"method": method, "seed": seed, "dataset": {"name": "digits"}, "model": {"name": "cnn"},
-              "loss": {"name": "bce"}, "partitioner": {"name": partitioner, "space": "input"},
+              "loss": {"name": loss}, "partitioner": {"name": partitioner, "space": "input"},
               "augmenter": {"name": "auto", "lam": 0.5}, "trainer": {"max_epochs": 30},
               "phase1": {"epochs": 5, "tau": None},
               "subclass": {"num_classes_to_repartition": k, "classes": None, "per_class": 2, "sibling_weight": 1.0}}
@@ -92,6 +93,32 @@ def test_single_seed_std_is_zero_and_unpaired_delta_is_none(multirun):
     assert groups["baseline", None]["n"] == 1 and groups["baseline", None]["acc_std"] == 0.0
     no_baseline = summarize([r for r in rows if r["method"] == "sdnn"], by=["method"])
     assert no_baseline[0]["delta_vs_baseline"] is None and no_baseline[0]["n"] == 3 and no_baseline[0]["runs"] == 6
+
+
+def test_each_loss_is_a_row_and_a_baseline_of_another_loss_is_compared_with_the_plain_one(tmp_path):
+    """``python run.py -m method=baseline loss=bce,focal,poly1 seed=0,1,2``; SDNN stays paired with its own loss."""
+    acc = {"bce": BASELINE_ACC, "focal": {0: 0.811, 1: 0.809, 2: 0.803}, "poly1": {0: 0.790, 1: 0.821, 2: 0.800}}
+    root = tmp_path / "multirun"
+    runs = [("baseline", loss, seed, acc[loss][seed]) for loss in acc for seed in SEEDS]
+    runs += [("sdnn", "bce", seed, SDNN_ACC[1][seed]) for seed in SEEDS]
+    for job, (method, loss, seed, value) in enumerate(runs):
+        (root / str(job)).mkdir(parents=True)
+        (root / str(job) / "results.json").write_text(json.dumps(fake_results(method, seed, value, 1, loss=loss)))
+    summary = summarize(collect_runs(root))
+    groups = {(e["method"], e["loss"]): e for e in summary}
+    assert list(summary[0])[:2] == ["method", "loss"] and len(summary) == 4
+    assert groups["baseline", "bce"]["delta_vs_baseline"] is None
+    base = np.array([BASELINE_ACC[s] for s in SEEDS])
+    for loss in ("focal", "poly1"):
+        values = np.array([acc[loss][s] for s in SEEDS])
+        assert groups["baseline", loss]["acc_mean"] == pytest.approx(values.mean())
+        assert groups["baseline", loss]["delta_vs_baseline"] == pytest.approx((values - base).mean())
+    sdnn = np.array([SDNN_ACC[1][s] for s in SEEDS])
+    assert groups["sdnn", "bce"]["delta_vs_baseline"] == pytest.approx((sdnn - base).mean())
+    markdown = format_markdown(summary)
+    focal = np.array([acc["focal"][s] for s in SEEDS])
+    assert f"| baseline | focal | 3 | 0 1 2 | {100 * focal.mean():.2f}" in markdown
+    assert f"{100 * (focal - base).mean():+.2f}" in markdown
 
 
 def test_unknown_by_key(multirun):
