@@ -63,6 +63,9 @@ def check_loss(cfg: DictConfig, settings: Settings):
     """The ``loss`` group's instance; every method other than baseline needs its subclass form
     (``for_subclasses``), so a loss without one (focal, poly1, ...) is an error naming the fix."""
     loss = instantiate_part("loss", cfg.loss)
+    if settings.method == Method.reweight and not hasattr(loss, "reweighted"):
+        raise ConfigError(f"method=reweight weights the positive term of eq. 3 (the sigmoid CE): use loss=bce, "
+                          f"not loss={cfg.loss.name}")
     if settings.method != Method.baseline and not has_subclass_form(loss):
         usable = "|".join(name for name, cls in LOSSES.items() if has_subclass_form(cls))
         raise ConfigError(f"loss={cfg.loss.name} is a baseline loss: it has no subclass form (for_subclasses), which "
@@ -81,9 +84,6 @@ def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits |
     augmenter = settings.augmenter.resolve(data.is_image)
     name, online = cfg.dataset.name, getattr(data, "streamed", False)
     c, sub = data.num_classes, settings.subclass
-    if settings.method == Method.reweight and not hasattr(loss, "reweighted"):
-        raise ConfigError(f"method=reweight weights the positive term of eq. 3 (the sigmoid CE): use loss=bce, "
-                          f"not loss={cfg.loss.name}")
     if settings.method in (Method.sdnn, Method.reweight):
         if sub.classes is not None:
             unknown = [k for k in sub.classes if not 0 <= k < c]
