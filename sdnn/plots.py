@@ -302,14 +302,22 @@ def plot_paired_differences(diffs: dict[str, Sequence[float]], path: str | Path,
     return _save(fig, path)
 
 
-def plot_regime_map(diffs: dict[str, dict[str, Sequence[float]]], path: str | Path, scale: float = 100.0) -> Path:
-    """The regime map (``python -m sdnn.study map``): one panel per study (regime), one row per
-    variant: each seed's paired difference (a dot) and their mean ± std (a bar), zero dashed."""
+def plot_regime_map(diffs: dict[str, dict[str, Sequence[float]]], path: str | Path, scale: float = 100.0,
+                    columns: int = 4) -> Path:
+    """The regime map (``python -m sdnn.study map``): one panel per study (regime), ``columns`` a row,
+    one row per variant: each seed's paired difference (a dot) and their mean ± std (a bar), zero
+    dashed; one accuracy scale for all panels, so sizes compare."""
     regimes = list(diffs)
     variants = list(dict.fromkeys(v for per in diffs.values() for v in per))
-    fig = _figure(2.6 * max(len(regimes), 1) + 1.6, 0.42 * max(len(variants), 2) + 1.4)
-    axes = np.atleast_1d(fig.subplots(1, max(len(regimes), 1), sharey=True))
-    for ax, regime in zip(axes, regimes):
+    columns = max(1, min(columns, len(regimes)))
+    rows = max(1, math.ceil(len(regimes) / columns))
+    fig = _figure(3.0 * columns + 1.6, rows * (0.42 * max(len(variants), 2) + 1.0) + 0.6)
+    axes = np.atleast_2d(fig.subplots(rows, columns, sharey=True, sharex=True, squeeze=False))
+    for index, ax in enumerate(axes.flat):
+        if index >= len(regimes):
+            ax.set_visible(False)
+            continue
+        regime = regimes[index]
         for row, variant in enumerate(variants):
             values = scale * np.asarray(diffs[regime].get(variant, []), dtype=float)
             if not len(values):
@@ -320,10 +328,12 @@ def plot_regime_map(diffs: dict[str, dict[str, Sequence[float]]], path: str | Pa
             ax.scatter(values, np.full(len(values), row), color="tab:blue", alpha=0.5, s=14, zorder=2)
         ax.axvline(0.0, color="grey", lw=1, ls="--")
         ax.set_title(regime, fontsize=9)
-        ax.set_xlabel("Δ test accuracy (points)", fontsize=8)
         ax.tick_params(labelsize=8)
-    axes[0].set_yticks(range(len(variants)), variants)
-    axes[0].invert_yaxis()
+        if index >= len(regimes) - columns:
+            ax.set_xlabel("Δ test accuracy (points)", fontsize=8)
+        ax.tick_params(axis="x", labelbottom=True)
+    axes[0, 0].set_yticks(range(len(variants)), variants)
+    axes[0, 0].invert_yaxis()
     fig.suptitle("variant − baseline of the same seed, per regime (green: mean − std > 0, red: mean + std < 0)",
                  fontsize=9)
     return _save(fig, path)

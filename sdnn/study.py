@@ -347,6 +347,10 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 # ----------------------------------------------------------------------------- several studies: the regime map
 
 MAP_VARIANTS = ("main", "partitioner=median_split", "partitioner=random", "reweight", "augmenter=sample_pairing")
+# How the regime studies' variants read in the map's figure.
+MAP_LABELS = {"main": "SDNN, k-means", "partitioner=median_split": "SDNN, Algorithm 1",
+              "partitioner=random": "random split (control)", "reweight": "reweight (control)",
+              "augmenter=sample_pairing": "k-means + SamplePairing"}
 
 
 def _cell(v: dict[str, Any] | None) -> str:
@@ -388,7 +392,7 @@ def write_map(folders: Sequence[Path], out: Path, variants: Sequence[str] = MAP_
     text = format_map(reports, variants)
     (out / "map.md").write_text(text)
     atomic_write_json(out / "map.json", {"variants": list(variants), "studies": reports})
-    diffs = {r.get("regime") or r["study"]: {v: ((r["variants"].get(v) or {}).get("test") or {})
+    diffs = {r.get("regime") or r["study"]: {MAP_LABELS.get(v, v): ((r["variants"].get(v) or {}).get("test") or {})
                                              .get("diff_per_seed", []) for v in variants} for r in reports}
     plot_regime_map(diffs, out / "map.png")
     print(text)
