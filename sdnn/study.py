@@ -89,8 +89,9 @@ def _ablations(k_values: Sequence[int], long_schedule: tuple[str, ...]) -> dict[
 _QUIET = ("logger=none", "trainer.enable_progress_bar=false", "checkpoint.every_n_epochs=0",
           "observe.figures=false", "observe.norms_every=0", "observe.per_class_test_acc=false")
 
-# The loss functions of the classification-loss literature, as baselines beside SDNN (SPEC §7b).
-LOSSES = ("focal", "poly1", "encouraging", "ldr_kl", "label_smoothing")
+# The loss functions of the classification-loss literature, as baselines beside SDNN (SPEC §7b), and the
+# softmax cross-entropy they modify (the plain baseline is the sigmoid CE, eq. 3).
+LOSSES = ("ce", "focal", "poly1", "encouraging", "ldr_kl", "label_smoothing")
 
 
 def _losses() -> dict[str, Variant]:
