@@ -139,7 +139,7 @@ STUDIES: dict[str, Study] = {
         variants={"main": Variant(), "augmenter=none": Variant(("augmenter=none",)),
                   "reweight": Variant(("augmenter=none",), method="reweight")},
         about=f"{CIFAR_ABOUT}, small CNN 32-64, 2 + 6 epochs (CPU scale), the paper's recipe (SamplePairing) as main",
-        regime="CIFAR-10, 10 classes × small CNN"),
+        regime="CIFAR-10, 10 classes × small CNN (paper recipe)"),
     # Regimes (SPEC §8): class structure (original classes | two merged a class) × model capacity.
     "digits_lr": Study(base=(*DIGITS, "model=lr"), seeds=(0, 1, 2, 3, 4), variants=_regime_variants(),
                        about=f"{DIGITS_ABOUT}; logistic regression; 10 original classes",
@@ -161,6 +161,9 @@ STUDIES: dict[str, Study] = {
                                about=f"{CIFAR_ABOUT}; logistic regression on the pixels, 5 + 20 epochs; 5 classes "
                                      "of two (airplane+automobile, bird+cat, deer+dog, frog+horse, ship+truck)",
                                regime="CIFAR-10 merged 2→1 × LR"),
+    "cifar10_cnn": Study(base=(*CIFAR10, *SMALL_CNN), seeds=(0, 1, 2), variants=_regime_variants(),
+                         about=f"{CIFAR_ABOUT}; small CNN 32-64, 2 + 6 epochs; 10 original classes (the `cifar10` "
+                               "study without SamplePairing as main)", regime="CIFAR-10, 10 classes × small CNN"),
     "cifar10_lr": Study(base=(*CIFAR10, *PIXEL_LR), seeds=(0, 1, 2), variants=_regime_variants(),
                         about=f"{CIFAR_ABOUT}; logistic regression on the pixels, 5 + 20 epochs; 10 original classes",
                         regime="CIFAR-10, 10 classes × LR"),
