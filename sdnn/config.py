@@ -33,6 +33,7 @@ class Method(str, enum.Enum):
     sdnn = "sdnn"
     baseline = "baseline"
     reweight = "reweight"   # control: SDNN's selection, no split, the selected classes' positive term × H
+    class2str = "class2str"  # the latent-hierarchy classifier of Class2Str (Saha et al., ICPR 2018)
 
     def __str__(self) -> str:
         return self.value
@@ -134,6 +135,51 @@ class PerformanceConfig:
     compile_backend: str = "inductor"
 
 
+def shortest_code_length(num_classes: int) -> int:
+    """⌈log2 c⌉: the fewest bits that give c classes distinct strings (at least 1)."""
+    return max(1, (int(num_classes) - 1).bit_length())
+
+
+@dataclass
+class Class2StrConfig:
+    """``method=class2str``: the latent-hierarchy classifier and its loss (sdnn/class2str.py)."""
+
+    w_c: float = 4.0
+    w_i: float = 100.0
+    w_l2: float = 0.1
+    code_length: Optional[int] = None
+    rnn_hidden: list[int] = field(default_factory=lambda: [100, 20, 100])
+    mapping_hidden: int = 500
+    end_to_end: bool = True
+    optimizer: str = "adam"
+    lr: float = 1e-3
+
+    def __post_init__(self):
+        for key in ("w_c", "w_i", "w_l2"):
+            value = getattr(self, key)
+            require(math.isfinite(value) and value >= 0, f"class2str.{key}", value,
+                    "must be a finite number >= 0 (a weight of the Class2Str loss)")
+        require(self.code_length is None or self.code_length >= 1, "class2str.code_length", self.code_length,
+                "must be null (⌈log2 c⌉) or an integer >= 1")
+        require(bool(self.rnn_hidden) and min(self.rnn_hidden) >= 1, "class2str.rnn_hidden", list(self.rnn_hidden),
+                "must be a non-empty list of LSTM sizes >= 1, e.g. [100,20,100]")
+        require(self.mapping_hidden >= 1, "class2str.mapping_hidden", self.mapping_hidden, "must be an integer >= 1")
+        require(self.optimizer in ("adam", "run"), "class2str.optimizer", self.optimizer,
+                "is not an option; choose adam (stage 2 with Adam at class2str.lr, as the authors) or run (the "
+                "run's optim group)")
+        require(math.isfinite(self.lr) and self.lr > 0, "class2str.lr", self.lr, "must be a positive number")
+
+    def code_length_for(self, num_classes: int) -> int:
+        """The code length for ``num_classes`` classes; a ``ConfigError`` if too short for them."""
+        shortest = shortest_code_length(num_classes)
+        if self.code_length is None:
+            return shortest
+        require(self.code_length >= shortest, "class2str.code_length", self.code_length,
+                f"is too short for {num_classes} classes (2^{self.code_length} = {2 ** self.code_length} strings); "
+                f"use >= {shortest} or null (⌈log2 c⌉)")
+        return self.code_length
+
+
 @dataclass
 class RunConfig:
     """The whole configuration: the plain keys typed, the picked groups (``_target_`` nodes) as they are."""
@@ -145,6 +191,7 @@ class RunConfig:
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    class2str: Class2StrConfig = field(default_factory=Class2StrConfig)
     dataset: Any = MISSING
     model: Any = MISSING
     loss: Any = MISSING
@@ -317,6 +364,7 @@ class Settings:
     performance: PerformanceConfig
     partitioner: Any
     augmenter: Any
+    class2str: Class2StrConfig = field(default_factory=Class2StrConfig)
 
 
 def instantiate_part(group: str, node: DictConfig, keep_name: bool = False, **kwargs):
@@ -374,7 +422,8 @@ def validate_config(cfg: DictConfig) -> Settings:
     require(0 <= seed < SEED_LIMIT, "seed", seed, f"must be an integer in 0..{SEED_LIMIT - 1} (numpy's seed range)")
     plain = {name: typed(schema, cfg.get(name), name)
              for name, schema in (("phase1", Phase1Config), ("subclass", SubclassConfig), ("observe", ObserveConfig),
-                                  ("checkpoint", CheckpointConfig), ("performance", PerformanceConfig))}
+                                  ("checkpoint", CheckpointConfig), ("performance", PerformanceConfig),
+                                  ("class2str", Class2StrConfig))}
     dataset = cfg.dataset
     typed(DatasetKeys, dataset, "dataset")
     if "augment" in dataset:
