@@ -1,4 +1,5 @@
-"""One LightningModule for every backbone: backbone → penultimate features → linear head."""
+"""One LightningModule for every backbone: backbone → penultimate features → head (linear, or another
+classifier such as Class2Str's latent-hierarchy classifier)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sdnn.subclass import class_predictions, class_scores
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]      # params → optimizer (``optim`` group, _partial_)
 SchedulerFactory = Callable[..., Any]                         # optimizer → per-epoch scheduler (``scheduler`` group)
+HeadFactory = Callable[[int, int], nn.Module]                 # (in_features, num_classes) → head of (n, c) scores
 
 
 class SDNNModule(pl.LightningModule):
@@ -29,16 +31,20 @@ class SDNNModule(pl.LightningModule):
     YouTube-8M metrics Hit@1, PERR, mAP and GAP@20 (SPEC §6), which keep O(videos × 20) state and
     are summed or gathered across DDP ranks. ``training_step`` hands the detached features, logits
     and targets to callbacks (the NeglectCallback uses them).
+
+    ``head``: a classifier of its own in place of the linear layer (its outputs are the logits); a
+    loss with ``uses_head`` is called as ``loss(logits, targets, head)`` (the Class2Str loss).
     """
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, subclass_to_class: Tensor, num_classes: int,
                  optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None,
-                 inputs: InputPipeline | None = None, channels_last: bool = False, multilabel: bool = False):
+                 inputs: InputPipeline | None = None, channels_last: bool = False, multilabel: bool = False,
+                 head: nn.Module | None = None):
         super().__init__()
         self.inputs = inputs if inputs is not None else InputPipeline()
         self.channels_last = channels_last
         self.backbone = backbone
-        self.head = nn.Linear(backbone.out_features, len(subclass_to_class))
+        self.head = head if head is not None else nn.Linear(backbone.out_features, len(subclass_to_class))
         self.loss_fn = loss
         self.register_buffer("subclass_to_class", torch.as_tensor(subclass_to_class, dtype=torch.long))
         self.num_classes = num_classes
@@ -71,7 +77,8 @@ class SDNNModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, targets = batch
         features, logits = self(x)
-        loss = self.loss_fn(logits, targets)
+        extra = (self.head,) if getattr(self.loss_fn, "uses_head", False) else ()
+        loss = self.loss_fn(logits, targets, *extra)
         # Not prog_bar: Lightning turns progress-bar metrics into Python floats after every step, a host
         # sync per step (docs/benchmarks.md, GPU); PhaseProgressBar reads the loss every log_every_n_steps.
         self.log("train/loss", loss)
@@ -141,14 +148,18 @@ class ModelSpec:
                                   if k.startswith("backbone.")})
         return backbone
 
-    def build(self, data, subclass_to_class: Tensor, loss: nn.Module) -> SDNNModule:
-        """A fresh SDNNModule with ``len(subclass_to_class)`` output units for ``data`` (an SDNNData)."""
-        backbone = self.build_backbone(data.input_shape)
+    def build(self, data, subclass_to_class: Tensor, loss: nn.Module, head: HeadFactory | None = None,
+              backbone_state: dict[str, Tensor] | None = None) -> SDNNModule:
+        """A fresh SDNNModule with ``len(subclass_to_class)`` output units for ``data`` (an SDNNData);
+        ``head``: another classifier than the linear layer; ``backbone_state``: start from these weights."""
+        backbone = (self.build_backbone(data.input_shape) if backbone_state is None
+                    else self.trained_backbone(data.input_shape, backbone_state))
         if self.compile:
             backbone.compile(backend=self.compile_backend)  # in place: state_dict keys stay the same
         return SDNNModule(backbone, loss, subclass_to_class, data.num_classes, self.optimizer, self.scheduler,
                           data.input_pipeline(), channels_last=self.channels_last and data.is_image,
-                          multilabel=data.multilabel)
+                          multilabel=data.multilabel,
+                          head=None if head is None else head(backbone.out_features, data.num_classes))
 
 
 def embedder(inputs: InputPipeline, backbone: nn.Module | None = None) -> Callable[[Tensor], Tensor]:
