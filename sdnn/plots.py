@@ -5,6 +5,7 @@
 - Fig. 2: the lengths of the gradient parts δ_i, δ̂_i, δ̃_i over steps (:func:`plot_gradient_norms`).
 - θ against the per-class test error, with Spearman's ρ (:func:`plot_neglect_vs_error`).
 - Test accuracy against a swept setting (:func:`plot_sweep`, used by ``sdnn.report``).
+- Class2Str's latent hierarchy: the binary tree of the classes' codes (:func:`plot_hierarchy_tree`).
 
 Every function takes plain numpy data, draws on its own ``Figure`` with the non-interactive Agg
 canvas (never pyplot: no window opens, no global backend is switched, nothing stays open), writes
@@ -336,4 +337,60 @@ def plot_regime_map(diffs: dict[str, dict[str, Sequence[float]]], path: str | Pa
     axes[0, 0].invert_yaxis()
     fig.suptitle("variant − baseline of the same seed, per regime (green: mean − std > 0, red: mean + std < 0)",
                  fontsize=9)
+    return _save(fig, path)
+
+
+def plot_hierarchy_tree(codes: Sequence[str], class_names: Sequence[str], path: str | Path) -> Path:
+    """Class2Str's latent hierarchy: the binary tree of the classes' codes (``method=class2str``).
+
+    Root on the left, one column per bit; a node is a prefix that some class's code starts with, its
+    branches are labelled by the next bit, and each leaf (a full code) names its classes. Classes
+    that share a code (a collision) are named together on one leaf, in red.
+    """
+    if len(codes) != len(class_names):
+        raise ValueError(f"{len(codes)} codes for {len(class_names)} class names")
+    length = max((len(code) for code in codes), default=0)
+    by_code: dict[str, list[str]] = {}
+    for code, name in zip(codes, class_names):
+        by_code.setdefault(code, []).append(str(name))
+    leaves = sorted(by_code)
+    row = {code: k for k, code in enumerate(leaves)}
+    # Every prefix's rows (its leaves), hence its y: the middle of its first and last leaf.
+    span: dict[str, list[int]] = {}
+    for code in leaves:
+        for depth in range(len(code) + 1):
+            span.setdefault(code[:depth], []).append(row[code])
+    y = {prefix: (min(rows) + max(rows)) / 2 for prefix, rows in span.items()}
+    many = len(leaves) > 30  # then the branches are not labelled: 0 is always the upper branch, 1 the lower
+    font = 7.5 if many else 9
+    fig = _figure(1.1 * length + 3.4, max(2.5, (0.19 if many else 0.3) * len(leaves) + 1.0))
+    ax = fig.subplots()
+    for prefix in sorted(span, key=len):
+        depth = len(prefix)
+        children = [prefix + bit for bit in "01" if prefix + bit in span]
+        if not children:
+            continue
+        ys = [y[child] for child in children]
+        ax.plot([depth, depth], [min(ys + [y[prefix]]), max(ys + [y[prefix]])], color="0.35", lw=1)
+        for child, bit in zip(children, (child[-1] for child in children)):
+            ax.plot([depth, depth + 1], [y[child], y[child]], color="0.35", lw=1)
+            if not many:
+                ax.text(depth + 0.5, y[child], bit, fontsize=font - 1, color="tab:blue", ha="center", va="bottom")
+        ax.plot(depth, y[prefix], "o", color="0.2", ms=2.5)
+    for code in leaves:
+        names = by_code[code]
+        collided = len(names) > 1
+        ax.text(len(code) + 0.12, row[code], f"{code}  {', '.join(names)}", fontsize=font, va="center",
+                color="tab:red" if collided else "black", fontweight="bold" if collided else "normal")
+    ax.set_xlim(-0.2, length + 2.4)
+    ax.set_ylim(len(leaves) - 0.5, -0.7)
+    ax.set_xticks([k + 0.5 for k in range(length)], [f"bit {k + 1}" for k in range(length)], fontsize=8)
+    ax.tick_params(axis="x", length=0)
+    ax.set_yticks([])
+    for side in ("left", "right", "top", "bottom"):
+        ax.spines[side].set_visible(False)
+    shared = sum(len(names) for names in by_code.values() if len(names) > 1)
+    ax.set_title(f"Class2Str latent hierarchy: {len(codes)} classes, {length}-bit codes"
+                 + (f"; {shared} classes share a code (red)" if shared else "; all codes distinct")
+                 + ("\n(upper branch: bit 0, lower branch: bit 1)" if many else ""), fontsize=10)
     return _save(fig, path)
