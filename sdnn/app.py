@@ -64,7 +64,7 @@ def assemble(cfg: DictConfig, checked: Checked, run_dir: Path) -> Job:
                partitioner=settings.partitioner, augmenter=checked.augmenter, phase1=settings.phase1,
                subclass=settings.subclass, observe=settings.observe, training=training,
                cache=phase1_cache(config, settings), labels={"model": str(cfg.model.name), "loss": str(cfg.loss.name)},
-               config=config)
+               config=config, class2str=settings.class2str)
 
 
 def phase1_cache(config: dict[str, Any], settings: Settings) -> Phase1Cache:

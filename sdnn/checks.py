@@ -16,7 +16,7 @@ from sdnn.config import Method, Settings, instantiate_part, validate_config
 from sdnn.data.tensors import TensorSplits
 from sdnn.data.yt8m import YT8MData
 from sdnn.errors import ConfigError
-from sdnn.losses import LOSSES, has_subclass_form
+from sdnn.losses import LOSSES, SigmoidCrossEntropy, has_subclass_form
 
 
 @dataclass
@@ -66,6 +66,9 @@ def check_loss(cfg: DictConfig, settings: Settings):
     if settings.method == Method.reweight and not hasattr(loss, "reweighted"):
         raise ConfigError(f"method=reweight weights the positive term of eq. 3 (the sigmoid CE): use loss=bce, "
                           f"not loss={cfg.loss.name}")
+    if settings.method == Method.class2str and not isinstance(loss, SigmoidCrossEntropy):
+        raise ConfigError(f"method=class2str trains stage 1 with eq. 3 (the phase 1 SDNN shares) and stage 2 with "
+                          f"the Class2Str loss (class2str.w_*): use loss=bce, not loss={cfg.loss.name}")
     if settings.method != Method.baseline and not has_subclass_form(loss):
         usable = "|".join(name for name, cls in LOSSES.items() if has_subclass_form(cls))
         raise ConfigError(f"loss={cfg.loss.name} is a baseline loss: it has no subclass form (for_subclasses), which "
@@ -100,6 +103,11 @@ def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits |
         if online and not augmenter.online:
             raise ConfigError(f"augmenter={augmenter.name} is for images; for dataset={name} use "
                               "augmenter=extrapolation (eq. 12) or none")
+    if settings.method == Method.class2str:
+        if online or getattr(data, "multilabel", False):
+            raise ConfigError(f"method=class2str gives each class one string: it needs multiclass data held in "
+                              f"memory, and dataset {name} is {'streamed' if online else 'multilabel'}")
+        settings.class2str.code_length_for(c)
     if getattr(data, "multilabel", False) and not getattr(loss, "multilabel", False):
         raise ConfigError(f"loss={cfg.loss.name} takes one class per sample, but dataset {name} is multilabel; "
                           "use loss=bce (eq. 3 / eq. 11)")

@@ -1,5 +1,5 @@
-"""A run's figures of phase 1 (Fig. 1, Fig. 2, θ against the per-class error) and the keys results.json
-keeps of them."""
+"""A run's figures of phase 1 (Fig. 1, Fig. 2, θ against the per-class error) and of Class2Str's latent
+hierarchy, and the keys results.json keeps of them."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import atomic_savez
-from sdnn.plots import plot_phase1
-from sdnn.results import Phase1Result, Selection
+from sdnn.class2str import LatentHierarchyClassifier, hierarchy_summary
+from sdnn.job import Job
+from sdnn.plots import plot_hierarchy_tree, plot_phase1
+from sdnn.results import Phase1Result, Selection, nan_to_none
 from sdnn.stats import spearman
 
 
@@ -30,3 +33,26 @@ def phase1_figures(run_dir: Path, phase1: Phase1Result, selection: Selection, na
         out["neglect_vs_error"] = {"spearman": None if math.isnan(rho) else rho,
                                    "error_of": "phase-1 network, test split"}
     return out
+
+
+def phase1_keys(job: Job, phase1: Phase1Result | None, selection: Selection) -> dict[str, Any]:
+    """What results.json says of phase 1 and the selection (θ, its history, the figures)."""
+    extra: dict[str, Any] = {"selected_classes": selection.classes}
+    if phase1 is None:
+        return {**extra, "phase1": {"cached": False, "seconds": 0.0, "origin": "skipped (fixed subclass.classes)"}}
+    extra.update(theta=selection.theta, phase1=phase1.summary(selection.from_complete_window),
+                 theta_history=[{**w, "theta": nan_to_none(w["theta"])} for w in phase1.history])
+    if rank_zero_only.rank == 0 and job.observe.figures:
+        extra.update(phase1_figures(job.run_dir, phase1, selection, job.data.names()))
+    return extra
+
+
+def hierarchy_keys(job: Job, head: LatentHierarchyClassifier) -> dict[str, Any]:
+    """results.json's ``hierarchy`` (``sdnn.class2str.hierarchy_summary``) and, where a run draws figures,
+    the tree of the codes, ``hierarchy_tree.png``, under ``figures``."""
+    names = job.data.names()
+    hierarchy = hierarchy_summary(head, names)
+    if rank_zero_only.rank != 0 or not job.observe.figures:
+        return {"hierarchy": hierarchy}
+    tree = plot_hierarchy_tree(hierarchy["codes"], names, job.run_dir / "hierarchy_tree.png")
+    return {"hierarchy": hierarchy, "figures": {"hierarchy": tree.name}}

@@ -3,7 +3,7 @@ configuration; ``sdnn.pipeline`` runs it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from sdnn.augment import Augmenter
 from sdnn.cache import Phase1Cache
-from sdnn.config import Method, ObserveConfig, Phase1Config, SubclassConfig
+from sdnn.config import Class2StrConfig, Method, ObserveConfig, Phase1Config, SubclassConfig
 from sdnn.data.module import SDNNData
 from sdnn.lit.module import ModelSpec
 from sdnn.lit.trainer import Training
@@ -38,6 +38,7 @@ class Job:
     cache: Phase1Cache
     labels: dict[str, str]     # names in results.json: model, loss
     config: dict[str, Any]     # the resolved configuration, for results.json
+    class2str: Class2StrConfig = field(default_factory=Class2StrConfig)   # method=class2str
 
     def say(self, message: str) -> None:
         self.training.console.say(message)

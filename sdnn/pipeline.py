@@ -1,21 +1,22 @@
 """The paper's recipe (SPEC §5) over typed parts: phase 1 (θ, cached) → select (eq. 10) → augment and
-split (cached) → phase 2 (a fresh network with S units, eq. 11) → class-level test metrics; and the
-baseline, the same network trained with its loss for the full schedule. ``sdnn.app`` builds the
-``Job`` (``sdnn.job``) from a configuration and writes ``results.json``."""
+split (cached) → phase 2 (a fresh network with S units, eq. 11) → class-level test metrics; the
+baseline, the same network trained with its loss for the full schedule; the controls and Class2Str.
+``sdnn.app`` builds the ``Job`` (``sdnn.job``) from a configuration and writes ``results.json``."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from dataclasses import replace
 
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import atomic_savez, atomic_write_json
+from sdnn.class2str import from_settings
 from sdnn.config import Method
 from sdnn.errors import ConfigError
-from sdnn.figures import phase1_figures
+from sdnn.figures import hierarchy_keys, phase1_keys
 from sdnn.job import Job
 from sdnn.lit import NeglectCallback
 from sdnn.lit.module import embedder
@@ -94,20 +95,22 @@ def reweight(job: Job) -> Results:
                        **phase1_keys(job, phase1, selection))
 
 
-RECIPES = {Method.baseline: baseline, Method.sdnn: sdnn, Method.reweight: reweight}
-PHASES = {Method.baseline: ("baseline",), Method.sdnn: ("phase1", "phase2"), Method.reweight: ("phase1", "reweight")}
+def class2str(job: Job) -> Results:
+    """Class2Str (sdnn.class2str): stage 1 is phase 1 (eq. 3; cached, shared with SDNN runs), stage 2 the
+    phase-1 backbone under a latent-hierarchy classifier, all fine-tuned with the Class2Str loss."""
+    phase1, identity = run_phase1(job), torch.arange(job.data.num_classes)
+    head, loss, optimizer = from_settings(job.class2str, job.data.num_classes)
+    model = replace(job.model, optimizer=optimizer or job.model.optimizer)
+    job.say(f"class2str: the phase-1 backbone with a latent-hierarchy classifier, {job.training.max_epochs} epochs")
+    result = train_phase("class2str", job.data, lambda: model.build(job.data, identity, loss, head, phase1.state),
+                         job.training.max_epochs, job.training)
+    return job.results(identity, result, {"phase1": phase1.epoch_test_acc, "class2str": result.epoch_test_acc},
+                       phase1=phase1.summary(), **hierarchy_keys(job, result.module.head))
 
 
-def phase1_keys(job: Job, phase1: Phase1Result | None, selection: Selection) -> dict[str, Any]:
-    """What results.json says of phase 1 and the selection (θ, its history, the figures)."""
-    extra: dict[str, Any] = {"selected_classes": selection.classes}
-    if phase1 is None:
-        return {**extra, "phase1": {"cached": False, "seconds": 0.0, "origin": "skipped (fixed subclass.classes)"}}
-    extra.update(theta=selection.theta, phase1=phase1.summary(selection.from_complete_window),
-                 theta_history=[{**w, "theta": nan_to_none(w["theta"])} for w in phase1.history])
-    if rank_zero_only.rank == 0 and job.observe.figures:
-        extra.update(phase1_figures(job.run_dir, phase1, selection, job.data.names()))
-    return extra
+RECIPES = {Method.baseline: baseline, Method.sdnn: sdnn, Method.reweight: reweight, Method.class2str: class2str}
+PHASES = {Method.baseline: ("baseline",), Method.sdnn: ("phase1", "phase2"), Method.reweight: ("phase1", "reweight"),
+          Method.class2str: ("phase1", "class2str")}
 
 
 def run_phase1(job: Job) -> Phase1Result:

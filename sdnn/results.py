@@ -46,9 +46,12 @@ class Phase1Result:
     cache_dir: str
     origin: str
 
-    def summary(self, selected_from_complete_window: bool) -> dict[str, Any]:
-        return {"cached": self.cached, "seconds": self.seconds, "cache_dir": self.cache_dir, "origin": self.origin,
-                "selected_from_complete_window": selected_from_complete_window}
+    def summary(self, selected_from_complete_window: bool | None = None) -> dict[str, Any]:
+        """results.json's ``phase1`` (``selected_from_complete_window`` where θ selected classes)."""
+        out = {"cached": self.cached, "seconds": self.seconds, "cache_dir": self.cache_dir, "origin": self.origin}
+        if selected_from_complete_window is not None:
+            out["selected_from_complete_window"] = selected_from_complete_window
+        return out
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,12 @@ class Results:
     neglect_vs_error: dict[str, Any] | None = None
     partition_quality: dict[str, Any] | None = None   # NMI / ARI against fine labels; None without them
     positive_weight: list[float] | None = None        # method=reweight: eq. 3's weight of each class's positive term
+    hierarchy: dict[str, Any] | None = None           # method=class2str: the classes' codes, parameter counts
 
     ORDER = ("method", "dataset", "model", "seed", "selected_classes", "theta", "theta_history", "phase1",
              "epoch_test_acc", "figures", "neglect_vs_error", "subclass_to_class", "test", "val", "train_seconds",
              "subclass_sizes", "partition_seconds", "partition_quality", "augmenter", "positive_weight",
-             "class_names", "config", "data_skipped")
+             "hierarchy", "class_names", "config", "data_skipped")
     ALWAYS = set(REQUIRED_KEYS) | {"val", "epoch_test_acc", "class_names", "data_skipped", "partition_quality"}
 
     def to_json(self) -> dict[str, Any]:
@@ -138,13 +142,17 @@ def format_summary(results: Results) -> str:
     if "per_class_acc" not in results.test:
         return "\n".join(lines + _multilabel_summary(results, theta, class_names, sizes))
     per_class = results.test["per_class_acc"]
-    lines.append(f"{'class':>12} {'theta':>7} {'selected':>8} {'subclass sizes':>16} {'test acc':>9}")
+    codes = (results.hierarchy or {}).get("codes") or [""] * len(class_names)
+    width = max(map(len, codes)) + 1 if any(codes) else 0
+    lines.append(f"{'class':>12} {'theta':>7} {'selected':>8} {'subclass sizes':>16} {'test acc':>9}"
+                 + (f" {'code':>{width}}" if width else ""))
     ranked = sorted((t, i) for i, t in enumerate(theta) if t is not None)
     for i, name in enumerate(class_names):
         t = "-" if theta[i] is None else f"{theta[i]:.3f}"
         mark = "yes" if i in selected else ""
         size = "/".join(str(s) for s in sizes.get(str(i), []))
-        lines.append(f"{name[:12]:>12} {t:>7} {mark:>8} {size:>16} {100 * per_class[i]:8.2f}%")
+        lines.append(f"{name[:12]:>12} {t:>7} {mark:>8} {size:>16} {100 * per_class[i]:8.2f}%"
+                     + (f" {codes[i]:>{width}}" if width else ""))
     lines.append(f"test accuracy: {100 * results.test['acc']:.2f}%   output units S={len(results.subclass_to_class)}"
                  f"   train time {results.train_seconds:.1f} s")
     if ranked and results.phase1 is not None:
@@ -155,6 +163,8 @@ def format_summary(results: Results) -> str:
                           for k, v in quality["per_class"].items())
         lines.append(f"partition quality against the fine labels (NMI/ARI; 1 = the subclasses are the fine classes): "
                      f"{parts}; mean NMI {quality['nmi']:.2f}")
+    if results.hierarchy:
+        lines.append(_hierarchy_line(results.hierarchy))
     if results.positive_weight:
         lines.append("reweight: positive term of the selected classes weighted by "
                      f"{max(results.positive_weight):g} (eq. 3, no split)")
@@ -164,6 +174,18 @@ def format_summary(results: Results) -> str:
     if results.figures:
         lines.append("figures: " + ", ".join(results.figures.values()))
     return "\n".join(lines)
+
+
+def _hierarchy_line(hierarchy: dict[str, Any]) -> str:
+    """Class2Str: whether the codes are one-to-one, and the classifier's size beside the FC head's."""
+    counts = hierarchy.get("classifier_parameters") or {}
+    groups = hierarchy.get("collisions") or []
+    distinct = ("all codes distinct" if hierarchy.get("distinct") else
+                "CODES COLLIDE (these classes share a string and cannot be told apart): "
+                + "; ".join(", ".join(group) for group in groups))
+    return (f"latent hierarchy: {hierarchy.get('code_length')}-bit codes, {distinct}; classifier parameters "
+            f"{counts.get('inference')} at inference ({counts.get('with_mappings')} with the mappings) vs "
+            f"{hierarchy.get('fc_head_parameters')} for the FC head")
 
 
 def _multilabel_summary(results: Results, theta, class_names: list[str], sizes) -> list[str]:

@@ -16,6 +16,7 @@ PHASE_TITLES = {
     "phase2": "phase 2: subclass training",
     "baseline": "baseline",
     "reweight": "reweight: eq. 3, selected classes × H",
+    "class2str": "class2str: latent-hierarchy classifier",
 }
 
 
