@@ -130,14 +130,15 @@ STUDIES: dict[str, Study] = {
                   # no augmentation (the cost SPEC §3's probe points to) with the partitioner of the best
                   # validation Δ (not test Δ) among the single changes
                   "augmenter=none + median_split": Variant(("augmenter=none", "partitioner=median_split")),
-                  **_losses()},
+                  **_losses(), "class2str": Variant(method="class2str")},
         about="scikit-learn's 8×8 digits (1,257 train / 540 test), MLP 256-256, 30 epochs, the paper's recipe "
               "(SamplePairing) as main", regime="digits, 10 classes × MLP (paper recipe)"),
     "cifar10": Study(
         base=(*CIFAR10, *SMALL_CNN, "augmenter=auto"),
         seeds=(0, 1, 2),
         variants={"main": Variant(), "augmenter=none": Variant(("augmenter=none",)),
-                  "reweight": Variant(("augmenter=none",), method="reweight")},
+                  "reweight": Variant(("augmenter=none",), method="reweight"),
+                  "class2str": Variant(method="class2str")},
         about=f"{CIFAR_ABOUT}, small CNN 32-64, 2 + 6 epochs (CPU scale), the paper's recipe (SamplePairing) as main",
         regime="CIFAR-10, 10 classes × small CNN (paper recipe)"),
     # Regimes (SPEC §8): class structure (original classes | two merged a class) × model capacity.
@@ -208,6 +209,8 @@ def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]
         nmi = [(sdnn[s].get("partition_quality") or {}).get("nmi") for s in seeds]
         if all(v is not None for v in nmi):
             out["nmi"] = {"per_seed": nmi, "mean": mean_std(nmi)}
+        if all(sdnn[s].get("hierarchy") for s in seeds):  # method=class2str: one-to-one codes in how many seeds
+            out["codes_distinct"] = sum(bool(sdnn[s]["hierarchy"]["distinct"]) for s in seeds)
     return out
 
 
