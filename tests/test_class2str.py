@@ -183,6 +183,31 @@ def test_prediction_decodes_a_hierarchy_set_by_hand(monkeypatch):
     assert head(x[3:4]).exp()[0].tolist() == pytest.approx([float(v) for v in likelihood], rel=1e-4)
 
 
+def test_the_tree_figure_and_the_summary_show_codes_and_collisions(tmp_path):
+    from matplotlib.image import imread
+
+    from sdnn.plots import plot_hierarchy_tree
+    from sdnn.results import Results, format_summary
+
+    codes = [format(k, "07b") for k in range(100)]
+    codes[7] = codes[3]
+    path = plot_hierarchy_tree(codes, [f"class {k}" for k in range(100)], tmp_path / "hierarchy_tree.png")
+    assert imread(path).shape[0] > 1500  # one readable row per leaf
+    with pytest.raises(ValueError, match="3 codes for 2 class names"):
+        plot_hierarchy_tree(["0", "1", "1"], ["a", "b"], tmp_path / "bad.png")
+    names = ["a", "b", "c"]
+    results = Results(method="class2str", dataset="toy", model="mlp", seed=0, subclass_to_class=[0, 1, 2],
+                      test={"acc": 0.5, "per_class_acc": [1.0, 0.5, 0.0]}, val=None, train_seconds=1.0,
+                      epoch_test_acc={}, class_names=names, config={}, data_skipped={"count": 0, "items": []},
+                      hierarchy={"codes": ["00", "01", "01"], "distinct": False, "collisions": [["b", "c"]],
+                                 "code_length": 2, "classifier_parameters": {"inference": 10, "with_mappings": 20},
+                                 "fc_head_parameters": 12})
+    text = format_summary(results)
+    assert "CODES COLLIDE" in text and "b, c" in text and "12 for the FC head" in text
+    assert [line.split()[-1] for line in text.splitlines()[2:5]] == ["00", "01", "01"]
+    assert Results.from_json(results.to_json()).hierarchy == results.hierarchy
+
+
 # ----------------------------------------------------------------------------- the recipe
 
 def test_class2str_end_to_end_with_phase1_from_an_sdnn_run(run_pipeline, tmp_path):
@@ -224,7 +249,7 @@ def test_bad_values_are_one_line_errors(override, message):
     ("class2str.code_length=3", "class2str.code_length=3 is too short for 10 classes (2^3 = 8 strings)"),
     ("loss=ce", "method=class2str trains stage 1 with eq. 3"),
 ])
-def test_errors_that_need_the_data(tmp_path, override, message):
+def test_a_short_code_or_another_loss_is_a_one_line_error_before_training(tmp_path, override, message):
     from sdnn.checks import prepare
 
     with pytest.raises(ConfigError) as error:
