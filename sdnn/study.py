@@ -100,11 +100,13 @@ def _losses() -> dict[str, Variant]:
 
 def _regime_variants() -> dict[str, Variant]:
     """SDNN without augmentation (k-means, the main variant), Algorithm 1, the controls (a random split;
-    the same emphasis without a split), and the paper's SamplePairing on top (SPEC §8)."""
+    the same emphasis without a split), the paper's SamplePairing on top (SPEC §8), and the methods a
+    user would weigh against it: the comparison losses and Class2Str."""
     return {"main": Variant(), "partitioner=median_split": Variant(("partitioner=median_split",)),
             "partitioner=random": Variant(("partitioner=random",)),
             "reweight": Variant(method="reweight"),
-            "augmenter=sample_pairing": Variant(("augmenter=sample_pairing",)), **_losses()}
+            "augmenter=sample_pairing": Variant(("augmenter=sample_pairing",)), **_losses(),
+            "class2str": Variant(method="class2str")}
 
 
 # Merged classes: two original classes a class, by the rule "consecutive class indices" (0+1, 2+3, ...), fixed
