@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sdnn.data.download import download_and_verify, extract_tar
-from sdnn.errors import DataError
+from sdnn.errors import DataError, listed
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -145,22 +145,39 @@ def _read_pickle(path: Path) -> dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
+def _labels(path: Path, batch: dict[str, Any], key: str) -> np.ndarray:
+    """``batch[key]`` as int64 (N,): a list (or array) of integers, never floats, strings or bools silently
+    converted (np.asarray(..., dtype=int64) would train on int(0.5) = 0, int("3") = 3 and True = 1)."""
+    raw = batch[key]
+    if isinstance(raw, (list, tuple)):
+        odd = [v for v in raw if isinstance(v, bool) or not isinstance(v, (int, np.integer))][:1]
+        if odd:
+            raise _corrupt(path, f"'{key}' holds {odd[0]!r} ({type(odd[0]).__name__}), expected integer class labels")
+        try:
+            labels = np.asarray(raw, dtype=np.int64)
+        except OverflowError as e:
+            raise _corrupt(path, f"'{key}' holds an integer outside int64 ({e})") from e
+    elif isinstance(raw, np.ndarray) and raw.dtype.kind in "iu":
+        labels = raw.astype(np.int64)
+    else:
+        kind = f"a {raw.dtype} array" if isinstance(raw, np.ndarray) else f"a {type(raw).__name__}"
+        raise _corrupt(path, f"'{key}' is {kind}, expected a list of integer class labels")
+    if labels.ndim != 1:
+        raise _corrupt(path, f"'{key}' has shape {labels.shape}, expected (N,)")
+    return labels
+
+
 def _read_batch(path: Path, spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one batch file."""
     batch = _read_pickle(path)
     missing = [k for k in ("data", spec.labels_key) if k not in batch]
     if missing:
-        raise _corrupt(path, f"keys {sorted(map(str, batch))} lack {missing}")
+        raise _corrupt(path, f"keys {listed(sorted(map(str, batch)))} lack {missing}")
     data = batch["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
         kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
         raise _corrupt(path, f"'data' is {kind}, expected a uint8 array")
-    try:
-        labels = np.asarray(batch[spec.labels_key], dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise _corrupt(path, f"'{spec.labels_key}' is not a list of integers ({e})") from e
-    if labels.ndim != 1:
-        raise _corrupt(path, f"'{spec.labels_key}' has shape {labels.shape}, expected (N,)")
+    labels = _labels(path, batch, spec.labels_key)
     n = len(labels)
     if data.size != n * IMAGE_BYTES:
         raise _corrupt(path, f"'data' holds {data.size} bytes for {n} labels, "
