@@ -26,6 +26,7 @@ def _quiet() -> None:
     """Lightning's start-up chatter (accelerator lines, tips) and two warnings that do not apply;
     called in every job, since launchers such as joblib run jobs in fresh worker processes."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.raiseExceptions = False  # a run.log that cannot be written (disk full) is not a traceback per line
     warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
     # the LightningModule's own on_after_batch_transfer (normalise + augment on the device) is the one meant
