@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sdnn.config import register
-from sdnn.errors import SDNNError
+from sdnn.errors import disk_error, user_message
 
 register()
 
@@ -26,6 +26,7 @@ def _quiet() -> None:
     """Lightning's start-up chatter (accelerator lines, tips) and two warnings that do not apply;
     called in every job, since launchers such as joblib run jobs in fresh worker processes."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.raiseExceptions = False  # a run.log that cannot be written (disk full) is not a traceback per line
     warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
     # the LightningModule's own on_after_batch_transfer (normalise + augment on the device) is the one meant
@@ -48,10 +49,19 @@ def main(cfg: DictConfig) -> float:
         from sdnn.app import run
 
         results = run(cfg, run_dir, checked)
-    except SDNNError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 — ours, a file that cannot be written, ours from a DataLoader worker
+        message = user_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(2)
     return results.test["acc"] if "acc" in results.test else results.test["gap"]  # accuracy, or YT8M's GAP@20
+
+
+def _run_dir() -> str:
+    """The run folder as given on the command line (``hydra.run.dir=...``), else its key."""
+    given = [arg for arg in sys.argv[1:] if arg.lstrip("+").startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    return given[-1].lstrip("+") if given else "hydra.run.dir"
 
 
 def cli() -> None:
@@ -64,6 +74,10 @@ def cli() -> None:
         main()
     except Exception as exc:  # noqa: BLE001 — only Hydra's composition errors are reworded
         message = None if full else composition_error(exc)
+        if message is None and not full and disk_error(exc) is not None:  # Hydra could not create the run folder
+            what = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
+            message = (f"{_run_dir()}: cannot create or write {exc.filename} ({what}); choose a writable folder, "
+                       "e.g. hydra.run.dir=outputs/run1")
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from sdnn.config import Method, Settings, instantiate_part, validate_config
 from sdnn.data.tensors import TensorSplits
 from sdnn.data.yt8m import YT8MData
-from sdnn.errors import ConfigError
+from sdnn.errors import ConfigError, DataError, listed
 from sdnn.losses import LOSSES, SigmoidCrossEntropy, has_subclass_form
 
 
@@ -37,6 +37,7 @@ def prepare(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = No
     ``check_against_data``."""
     settings = settings or validate_config(cfg)
     loss = check_loss(cfg, settings)  # needs the class (torch) but not the data: fails before it is read
+    check_devices(cfg.trainer)
     source, loaded = load_data(cfg, run_dir)
     return Checked(settings, source, loaded, *check_against_data(cfg, settings, loaded, loss))
 
@@ -78,6 +79,57 @@ def check_loss(cfg: DictConfig, settings: Settings):
     return loss
 
 
+def check_devices(trainer: DictConfig) -> None:
+    """``trainer.accelerator`` and ``trainer.devices`` against the devices this machine has (Lightning would
+    refuse them only when the first Trainer is built, after the data is read)."""
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
+    devices = trainer.get("devices", 1)
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            build = " (this torch is a CPU-only build)" if torch.version.cuda is None else ""
+            raise ConfigError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible here{build}; use "
+                              "trainer.accelerator=cpu (or auto: a GPU where there is one), or run on a GPU machine")
+        count = torch.cuda.device_count()
+        wanted = str(devices).strip() if isinstance(devices, (int, str)) else list(devices)
+        if isinstance(wanted, str) and "," in wanted:
+            wanted = [int(p) for p in wanted.split(",") if p.strip()]
+        too_many = (max(wanted) >= count if isinstance(wanted, list) else
+                    wanted not in ("auto", "-1") and int(wanted) > count)  # validate_config checked the form
+        if too_many:
+            raise ConfigError(f"trainer.devices={devices} but {count} GPU(s) are visible here (indices "
+                              f"0..{count - 1}); choose fewer, or -1 for every GPU")
+    elif accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator=mps but the Apple-silicon GPU (MPS) is not available here; use "
+                          "trainer.accelerator=cpu or auto")
+
+
+def check_classes(cfg: DictConfig, settings: Settings, data: TensorSplits) -> None:
+    """In-memory data: at least two classes, every class with a training sample after the validation split and the
+    per-class subset, and (SDNN) every class that may be selected large enough for ``subclass.per_class``."""
+    c, sub = data.num_classes, settings.subclass
+    counts = torch.bincount(data.y_train, minlength=c)
+    empty = torch.nonzero(counts == 0).flatten().tolist()
+    if empty:
+        fraction = cfg.dataset.get("val_fraction")
+        cause = f"dataset.val_fraction={fraction} holds out so much of train that" if fraction else "in the data,"
+        fix = "lower dataset.val_fraction (e.g. 0.1)" if fraction else "every class needs training samples"
+        raise ConfigError(f"{cause} class(es) {listed(empty)} have no training sample left ({len(data.y_train)} "
+                          f"training samples in all); {fix}")
+    if settings.method != Method.sdnn or getattr(data, "streamed", False):
+        return
+    candidates = sub.classes if sub.classes is not None else range(c)  # eq. 10 may select any class
+    smallest = min(candidates, key=lambda k: (int(counts[k]), k))
+    n = int(counts[smallest])
+    if n < sub.per_class:
+        subset = cfg.dataset.get("train_per_class")
+        fixes = [f"raise dataset.train_per_class (now {subset}) to at least {sub.per_class}"] if subset else []
+        fixes += [f"lower subclass.per_class to {n}"] if n >= 2 else []
+        fixes.append("fix subclass.classes to larger classes")
+        which = "is one of subclass.classes" if sub.classes is not None else "may be selected (any class can be)"
+        raise ConfigError(f"subclass.per_class={sub.per_class} but class {smallest} has {n} training sample(s) and "
+                          f"{which}, so it cannot be split into {sub.per_class} subclasses; {', or '.join(fixes)}")
+
+
 def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits | YT8MData, loss: Any = None):
     """What needs the data: class indices and counts, what streamed or multilabel data allows, the
     backbone against the input shape (built on the meta device: no memory, no compute). Returns the
@@ -87,11 +139,13 @@ def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits |
     augmenter = settings.augmenter.resolve(data.is_image)
     name, online = cfg.dataset.name, getattr(data, "streamed", False)
     c, sub = data.num_classes, settings.subclass
+    if c < 2:
+        raise DataError(f"dataset '{name}' has {c} class: a classifier needs at least 2 classes (labels 0..c-1)")
     if settings.method in (Method.sdnn, Method.reweight):
         if sub.classes is not None:
             unknown = [k for k in sub.classes if not 0 <= k < c]
             if unknown:
-                raise ConfigError(f"subclass.classes: {unknown} not in dataset '{name}' (classes 0..{c - 1})")
+                raise ConfigError(f"subclass.classes: {listed(unknown)} not in dataset '{name}' (classes 0..{c - 1})")
         elif sub.num_classes_to_repartition >= c:
             raise ConfigError(f"subclass.num_classes_to_repartition={sub.num_classes_to_repartition} but dataset "
                               f"'{name}' has {c} classes; choose 1..{c - 1}")
@@ -108,6 +162,8 @@ def check_against_data(cfg: DictConfig, settings: Settings, data: TensorSplits |
             raise ConfigError(f"method=class2str gives each class one string: it needs multiclass data held in "
                               f"memory, and dataset {name} is {'streamed' if online else 'multilabel'}")
         settings.class2str.code_length_for(c)
+    if isinstance(data, TensorSplits):
+        check_classes(cfg, settings, data)
     if getattr(data, "multilabel", False) and not getattr(loss, "multilabel", False):
         raise ConfigError(f"loss={cfg.loss.name} takes one class per sample, but dataset {name} is multilabel; "
                           "use loss=bce (eq. 3 / eq. 11)")

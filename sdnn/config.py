@@ -10,6 +10,7 @@ here: a wrong value is reported before it is imported.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import math
@@ -22,7 +23,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sdnn.errors import ConfigError
+from sdnn.errors import ConfigError, listed
 
 SEED_LIMIT = 2**32  # numpy's seed range
 
@@ -52,7 +53,8 @@ def shown(values: list, limit: int = 12) -> str:
 def require(ok: bool, key: str, value: Any, rule: str) -> None:
     """A ``ConfigError`` ``"<key>=<value> <rule>"`` unless ``ok``."""
     if not ok:
-        raise ConfigError(f"{key}={value!r} {rule}")
+        shown = listed(value) if isinstance(value, (list, tuple)) and len(value) > 10 else repr(value)
+        raise ConfigError(f"{key}={shown} {rule}")
 
 
 @dataclass
@@ -89,9 +91,9 @@ class SubclassConfig:
             classes = list(self.classes)
             require(bool(classes) and min(classes) >= 0, "subclass.classes", classes,
                     "must be a non-empty list of class indices, e.g. [3,5]")
-            repeated = sorted({c for c in classes if classes.count(c) > 1})
+            repeated = sorted(c for c, times in collections.Counter(classes).items() if times > 1)
             if repeated:
-                raise ConfigError(f"subclass.classes lists class(es) {repeated} more than once")
+                raise ConfigError(f"subclass.classes lists class(es) {listed(repeated)} more than once")
             self.classes = sorted(classes)
         else:
             require(self.num_classes_to_repartition >= 1, "subclass.num_classes_to_repartition",
@@ -292,13 +294,66 @@ class OptimizerKeys:
 
 
 @dataclass
+class SchedulerKeys:
+    """The keys of the built-in schedulers (``scheduler=multistep``, ``scheduler=exponential``), where present."""
+
+    milestones: Optional[list[int]] = None
+    gamma: Optional[float] = None
+
+    def __post_init__(self):
+        if self.milestones is not None:
+            require(all(m >= 1 for m in self.milestones), "scheduler.milestones", self.milestones,
+                    "must be a list of epochs >= 1, e.g. [60,120,160]")
+        require(self.gamma is None or self.gamma > 0, "scheduler.gamma", self.gamma,
+                "must be a positive factor, e.g. 0.1")
+
+
+# Lightning 2.x's values of Trainer(precision=...) (lightning_fabric/plugins/precision/precision.py)
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def devices_ok(value: Any) -> bool:
+    """``trainer.devices``: a count >= 1, -1 (every GPU), ``auto``, or GPU indices (a list, or "0,2")."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("auto", "-1"):
+            return True
+        if "," in text:
+            parts = [p.strip() for p in text.split(",") if p.strip()]
+            return bool(parts) and all(p.isdigit() for p in parts) and len(set(parts)) == len(parts)
+        return text.isdigit() and int(text) >= 1
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 1 or value == -1
+    if isinstance(value, (list, tuple)):
+        return (bool(value) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+                and len(set(value)) == len(value))
+    return False
+
+
+@dataclass
 class TrainerKeys:
-    """The ``pytorch_lightning.Trainer`` arguments the recipe relies on."""
+    """The ``pytorch_lightning.Trainer`` arguments the recipe relies on, and the ones Lightning would refuse
+    only once the data is read (whether a GPU is there is checked by ``sdnn.checks``, with torch)."""
 
     max_epochs: int = MISSING
+    devices: Any = 1
+    precision: Any = "32-true"
+    accelerator: Any = "auto"
 
     def __post_init__(self):
         require(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "must be an integer >= 1")
+        require(devices_ok(self.devices), "trainer.devices", self.devices,
+                "must be a number of devices >= 1 (processes on a CPU), -1 (every GPU), auto, or a list of GPU "
+                "indices such as [0,2]")
+        require(str(self.precision) in PRECISIONS, "trainer.precision", self.precision,
+                f"is not a precision; choose one of: {', '.join(PRECISIONS[:8])}")
+        require(isinstance(self.accelerator, str) and self.accelerator.lower() in ACCELERATORS,
+                "trainer.accelerator", self.accelerator,
+                f"is not an accelerator; choose one of: {', '.join(ACCELERATORS)}")
 
 
 # Datasets with keys of their own, by their `_target_`.
@@ -439,6 +494,13 @@ def validate_config(cfg: DictConfig) -> Settings:
     for group in ("model", "loss", "partitioner", "augmenter"):
         check_label(group, cfg[group])
     typed(OptimizerKeys, cfg.optim, "optim")
+    typed(SchedulerKeys, cfg.scheduler, "scheduler")
+    for group in ("optim", "scheduler"):  # their options have no name: one added (+optim.name=adam) picks nothing
+        if isinstance(cfg[group], Mapping) and "name" in cfg[group]:
+            options = ", ".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
+            what = {"optim": "optimiser", "scheduler": "learning-rate schedule"}[group]
+            raise ConfigError(f"{group}.name={cfg[group].name} does not choose the {what}: choose the option, "
+                              f"{group}=<{options.replace(', ', '|')}>, or give your class as {group}._target_")
     typed(TrainerKeys, cfg.trainer, "trainer")
     partitioner = instantiate_part("partitioner", cfg.partitioner)
     augmenter = instantiate_part("augmenter", cfg.augmenter)

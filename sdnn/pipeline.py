@@ -116,15 +116,16 @@ PHASES = {Method.baseline: ("baseline",), Method.sdnn: ("phase1", "phase2"), Met
 def run_phase1(job: Job) -> Phase1Result:
     """θ history and phase-1 weights, from the cache when the same phase 1 was run before."""
     cache, use_cache, data = job.cache, job.phase1.use_cache, job.data
-    if use_cache and cache.has_phase1():
-        history, state, meta = cache.load_phase1()
-        job.say(f"phase 1: reusing cached θ and weights from {cache.dir} (skipping phase-1 training)")
-        return Phase1Result(history, state, True, meta["seconds"], meta.get("test"), meta.get("accuracy", []),
-                            cache.load_arrays("norms"), str(cache.dir), f"cached in {cache.dir}")
+    absent = not (use_cache and cache.has_phase1())
+    cached = cache.load_phase1() if use_cache else None  # None: not there, or damaged (said so; computed again)
+    if cached is not None:
+        return _reused(job, *cached)
     # Only rank 0 locks: under DDP the other ranks start from rank 0's fit and must train with it.
     with cache.lock() if use_cache and rank_zero_only.rank == 0 else contextlib.nullcontext():
-        if use_cache and cache.has_phase1():  # another run finished it while we waited
-            return run_phase1(job)
+        if use_cache and absent and cache.has_phase1():  # another run finished it while we waited
+            cached = cache.load_phase1()
+            if cached is not None:
+                return _reused(job, *cached)
         job.say(f"phase 1: neglect scores, {job.phase1.epochs:g} epoch(s) with the sigmoid CE (eq. 3)")
         neglect = NeglectCallback(data.num_classes, tau=job.phase1.tau, record_norms_every=job.observe.norms_every)
         identity = torch.arange(data.num_classes)
@@ -132,14 +133,19 @@ def run_phase1(job: Job) -> Phase1Result:
                              job.phase1.epochs, job.training, callbacks=[neglect])
         state = {k: v.cpu() for k, v in result.module.state_dict().items()}
         norms = neglect.norm_history() if job.observe.norms_every else None
-        if use_cache and rank_zero_only.rank == 0:
-            if norms is not None:
-                cache.save_arrays("norms", norms)
-            cache.save_phase1(neglect.history, state, {"seconds": result.seconds, "test": result.test,
-                                                       "accuracy": result.epoch_test_acc})
         origin = f"trained, cached in {cache.dir}" if use_cache else "trained (phase1.use_cache=false)"
+        if use_cache and rank_zero_only.rank == 0 and not cache.save_phase1(  # False (warned) if it cannot be written
+                neglect.history, state, {"seconds": result.seconds, "test": result.test,
+                                         "accuracy": result.epoch_test_acc}, norms):
+            origin = f"trained (not cached: {cache.unwritable})"
         return Phase1Result(neglect.history, state, False, result.seconds, result.test, result.epoch_test_acc,
                             norms, str(cache.dir), origin)
+
+
+def _reused(job: Job, history, state, meta, norms) -> Phase1Result:
+    job.say(f"phase 1: reusing cached θ and weights from {job.cache.dir} (skipping phase-1 training)")
+    return Phase1Result(history, state, True, meta["seconds"], meta.get("test"), meta.get("accuracy", []), norms,
+                        str(job.cache.dir), f"cached in {job.cache.dir}")
 
 
 def select(job: Job, phase1: Phase1Result | None) -> Selection:
@@ -174,9 +180,8 @@ def partition_once(job: Job, selection: Selection, phase1: Phase1Result | None) 
     use_cache = job.phase1.use_cache and phase1 is not None
     partition = None
     if not distributed or torch.distributed.get_rank() == 0:
-        arrays = job.cache.load_partition(settings) if use_cache else None
-        if arrays is not None:
-            partition = data.partition_from_arrays(arrays)
+        partition = job.cache.load_partition(settings, data.partition_from_arrays) if use_cache else None
+        if partition is not None:
             job.say(f"partition: reusing cached subclasses of classes {short(selection.classes)}")
         else:
             job.say(f"partition: {aug.name} + {part.name} ({part.space} space) into {per_class} subclasses for "

@@ -151,8 +151,8 @@ def format_summary(results: Results) -> str:
         t = "-" if theta[i] is None else f"{theta[i]:.3f}"
         mark = "yes" if i in selected else ""
         size = "/".join(str(s) for s in sizes.get(str(i), []))
-        lines.append(f"{name[:12]:>12} {t:>7} {mark:>8} {size:>16} {100 * per_class[i]:8.2f}%"
-                     + (f" {codes[i]:>{width}}" if width else ""))
+        acc = "-" if per_class[i] is None else f"{100 * per_class[i]:.2f}%"  # None: no test sample of the class
+        lines.append(f"{name[:12]:>12} {t:>7} {mark:>8} {size:>16} {acc:>9}" + (f" {codes[i]:>{width}}" if width else ""))
     lines.append(f"test accuracy: {100 * results.test['acc']:.2f}%   output units S={len(results.subclass_to_class)}"
                  f"   train time {results.train_seconds:.1f} s")
     if ranked and results.phase1 is not None:

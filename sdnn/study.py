@@ -175,6 +175,12 @@ STUDIES: dict[str, Study] = {
 
 # ----------------------------------------------------------------------------- the comparison (pure)
 
+def _nanmean(values: np.ndarray) -> float:
+    """The mean of the values that are not NaN (NaN if none is)."""
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else math.nan
+
+
 def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]:
     """Baseline vs a variant (SDNN, a control, another method) over the seeds both have: accuracies,
     paired differences, per-class changes of the selected classes against the others, θ against the
@@ -196,14 +202,15 @@ def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]
         change = ours_acc - base_acc
         chosen = np.zeros(len(change), dtype=bool)
         chosen[list(sdnn[s].get("selected_classes") or [])] = True
-        selected_change.append(float(change[chosen].mean()) if chosen.any() else math.nan)
-        other_change.append(float(change[~chosen].mean()) if (~chosen).any() else math.nan)
+        # a class without test samples has accuracy None (NaN here) and is left out of the means
+        selected_change.append(_nanmean(change[chosen]))
+        other_change.append(_nanmean(change[~chosen]))
         per_class.append(change)
         theta = [math.nan if t is None else t for t in (sdnn[s].get("theta") or [])]
         if theta:
             rhos.append(spearman(theta, 1.0 - base_acc))
     if seeds:
-        out["per_class_change"] = np.mean(per_class, axis=0).tolist()
+        out["per_class_change"] = [_nanmean(column) for column in np.asarray(per_class).T]
         out["selected_change"] = mean_std(selected_change)
         out["other_change"] = mean_std(other_change)
         out["selected"] = {str(s): sdnn[s].get("selected_classes") for s in seeds}

@@ -104,7 +104,7 @@ def test_checkpoint_plan_resume_modes(tmp_path):
     plan = CheckpointPlan(tmp_path, "phase2", config)
     assert plan.resume_path() is None  # nothing to resume
     plan.dir.mkdir(parents=True)
-    plan.last.write_bytes(b"checkpoint")
+    torch.save({"epoch": 0}, plan.last)  # resume_path also checks that it loads with weights_only=True
     (plan.dir / "config.json").write_text(json.dumps(plan.fingerprint))
     cosmetic = {**config, "trainer": {"max_epochs": 3, "enable_progress_bar": False}, "logger": {"name": "wandb"}}
     assert CheckpointPlan(tmp_path, "phase2", cosmetic).resume_path() == plan.last

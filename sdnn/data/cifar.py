@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from sdnn.data.download import download_and_verify, extract_tar
-from sdnn.errors import DataError
+from sdnn.errors import DataError, listed
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -157,12 +157,24 @@ def _read_pickle(path: Path) -> dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _labels(batch: dict[str, Any], key: str, path: Path, n: int | None, num_classes: int) -> np.ndarray:
-    """A batch's list of class indices under ``key``, checked: (N,) int64 in 0..num_classes−1."""
-    try:
-        labels = np.asarray(batch[key], dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise _corrupt(path, f"'{key}' is not a list of integers ({e})") from e
+def _labels(path: Path, batch: dict[str, Any], key: str, n: int | None, num_classes: int) -> np.ndarray:
+    """``batch[key]`` as int64 (N,) in 0..num_classes−1 (``n`` of them when given): a list (or array) of
+    integers, never floats, strings or bools silently converted (np.asarray(..., dtype=int64) would train on
+    int(0.5) = 0, int("3") = 3 and True = 1)."""
+    raw = batch[key]
+    if isinstance(raw, (list, tuple)):
+        odd = [v for v in raw if isinstance(v, bool) or not isinstance(v, (int, np.integer))][:1]
+        if odd:
+            raise _corrupt(path, f"'{key}' holds {odd[0]!r} ({type(odd[0]).__name__}), expected integer class labels")
+        try:
+            labels = np.asarray(raw, dtype=np.int64)
+        except OverflowError as e:
+            raise _corrupt(path, f"'{key}' holds an integer outside int64 ({e})") from e
+    elif isinstance(raw, np.ndarray) and raw.dtype.kind in "iu":
+        labels = raw.astype(np.int64)
+    else:
+        kind = f"a {raw.dtype} array" if isinstance(raw, np.ndarray) else f"a {type(raw).__name__}"
+        raise _corrupt(path, f"'{key}' is {kind}, expected a list of integer class labels")
     if labels.ndim != 1 or (n is not None and len(labels) != n):
         raise _corrupt(path, f"'{key}' has shape {labels.shape}, expected ({n if n is not None else 'N'},)")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
@@ -176,17 +188,17 @@ def _read_batch(path: Path, spec: _Spec, coarse: bool = False) -> tuple[np.ndarr
     batch = _read_pickle(path)
     missing = [k for k in ("data", spec.labels_key, *(("coarse_labels",) if coarse else ())) if k not in batch]
     if missing:
-        raise _corrupt(path, f"keys {sorted(map(str, batch))} lack {missing}")
+        raise _corrupt(path, f"keys {listed(sorted(map(str, batch)))} lack {missing}")
     data = batch["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
         kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
         raise _corrupt(path, f"'data' is {kind}, expected a uint8 array")
-    labels = _labels(batch, spec.labels_key, path, None, spec.num_classes)
+    labels = _labels(path, batch, spec.labels_key, None, spec.num_classes)
     n = len(labels)
     if data.size != n * IMAGE_BYTES:
         raise _corrupt(path, f"'data' holds {data.size} bytes for {n} labels, "
                              f"expected {n} × {IMAGE_BYTES} = {n * IMAGE_BYTES}")
-    superclasses = _labels(batch, "coarse_labels", path, n, len(CIFAR100_SUPERCLASSES)) if coarse else None
+    superclasses = _labels(path, batch, "coarse_labels", n, len(CIFAR100_SUPERCLASSES)) if coarse else None
     return data.reshape(n, *IMAGE_SHAPE), labels, superclasses
 
 

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import tarfile
+import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 
 from sdnn.data.tensors import TensorSplits
-from sdnn.errors import DataError
+from sdnn.errors import DataError, listed
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 CACHE_VERSION = 1
+MAX_IMAGE_MB = 64.0  # one image file larger than this is refused before it is read (dataset.max_image_mb)
 
 
 def _is_archive(path: Path) -> bool:
@@ -69,24 +71,35 @@ def _fingerprint(root: Path) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _iter_images(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
-    """(split, class, name, encoded bytes) in sorted order, from a folder or an archive."""
+def _too_large(name: str, size: int, limit_mb: float) -> DataError:
+    return DataError(f"{name}: {size / 2**20:.1f} MB, more than dataset.max_image_mb={limit_mb:g} for one image "
+                     "file; remove it, or raise dataset.max_image_mb if your images are that large")
+
+
+def _iter_images(root: Path, max_image_mb: float = MAX_IMAGE_MB) -> Iterator[tuple[str, str, str, bytes]]:
+    """(split, class, name, encoded bytes) of one image at a time, from a folder (sorted order) or an archive
+    (archive order: one sequential pass, as gzip cannot seek back cheaply; ``decode_image_tree`` sorts). A file
+    larger than ``max_image_mb`` is an error before it is read."""
+    limit = max_image_mb * 2**20
     if _is_archive(root):
         try:
-            with tarfile.open(root, "r|*") as archive:  # one sequential pass: gzip cannot seek back cheaply
-                members = []
+            with tarfile.open(root, "r|*") as archive:
                 for member in archive:
                     entry = _entry(member.name.split("/")) if member.isfile() else None
-                    if entry:
-                        members.append((entry, member.name, archive.extractfile(member).read()))
+                    if entry is None:
+                        continue
+                    if member.size > limit:  # the header's size: nothing of it has been read yet
+                        raise _too_large(f"{root}: member {member.name}", member.size, max_image_mb)
+                    yield entry[0], entry[1], member.name, archive.extractfile(member).read()
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise DataError(f"dataset.root={root}: cannot read the archive ({exc}); it is corrupt or truncated: "
                             "get it again, or unpack it and point dataset.root at the folder") from exc
-        for (split, cls, _), name, data in sorted(members, key=lambda item: item[0]):
-            yield split, cls, name, data
         return
     for split, cls, file in _list_folder(root):
         try:
+            size = os.stat(file).st_size
+            if size > limit:
+                raise _too_large(file, size, max_image_mb)
             yield split, cls, file, Path(file).read_bytes()
         except OSError as exc:
             raise DataError(f"{file}: cannot read ({exc})") from exc
@@ -95,35 +108,46 @@ def _iter_images(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
 def _decode(data: bytes, size: int | None) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        image = image.convert("RGB")
-        if size is not None and image.size != (size, size):
-            image = image.resize((size, size), Image.BILINEAR)
-        return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    with warnings.catch_warnings():
+        # more pixels than Pillow's limit (89 M): an error, not a warning and gigabytes of memory
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB")
+            if size is not None and image.size != (size, size):
+                image = image.resize((size, size), Image.BILINEAR)
+            return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def decode_image_tree(root: Path, image_size: int | None = None, on_corrupt: str = "error",
-                      progress: bool = True) -> dict:
-    """Decode every image of the tree into uint8 arrays (N, 3, H, W) per split."""
+                      progress: bool = True, max_image_mb: float = MAX_IMAGE_MB) -> dict:
+    """Decode every image of the tree into uint8 arrays (N, 3, H, W) per split, one file at a time (an
+    archive is never held in memory: only the decoded images are)."""
     images: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     labels: dict[str, list[str]] = {s: [] for s in SPLITS}
-    skipped: list[str] = []
+    skipped: list = []
     shape = None
-    stream = _iter_images(root)
+    stream = _iter_images(root, max_image_mb)
     if progress:
         from tqdm import tqdm
 
         stream = tqdm(stream, desc=f"decoding images in {root.name} (once; cached afterwards)", unit=" images",
                       mininterval=1.0)
+    decoded = []
     for split, cls, name, data in stream:
         try:
             array = _decode(data, image_size)
         except Exception as exc:  # Pillow raises many types for damaged files
             if on_corrupt == "skip":
-                skipped.append(name)
+                skipped.append(((split, cls, name.rsplit("/", 1)[-1]), name))
                 continue
             raise DataError(f"{name}: not a readable image ({type(exc).__name__}: {exc}); remove or replace it, "
                             "or set dataset.on_corrupt=skip to skip damaged files") from exc
+        decoded.append(((split, cls, name.rsplit("/", 1)[-1]), name, array))
+    if _is_archive(root):  # archive order → the folder's sorted order
+        decoded.sort(key=lambda item: item[0])
+        skipped.sort(key=lambda item: item[0])
+    skipped = [name for _, name in skipped]
+    for (split, cls, _), name, array in decoded:
         if shape is None:
             shape = array.shape
         elif array.shape != shape:
@@ -144,7 +168,8 @@ def decode_image_tree(root: Path, image_size: int | None = None, on_corrupt: str
             continue
         unknown = sorted(set(labels[split]) - set(index))
         if unknown:
-            raise DataError(f"dataset.root={root}: {split}/ has class folder(s) {unknown} that train/ does not have")
+            raise DataError(f"dataset.root={root}: {split}/ has class folder(s) {listed(unknown)} that train/ "
+                            "does not have")
         out[f"x_{split}"] = np.stack(images[split])
         out[f"y_{split}"] = np.asarray([index[c] for c in labels[split]], dtype=np.int64)
     return out
@@ -162,7 +187,7 @@ def _cache_path(root: Path, image_size: int | None, cache_file: str | None) -> P
 
 
 def load_image_folder(root: str | None, image_size: int | None = None, cache_file: str | None = None,
-                      on_corrupt: str = "error") -> TensorSplits:
+                      on_corrupt: str = "error", max_image_mb: float = MAX_IMAGE_MB) -> TensorSplits:
     """The tree under ``root`` as uint8 tensors, decoded once and cached (see module docstring)."""
     if not root:
         raise DataError("dataset=image_folder needs its location: add dataset.root=/path/to/tree "
@@ -185,13 +210,18 @@ def load_image_folder(root: str | None, image_size: int | None = None, cache_fil
         except Exception:  # a damaged or foreign cache file is rebuilt, never trusted
             arrays = None
     if arrays is None:
-        decoded = decode_image_tree(path, image_size, on_corrupt)
+        decoded = decode_image_tree(path, image_size, on_corrupt, max_image_mb=max_image_mb)
         arrays = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in decoded.items()}
         arrays.update(version=CACHE_VERSION, fingerprint=fingerprint)
-        cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_name(cache.name + f".{os.getpid()}.part")
-        torch.save(arrays, partial)
-        os.replace(partial, cache)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(arrays, partial)
+            os.replace(partial, cache)
+        except OSError as exc:  # a cache: the decoded images are used all the same
+            partial.unlink(missing_ok=True)
+            print(f"warning: cannot write the decoded-image cache {cache} ({exc.strerror or exc}); the images are "
+                  "decoded again in the next run (set dataset.cache_file to a writable place to keep them)", flush=True)
     return TensorSplits(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                         num_classes=len(arrays["class_names"]), x_val=arrays.get("x_val"), y_val=arrays.get("y_val"),
                         class_names=list(arrays["class_names"]), skipped=list(arrays.get("skipped", [])))

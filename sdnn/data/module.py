@@ -18,7 +18,7 @@ from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.sources import InMemoryDataset
 from sdnn.data.tensors import TensorSplits, batch_loader
 from sdnn.data.yt8m import YT8MData, YT8MStream
-from sdnn.errors import ConfigError
+from sdnn.errors import ConfigError, listed
 from sdnn.lit.progress import Console
 from sdnn.lit.streams import StreamEpochs
 from sdnn.partition import Partitioner, partition_quality
@@ -160,7 +160,8 @@ class InMemoryData(SDNNData):
         counts = torch.bincount(self.splits.y_train, minlength=self.num_classes)
         too_small = [cls for cls in classes if int(counts[cls]) < per_class]
         if too_small:
-            raise ConfigError(f"subclass.per_class={per_class}: class(es) {too_small} have fewer training samples")
+            raise ConfigError(f"subclass.per_class={per_class}: class(es) {listed(too_small)} have fewer training "
+                              "samples")
 
     def partition(self, selection, per_class, partitioner, augmenter, embed):
         with Console(bars=self.progress).status(f"partitioning: {partitioner.name} on classes {selection.classes}"):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from sdnn.data.tensors import TensorSplits
-from sdnn.errors import DataError
+from sdnn.errors import DataError, listed
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 _CHANNELS = (1, 3, 4)
@@ -55,15 +55,16 @@ def load_npz_splits(path: str | None, layout: str = "auto") -> TensorSplits:
     tensors = {}
     for s in splits:
         x, y = arrays[f"x_{s}"], arrays[f"y_{s}"]
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        if y.ndim != 1 or y.dtype.kind not in "iu":  # not bool, float, complex, timedelta or strings
             raise DataError(f"{file}: y_{s} must be a 1-D array of integer class labels, got {y.dtype} {y.shape}")
         if len(x) != len(y):
             raise DataError(f"{file}: x_{s} has {len(x)} rows but y_{s} has {len(y)}")
         if len(x) == 0:
             raise DataError(f"{file}: x_{s} is empty")
         scale = 255.0 if x.dtype == np.uint8 else 1.0
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataError(f"{file}: x_{s} must be numeric, got {x.dtype}")
+        if x.dtype.kind not in "iuf":  # complex would lose its imaginary part; bool, timedelta, strings are no inputs
+            raise DataError(f"{file}: x_{s} must be integer or real numbers (int, uint8, float), got {x.dtype}; "
+                            "convert it first (complex values: split them into real features)")
         x = _to_nchw(x, layout, f"x_{s}", file).astype(np.float32) / scale
         if not np.isfinite(x).all():
             raise DataError(f"{file}: x_{s} contains NaN or Inf values; clean or impute them first")
@@ -75,9 +76,11 @@ def load_npz_splits(path: str | None, layout: str = "auto") -> TensorSplits:
     if int(labels.min()) < 0:
         raise DataError(f"{file}: negative class label {int(labels.min())}; labels must be 0..c-1")
     num_classes = int(labels.max()) + 1
-    present = torch.bincount(tensors["train"][1], minlength=num_classes)
-    empty = torch.nonzero(present == 0).flatten().tolist()
-    if empty:
-        raise DataError(f"{file}: class(es) {empty} have no training sample; labels must be 0..c-1 with every class present")
+    present = np.unique(tensors["train"][1].numpy())  # no array of num_classes: a label of 10^9 is one typo
+    if len(present) < num_classes:  # the first 10 absent classes lie below len(present) + 10
+        empty = np.setdiff1d(np.arange(min(num_classes, len(present) + 10)), present)[:10].tolist()
+        raise DataError(f"{file}: labels go up to {num_classes - 1}, but class(es) "
+                        f"{listed(empty, total=num_classes - len(present))} have no training sample; labels must be "
+                        "0..c-1 with every class present")
     val = tensors.get("val", (None, None))
     return TensorSplits(*tensors["train"], *tensors["test"], num_classes=num_classes, x_val=val[0], y_val=val[1])

@@ -98,12 +98,13 @@ class ImageFolder(InMemoryDataset):
     """Class-per-folder image trees or their archives (sdnn/data/image_folder.py)."""
 
     def __init__(self, root: str | None = None, image_size: int | None = None, cache_file: str | None = None,
-                 on_corrupt: str = "error", **shared):
+                 on_corrupt: str = "error", max_image_mb: float = 64.0, **shared):
         super().__init__(**shared)
         self.root, self.image_size, self.cache_file, self.on_corrupt = root, image_size, cache_file, on_corrupt
+        self.max_image_mb = float(max_image_mb)
 
     def read(self) -> TensorSplits:
-        return load_image_folder(self.root, self.image_size, self.cache_file, self.on_corrupt)
+        return load_image_folder(self.root, self.image_size, self.cache_file, self.on_corrupt, self.max_image_mb)
 
 
 def _official(arrays: dict[str, Any]) -> TensorSplits:

@@ -21,6 +21,7 @@ order for quick runs. Damaged records follow ``on_corrupt`` (``sdnn.data.tfrecor
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
@@ -69,27 +70,29 @@ class ShardIndex:
         if cache_file is not None and cache_file.is_file():
             try:
                 stored = json.loads(cache_file.read_text())
-                if stored.get("version") == INDEX_VERSION:
-                    cached = stored["shards"]
-            except (ValueError, KeyError):
+                if isinstance(stored, dict) and stored.get("version") == INDEX_VERSION:
+                    cached = stored["shards"] if isinstance(stored.get("shards"), dict) else {}
+            except (OSError, ValueError):  # a damaged index is counted again
                 cached = {}
         counts, entries = [], {}
         for path in paths:
             stat = path.stat()
             key = str(path.resolve())
             entry = cached.get(key)
-            if not entry or entry["size"] != stat.st_size or entry["mtime"] != stat.st_mtime:
+            if (not isinstance(entry, dict) or entry.get("size") != stat.st_size or entry.get("mtime") != stat.st_mtime
+                    or not isinstance(entry.get("count"), int)):
                 entry = {"size": stat.st_size, "mtime": stat.st_mtime, "count": count_records(path)}
             entries[key] = entry
             counts.append(int(entry["count"]))
         if cache_file is not None:
+            partial = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.partial")
             try:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
-                partial = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.partial")
                 partial.write_text(json.dumps({"version": INDEX_VERSION, "shards": entries}))
                 os.replace(partial, cache_file)
-            except OSError:
-                pass  # a read-only data folder: the index is rebuilt next time
+            except OSError:  # a read-only or full data folder: the index is rebuilt next time
+                with contextlib.suppress(OSError):
+                    partial.unlink(missing_ok=True)
         return cls(tuple(paths), tuple(counts))
 
 

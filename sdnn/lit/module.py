@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassStatScores
 
 from sdnn.data.batch_augment import InputPipeline
 from sdnn.metrics import PERR, HitAtOne, MeanAPAndGAP
@@ -55,7 +55,7 @@ class SDNNModule(pl.LightningModule):
         else:
             self.val_acc = MulticlassAccuracy(num_classes, average="micro")
             self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-            self.test_per_class = MulticlassAccuracy(num_classes, average=None)
+            self.test_per_class = MulticlassStatScores(num_classes, average=None)  # per class: tp, fp, tn, fn, n
         self.test_results: dict[str, Any] = {}
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -112,9 +112,13 @@ class SDNNModule(pl.LightningModule):
                 metric.reset()
             return
         acc = self.test_acc.compute()
-        per_class = self.test_per_class.compute()
+        stats = self.test_per_class.compute()
+        correct, support = stats[:, 0], stats[:, 4]
+        per_class = correct.float() / support.clamp_min(1).float()  # as MulticlassAccuracy, but knowing the support
         self.log("test/acc", acc, sync_dist=True)  # already global (torchmetrics); avoids a DDP warning
-        self.test_results = {"acc": float(acc), "per_class_acc": [float(v) for v in per_class]}
+        # a class without test samples has no accuracy (None in results.json), not 0.0
+        self.test_results = {"acc": float(acc), "per_class_acc": [float(v) if n > 0 else None
+                                                                  for v, n in zip(per_class, support.tolist())]}
         self.test_acc.reset()
         self.test_per_class.reset()
 

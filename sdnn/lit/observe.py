@@ -6,7 +6,6 @@ split, evaluated only to be plotted.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytorch_lightning as pl
@@ -68,11 +67,12 @@ class PerClassAccuracyHistory(pl.Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
         correct, total = self._counts(trainer, pl_module)
-        per_class = torch.where(total > 0, correct / total.clamp_min(1), torch.nan).tolist()
+        # None (null in results.json) for a class without test samples, as in test.per_class_acc
+        per_class = [v if n > 0 else None for v, n in zip((correct / total.clamp_min(1)).tolist(), total.tolist())]
         acc = float(correct.sum() / total.sum().clamp_min(1))
         self.history.append({"epoch": int(trainer.current_epoch), "acc": acc, "per_class_acc": per_class})
         if trainer.is_global_zero:
-            metrics = {f"{self.prefix}/acc_class_{i}": v for i, v in enumerate(per_class) if not math.isnan(v)}
+            metrics = {f"{self.prefix}/acc_class_{i}": v for i, v in enumerate(per_class) if v is not None}
             metrics[f"{self.prefix}/acc"] = acc
             metrics["epoch"] = int(trainer.current_epoch)
             for logger in trainer.loggers:

@@ -1,7 +1,9 @@
 """Interruption and resume, and numerical faults: the Lightning glue that lets a killed run continue.
 
 - ``AtomicCheckpointIO`` writes every checkpoint to ``<name>.partial`` and renames it, so a kill
-  mid-write leaves the previous checkpoint intact and never a half file that a later run trusts.
+  mid-write leaves the previous checkpoint intact and never a half file that a later run trusts; it
+  loads checkpoints with ``weights_only=True`` (tensors and plain values only), so a planted
+  ``last.ckpt`` cannot run code, and a damaged one is a one-line error naming it and the fix.
 - ``EpochSeed`` reseeds torch, numpy and ``random`` at the start of every epoch from
   (seed, epoch): an epoch's augmentation and dropout draws do not depend on what ran before it
   in the same process, so a run resumed at epoch e draws exactly what an uninterrupted run draws.
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import atomic_write_json
-from sdnn.errors import ConfigError, SDNNError
+from sdnn.errors import CheckpointError, ConfigError, SDNNError, disk_error
 
 
 class NumericalError(SDNNError):
@@ -36,13 +40,51 @@ class NumericalError(SDNNError):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to ``<path>.partial``, then ``os.replace`` onto ``path``."""
+    """``torch.save`` to ``<path>.partial``, then ``os.replace`` onto ``path``; ``torch.load`` with
+    ``weights_only=True`` whatever the caller asks. Our checkpoints hold tensors, numbers, strings, lists,
+    dicts and the ``collections.Counter`` of MultiStepLR's milestones, all on torch's own allow-list."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
         partial = path.with_name(path.name + ".partial")
-        super().save_checkpoint(checkpoint, partial, storage_options)
-        os.replace(partial, path)
+        try:
+            super().save_checkpoint(checkpoint, partial, storage_options)
+            os.replace(partial, path)
+        except OSError as exc:  # disk full or read-only: the previous checkpoint stays, the half file goes
+            partial.unlink(missing_ok=True)
+            raise (disk_error(OSError(exc.errno, exc.strerror, str(path))) or exc) from None
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        try:
+            return super().load_checkpoint(path, **({"map_location": map_location} if map_location else {}),
+                                           weights_only=True)
+        except Exception as exc:  # noqa: BLE001 — whatever is wrong with the file, the fix is the same
+            raise _unloadable(path, exc) from None
+
+
+def check_loadable(path: Path) -> None:
+    """A ``CheckpointError`` now, before any work, if ``path`` is not a checkpoint that loads with
+    ``weights_only=True``: reads the zip's directory and its pickle (which globals it names), not the tensors."""
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001
+        raise _unloadable(path, exc) from None
+    if unsafe:
+        raise _unloadable(path, pickle.UnpicklingError(", ".join(unsafe[:5])), refused=", ".join(unsafe[:5]))
+
+
+def _unloadable(path, exc: BaseException, refused: str | None = None) -> CheckpointError:
+    text = str(exc).strip()
+    found = re.search(r"GLOBAL ([\w.]+)", text) if isinstance(exc, pickle.UnpicklingError) else None
+    refused = refused or (found.group(1) if found else None)
+    if refused:
+        detail = (f"it names {refused}, which loading would have to import and run; it was not written by this "
+                  "program, so it is not loaded")
+    else:
+        first = text.splitlines()[0] if text else ""
+        detail = f"not a readable checkpoint: damaged, truncated or foreign; {type(exc).__name__}: {first}"
+    return CheckpointError(f"{path} cannot be resumed ({detail}): run the same command with checkpoint.resume=false "
+                           "to start this phase over (the file is removed), or use a new hydra.run.dir")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -175,7 +217,16 @@ class CheckpointPlan:
                 self.last.unlink(missing_ok=True)
             return None
         stored_path = self.dir / "config.json"
-        stored = json.loads(stored_path.read_text()) if stored_path.is_file() else {}
+        try:
+            stored = json.loads(stored_path.read_text()) if stored_path.is_file() else {}
+        except (OSError, ValueError) as exc:
+            if mode == "force":
+                stored = dict(self.fingerprint)
+            else:
+                raise CheckpointError(
+                    f"{stored_path} (the configuration of {self.last}) is damaged ({type(exc).__name__}: {exc}); "
+                    "checkpoint.resume=force continues from the checkpoint anyway, checkpoint.resume=false starts "
+                    "this phase over") from None
         changed = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
         if changed and mode != "force":
             shown = ", ".join(f"{k}: {stored.get(k)!r} → {self.fingerprint.get(k)!r}" for k in changed[:6])
@@ -184,6 +235,7 @@ class CheckpointPlan:
                 f"{', …' if len(changed) > 6 else ''}). Use a new hydra.run.dir to start a new run, "
                 "checkpoint.resume=false to start this one over, or checkpoint.resume=force to continue "
                 "from the checkpoint anyway.")
+        check_loadable(self.last)
         return self.last
 
     def callbacks(self) -> list[pl.Callback]:
@@ -204,7 +256,7 @@ class EpochCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer, pl_module):
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # the full state (and no INFO line about it)
 
 
 class _ConfigRecorder(pl.Callback):

@@ -87,7 +87,7 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
         arguments["limit_val_batches"] = 0
     trainer = trainer_class(**arguments)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=False)
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)  # sdnn.lit.resume: never code
     seconds = time.perf_counter() - start
     val = trainer.callback_metrics.get("val/acc")  # the validation split's accuracy after the last epoch
     trainer.test(module, datamodule=data, verbose=False)
