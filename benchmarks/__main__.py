@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--smoke", action="store_true", help="tiny sizes, to check that everything runs")
     parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS),
                         help="run only these sections (their sections in --out are replaced, the rest kept)")
-    parser.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to write ('-' for none)")
+    parser.add_argument("--out", help="Markdown file to write ('-' for none; default: docs/benchmarks.md for the "
+                                      "full sizes, none for --quick and --smoke, whose numbers are not the docs')")
     args = parser.parse_args(argv)
     scale = SCALES["smoke" if args.smoke else "quick" if args.quick else "full"]
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         command += " --only " + " ".join(args.only)
     text = render(results, command)
     print(text)
+    args.out = args.out or ("docs/benchmarks.md" if scale.name == "full" else "-")
     if args.out != "-":
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

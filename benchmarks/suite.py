@@ -497,6 +497,43 @@ def bench_yt8m(scale: Scale) -> list[tuple]:
     return bench_yt8m_reader(scale) + bench_yt8m_theta(scale)
 
 
+# Bad inputs, each at the stage that catches it; run.py must stop with exit status 2 before any training.
+FAIL_FAST_CASES = (
+    ("a value out of range (`seed=-1`)", ["seed=-1"]),
+    ("a value of the wrong type (`optim.lr=abc`)", ["optim.lr=abc"]),
+    ("a loss the method cannot use (`loss=focal`, SDNN)", ["loss=focal"]),
+    ("a missing data file (`dataset=npz`)", ["dataset=npz", "dataset.path=/nonexistent/data.npz"]),
+    ("a class the data lacks (`subclass.classes=[12]`, after reading digits)", ["subclass.classes=[12]"]),
+)
+
+
+def bench_fail_fast(scale: Scale) -> list[tuple]:
+    """Time from ``python run.py <bad input>`` to its one-line error, against the interpreter's own
+    start-up (``python -c pass``): the checks run before torch or Lightning is imported where they can."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def timed(args: list[str], expect: int) -> float:
+        best = math.inf
+        for _ in range(max(scale.repeats, 1)):
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                proc = subprocess.run([sys.executable, *args, f"hydra.run.dir={tmp}/run"] if args else
+                                      [sys.executable, "-c", "pass"], cwd=root, env=env, capture_output=True)
+                best = min(best, time.perf_counter() - start)
+            if proc.returncode != expect:
+                raise RuntimeError(f"{args}: exit {proc.returncode}, expected {expect}: {proc.stderr[-500:]!r}")
+        return best
+
+    startup = timed([], 0)
+    return [(f"{what}: time to the error", "interpreter start-up (`python -c pass`)", startup,
+             "`python run.py " + " ".join(args) + "`", timed(["run.py", *args], 2))
+            for what, args in FAIL_FAST_CASES]
+
+
 SECTIONS = {
     "theta_training": ("θ during training (target: ≤ 2% extra per step, i.e. ratio ≥ 0.98)", bench_theta_in_training),
     "theta_batch": ("θ for one batch", bench_theta_batch),
@@ -505,5 +542,7 @@ SECTIONS = {
     "partition": ("Partitioners", bench_partitioners),
     "input_pipeline": ("Image input pipeline (CIFAR augmentation)", bench_input_pipeline),
     "yt8m": ("YouTube-8M: streaming reader, and θ's share of a training step (target: ≤ 2%)", bench_yt8m),
+    "fail_fast": ("Bad input: time to the one-line error (ratio: interpreter start-up / time to the error)",
+                  bench_fail_fast),
     "gpu": ("GPU: paper backbones (bf16, channels_last, torch.compile), framework overhead, θ cost", bench_gpu),
 }

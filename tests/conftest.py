@@ -17,6 +17,9 @@ from sdnn.config import register
 register()  # the schema conf/config.yaml starts from (run.py registers it too)
 ROOT = Path(__file__).resolve().parents[1]
 # Small schedules for tests; phase 1 one epoch, phase 2 two.
+# Hang guards, never speed checks (CI machines are shared and busy): at least 10× the time on a busy 2-core machine.
+RUN_GUARD = 1800    # a training run (the default run: ~30 s idle, up to ~190 s seen under load)
+QUICK_GUARD = 600   # a command that stops in seconds (bad input, a report, a config check)
 FAST = ["phase1.epochs=1", "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false",
         "checkpoint.every_n_epochs=0"]  # checkpoints and resuming: tests/test_reliability_resume.py
 
@@ -26,7 +29,7 @@ def compose_config(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
-def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], timeout: float = RUN_GUARD) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)

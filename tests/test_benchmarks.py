@@ -5,21 +5,32 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, RUN_GUARD
 
 
 def test_benchmark_command_runs_and_writes_the_table(tmp_path):
     out = tmp_path / "bench.md"
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=RUN_GUARD)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     for title in ("θ during training", "θ for one batch", "Subclass CE", "Training throughput", "Partitioners",
-                  "Image input pipeline", "YouTube-8M"):
+                  "Image input pipeline", "YouTube-8M", "Bad input"):
         assert f"## {title}" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and line.endswith("× |")]
-    assert len(rows) == 2 + 3 + 2 + 1 + 5 + 1 + 6
+    assert len(rows) == 2 + 3 + 2 + 1 + 5 + 1 + 6 + 5
     assert "python -m benchmarks --smoke" in text and "machine:" in text
+
+
+def test_smoke_runs_leave_the_docs_alone(tmp_path, monkeypatch):
+    """--smoke and --quick numbers are not the documented ones: without --out they write no file."""
+    import benchmarks.__main__ as bench
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(bench.SECTIONS, "fake", ("Fake", lambda scale: [("case", "base", 2.0, "ours", 1.0)]))
+    assert bench.main(["--smoke", "--only", "fake"]) == 0
+    assert not (tmp_path / "docs").exists()
+    assert bench.main(["--smoke", "--only", "fake", "--out", "x.md"]) == 0 and (tmp_path / "x.md").is_file()
 
 
 

@@ -26,7 +26,7 @@ from sdnn.data.yt8m_synth import write_synthetic_shards
 from sdnn.errors import ConfigError
 from sdnn.losses import (EncouragingLoss, FocalLoss, LabelSmoothingCrossEntropy, LDRKLLoss, Poly1CrossEntropy,
                          build_loss)
-from tests.conftest import FAST, compose_config, read_results, run_cli
+from tests.conftest import FAST, QUICK_GUARD, compose_config, read_results, run_cli
 
 
 # ----------------------------------------------------------------------------- reference
@@ -254,7 +254,7 @@ def test_cli_baseline_with_focal_writes_results_and_sdnn_with_focal_is_refused(t
     results = read_results(tmp_path / "focal")
     assert results["config"]["loss"] == {"name": "focal", "_target_": "sdnn.losses.FocalLoss", "gamma": 1.0}
     assert 0.1 < results["test"]["acc"] <= 1
-    proc = run_cli([*FAST, "loss=focal", f"hydra.run.dir={tmp_path / 'sdnn'}"], timeout=120)
+    proc = run_cli([*FAST, "loss=focal", f"hydra.run.dir={tmp_path / 'sdnn'}"], timeout=QUICK_GUARD)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: loss=focal is a baseline loss"), proc.stderr[-2000:]

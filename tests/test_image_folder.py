@@ -150,7 +150,7 @@ def test_short_cpu_run_on_the_shared_cifar10_jpeg_archive(tmp_path):
                     "+trainer.limit_train_batches=4",
                     "+trainer.limit_test_batches=4", "logger=none", "trainer.enable_progress_bar=false",
                     "observe.per_class_test_acc=false", "observe.figures=false",
-                    f"phase1.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"], timeout=400)
+                    f"phase1.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = read_results(run_dir)
     assert results["dataset"] == "image_folder" and len(results["test"]["per_class_acc"]) == 10

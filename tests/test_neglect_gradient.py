@@ -18,6 +18,7 @@ from sdnn.lit import NeglectCallback, SDNNModule
 from sdnn.losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
 from sdnn.models import build_backbone
 from sdnn.neglect import choose_method, method_costs, neglect_norms, neglect_norms_from_gradient
+from tests.conftest import RUN_GUARD
 
 
 # ----------------------------------------------------------------------------- reference
@@ -317,7 +318,7 @@ def test_ddp_gloo_gradient_theta_equals_gram(tmp_path):
     runs = {}
     for method in ("gram", "gradient"):
         proc = subprocess.run([sys.executable, str(script), method, str(tmp_path / method)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
+                              capture_output=True, text=True, timeout=RUN_GUARD, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[method] = [json.loads((tmp_path / f"{method}.rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["gradient_steps"] for r in runs["gradient"]] == [8, 8]  # 4 local batches × 2 epochs per rank

@@ -35,7 +35,7 @@ import torch
 import sdnn.cache
 from sdnn.cache import Phase1Cache
 from sdnn.errors import CheckpointError, DataError, DiskError, user_message, worker_message
-from tests.conftest import FAST, compose_config, read_results, run_cli, write_npz
+from tests.conftest import FAST, QUICK_GUARD, compose_config, read_results, run_cli, write_npz
 
 CHECKPOINTS = ["checkpoint.every_n_epochs=1"]  # FAST turns them off
 BASELINE = ["method=baseline", "model=mlp", "trainer.max_epochs=1", "observe.figures=false"]
@@ -115,7 +115,7 @@ def test_a_planted_checkpoint_through_the_cli_is_one_line(trained, tmp_path):
     marker = tmp_path / "marker"
     torch.save({"epoch": 0, "payload": _WritesMarker(marker)}, last)
     proc = run_cli([*FAST, *BASELINE, *CHECKPOINTS, "checkpoint.resume=force", f"hydra.run.dir={run_dir}",
-                    f"phase1.cache_dir={trained[0] / 'cache'}"], timeout=120)
+                    f"phase1.cache_dir={trained[0] / 'cache'}"], timeout=QUICK_GUARD)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not marker.exists()
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -310,7 +310,7 @@ def test_a_run_folder_that_cannot_be_created_is_one_line(tmp_path, where):
         target.write_text("not a folder")
     else:
         target = _unwritable(tmp_path)
-    proc = run_cli([f"hydra.run.dir={target}"], timeout=120)
+    proc = run_cli([f"hydra.run.dir={target}"], timeout=QUICK_GUARD)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.startswith(f"error: hydra.run.dir={target}: cannot create or write"), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -38,7 +38,7 @@ from sdnn.data.cifar import load_cifar, write_cifar_batches
 from sdnn.data.image_folder import load_image_folder
 from sdnn.data.npz import load_npz_splits
 from sdnn.errors import ConfigError, DataError
-from tests.conftest import compose_config, run_cli, write_npz
+from tests.conftest import QUICK_GUARD, compose_config, run_cli, write_npz
 
 
 def _npz(tmp_path, **arrays):
@@ -113,7 +113,7 @@ def test_bad_data_file_fails_fast_naming_the_problem(tmp_path, case):
 
 def _fails_fast(tmp_path, override, named):
     proc = run_cli([*override, f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"],
-                   timeout=120)  # a hang guard: these stop in seconds
+                   timeout=QUICK_GUARD)  # these stop in seconds
     assert proc.returncode != 0
     assert named in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

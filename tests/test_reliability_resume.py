@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, read_results, run_cli
+from tests.conftest import QUICK_GUARD, ROOT, RUN_GUARD, read_results, run_cli
 
 # digits with the small CNN: 19 steps per epoch in each phase; the learning
 # rate steps down after epoch 1, so a resumed run must also restore the schedule
@@ -31,13 +31,13 @@ def _start(args: list[str]) -> subprocess.Popen:
 def _signal_at(args: list[str], marker: Path, sig: int) -> str:
     """Start the run, wait until it reaches the marker, send ``sig``; returns its output."""
     proc = _start(args)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + RUN_GUARD  # a hang guard
     while not marker.exists():
         assert proc.poll() is None, f"the run ended before reaching {marker.name}:\n{proc.stdout.read()[-3000:]}"
         assert time.monotonic() < deadline, "the run never reached the marker"
         time.sleep(0.05)
     proc.send_signal(sig)
-    output, _ = proc.communicate(timeout=120)
+    output, _ = proc.communicate(timeout=QUICK_GUARD)
     assert proc.returncode != 0, output[-2000:]
     return output
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sdnn.report import collect_runs, format_markdown, main, summarize
+from tests.conftest import QUICK_GUARD
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -169,16 +170,16 @@ def test_no_numeric_sweep_means_no_plot(multirun, tmp_path):
 
 def test_cli_end_to_end(multirun):
     done = subprocess.run([sys.executable, "-m", "sdnn.report", str(multirun)], check=False, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=QUICK_GUARD)
     assert done.returncode == 0, done.stderr
     assert "| method | num_classes_to_repartition |" in done.stdout and "wrote" in done.stdout
     for name in ("report.md", "report.csv", "report.png"):
         assert (multirun / name).stat().st_size > 0
     missing = subprocess.run([sys.executable, "-m", "sdnn.report", str(multirun / "0" / "nothing")], check=False,
-                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+                             cwd=ROOT, capture_output=True, text=True, timeout=QUICK_GUARD)
     assert missing.returncode != 0 and "not a folder" in missing.stderr
     empty_dir = multirun / "empty"
     empty_dir.mkdir()
     empty = subprocess.run([sys.executable, "-m", "sdnn.report", str(empty_dir)], check=False, cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=QUICK_GUARD)
     assert empty.returncode != 0 and f"no results.json under {empty_dir}" in empty.stderr

@@ -18,7 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, compose_config
+from tests.conftest import QUICK_GUARD, ROOT, RUN_GUARD, compose_config
 
 SWEEPS = ROOT / "multirun_sweeps"
 # The swept keys of each ready sweep, as the issue asks for them.
@@ -73,7 +73,7 @@ def test_ddp_trainer_configs_extend_default(option, accelerator, devices):
     assert cfg.trainer.devices == 4 and cfg.trainer.max_epochs == 200 and cfg.trainer.strategy == "ddp"
 
 
-def _run_sweep(base: Path, extra: list[str] = (), timeout: float = 180) -> subprocess.CompletedProcess:
+def _run_sweep(base: Path, extra: list[str] = (), timeout: float = RUN_GUARD) -> subprocess.CompletedProcess:
     """The documented command (relative --config-dir, from the repository root), 2 runs."""
     args = ["-m", "--config-dir", "multirun_sweeps", "--config-name", "num_classes",
             "subclass.num_classes_to_repartition=1,2", *FAST_SWEEP, *extra,
@@ -106,7 +106,7 @@ def test_multirun_over_k_shares_phase1_and_reports(tmp_path):
     assert proc.stdout.count("skipping phase-1 training") == 1
 
     report = subprocess.run([sys.executable, "-m", "sdnn.report", str(sweep_dir)], check=False, cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=QUICK_GUARD)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "2 run(s)" in report.stdout
     markdown = (sweep_dir / "report.md").read_text().splitlines()

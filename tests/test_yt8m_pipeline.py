@@ -26,7 +26,7 @@ from sdnn.augment import Extrapolation
 from sdnn.partition import MedianDistanceSplit, StreamingMedianSplit
 from sdnn.repartition import VideoSubclasses, stream_repartition
 from sdnn.subclass import build_subclass_to_class
-from tests.conftest import FAST, read_results, run_cli
+from tests.conftest import FAST, QUICK_GUARD, read_results, run_cli
 
 CLASSES = 12
 
@@ -301,7 +301,7 @@ def test_cli_yt8m_baseline_with_a_damaged_record_errors_or_skips_and_counts(shar
     (["model=vgg16"], "model=vgg16"),
 ])
 def test_cli_yt8m_bad_options_fail_before_work(shards, tmp_path, override, key):
-    proc = run_cli([*FAST, *yt8m_args(shards), *override, f"hydra.run.dir={tmp_path / 'r'}"], timeout=120)
+    proc = run_cli([*FAST, *yt8m_args(shards), *override, f"hydra.run.dir={tmp_path / 'r'}"], timeout=QUICK_GUARD)
     assert proc.returncode == 2, proc.stdout[-2000:]
     assert key in proc.stderr
     assert not (tmp_path / "r" / "results.json").exists()
@@ -309,9 +309,9 @@ def test_cli_yt8m_bad_options_fail_before_work(shards, tmp_path, override, key):
 
 def test_cli_yt8m_missing_shards_name_the_key(tmp_path):
     proc = run_cli([*FAST, "dataset=yt8m", f"dataset.train={tmp_path}/none*.tfrecord",
-                    f"dataset.validate={tmp_path}/none*.tfrecord", f"hydra.run.dir={tmp_path / 'r'}"], timeout=120)
+                    f"dataset.validate={tmp_path}/none*.tfrecord", f"hydra.run.dir={tmp_path / 'r'}"], timeout=QUICK_GUARD)
     assert proc.returncode == 2 and "no YouTube-8M shards match" in proc.stderr and "dataset.train" in proc.stderr
-    proc = run_cli([*FAST, "dataset=yt8m", f"hydra.run.dir={tmp_path / 'r'}"], timeout=120)
+    proc = run_cli([*FAST, "dataset=yt8m", f"hydra.run.dir={tmp_path / 'r'}"], timeout=QUICK_GUARD)
     assert proc.returncode == 2 and "dataset.train is not set" in proc.stderr
 
 
@@ -324,7 +324,7 @@ def test_cli_yt8m_ddp_ranks_read_disjoint_videos_and_agree(shards, tmp_path):
     proc = run_cli([*FAST, *yt8m_args(shards, "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1",
                                       "dataset.num_workers=1"),
                     f"+trainer.callbacks=[{{_target_: tests.ddp_probe.StepDump, folder: '{dump}'}}]",
-                    f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"], timeout=300)
+                    f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = read_results(tmp_path / "r")
     assert results["test"]["videos"] == 120

@@ -16,7 +16,7 @@ from sdnn.data.tfrecord import count_records, decode_example, read_records
 from sdnn.data.yt8m import ShardIndex, YT8MStream, find_shards, slot_ranges
 from sdnn.data.yt8m_synth import write_synthetic_shards
 from sdnn.errors import DataError
-from tests.conftest import ROOT
+from tests.conftest import QUICK_GUARD, ROOT
 
 CLASSES = 20
 
@@ -144,10 +144,10 @@ def test_bad_options_and_missing_shards(tmp_path, shards):
 def test_synth_command_writes_shards(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sdnn.data.yt8m_synth", str(tmp_path), "--classes", "8",
                            "--train-shards", "2", "--validate-shards", "1", "--videos-per-shard", "5"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=QUICK_GUARD)
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in find_shards(tmp_path / "*.tfrecord")] == ["train0000.tfrecord", "train0001.tfrecord",
                                                                       "validate0000.tfrecord"]
     bad = subprocess.run([sys.executable, "-m", "sdnn.data.yt8m_synth", str(tmp_path), "--classes", "2"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+                         cwd=ROOT, capture_output=True, text=True, timeout=QUICK_GUARD)
     assert bad.returncode == 2 and "--classes must be >= 4" in bad.stderr
