@@ -105,17 +105,24 @@ def _iter_images(root: Path, max_image_mb: float = MAX_IMAGE_MB) -> Iterator[tup
             raise DataError(f"{file}: cannot read ({exc})") from exc
 
 
-def _decode(data: bytes, size: int | None) -> np.ndarray:
+def _decode(data: bytes, size: int | tuple[int, int] | None, mode: str = "RGB") -> np.ndarray:
+    """One encoded image as uint8 (C, H, W): converted to ``mode`` ("RGB", or "L" for gray) and, given
+    ``size`` (a side, or (width, height)), resized (bilinear) unless it already has that size."""
     from PIL import Image
 
     with warnings.catch_warnings():
         # more pixels than Pillow's limit (89 M): an error, not a warning and gigabytes of memory
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("RGB")
-            if size is not None and image.size != (size, size):
-                image = image.resize((size, size), Image.BILINEAR)
-            return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+            image = image.convert(mode)
+            target = (size, size) if isinstance(size, int) else size
+            if target is not None and image.size != tuple(target):
+                image = image.resize(tuple(target), Image.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+            return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+decode_image = _decode
 
 
 def decode_image_tree(root: Path, image_size: int | None = None, on_corrupt: str = "error",

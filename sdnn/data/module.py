@@ -15,6 +15,7 @@ import torch
 
 from sdnn.augment import Augmenter
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
+from sdnn.data.preprocess import Preprocessing
 from sdnn.data.sources import InMemoryDataset
 from sdnn.data.tensors import TensorSplits, batch_loader
 from sdnn.data.yt8m import YT8MData, YT8MStream
@@ -34,7 +35,8 @@ class SDNNData(pl.LightningDataModule):
 
     ``num_classes``, ``input_shape``, ``multilabel``, ``names()``, ``skipped`` (damaged files left
     out); the train / validation / test loaders; ``callbacks()`` the loaders need in the Trainer;
-    ``input_pipeline()`` the device-side normalisation and augmentation; ``partition(selection,
+    ``input_pipeline()`` the device-side normalisation and augmentation; ``preprocessing()`` how raw
+    inputs become the network's (for ``model/``); ``partition(selection,
     per_class, partitioner, augmenter, embed)`` → ``Partition``; ``for_phase2(partition)`` → the
     SDNNData of phase 2 (same validation and test data, subclass targets, augmented copies).
     """
@@ -72,6 +74,9 @@ class SDNNData(pl.LightningDataModule):
 
     def input_pipeline(self) -> InputPipeline:
         return InputPipeline()
+
+    def preprocessing(self) -> Preprocessing:
+        raise NotImplementedError
 
     def training_size(self) -> int:
         raise NotImplementedError
@@ -153,6 +158,9 @@ class InMemoryData(SDNNData):
         augment = BatchAugment(**self.augment) if self.is_image and self.augment else None
         return InputPipeline(augment, self.splits.norm_mean, self.splits.norm_std)
 
+    def preprocessing(self) -> Preprocessing:
+        return self.splits.preprocessing
+
     def training_size(self) -> int:
         return len(self.splits.x_train)
 
@@ -221,6 +229,9 @@ class StreamedData(SDNNData):
         if self._test is None:
             self._test = self.shards.stream("validate", train=False, batch_size=4 * self.batch_size)
         return self._test
+
+    def preprocessing(self) -> Preprocessing:
+        return self.shards.preprocessing
 
     def callbacks(self):
         return [StreamEpochs([self.train_stream], [self.test_stream])]

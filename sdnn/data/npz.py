@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sdnn.data.preprocess import Preprocessing
 from sdnn.data.tensors import TensorSplits
 from sdnn.errors import DataError, listed
 
@@ -18,11 +19,12 @@ REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 _CHANNELS = (1, 3, 4)
 
 
-def _to_nchw(x: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray:
+def raw_layout(x: np.ndarray, layout: str, key: str, path: Path) -> str:
+    """The layout of ``x``: nf (vectors), nhw (gray images), nhwc or nchw."""
     if x.ndim == 2:
-        return x
+        return "nf"
     if x.ndim == 3:
-        return x[:, None]
+        return "nhw"
     if x.ndim != 4:
         raise DataError(f"{path}: '{key}' has shape {x.shape}; expected (N, F), (N, H, W), (N, H, W, C) or (N, C, H, W)")
     if layout == "auto":
@@ -31,11 +33,19 @@ def _to_nchw(x: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray:
             raise DataError(f"{path}: cannot tell the channel axis of '{key}' with shape {x.shape}; "
                             "set dataset.layout=nhwc or dataset.layout=nchw")
         layout = "nhwc" if channels_last else "nchw"
+    return layout
+
+
+def _to_nchw(x: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray:
+    layout = raw_layout(x, layout, key, path)
+    if layout == "nhw":
+        return x[:, None]
     return x.transpose(0, 3, 1, 2) if layout == "nhwc" else x
 
 
 def load_npz_splits(path: str | None, layout: str = "auto") -> TensorSplits:
-    """Read and check the arrays; uint8 images are scaled to [0, 1]."""
+    """Read and check the arrays; uint8 images are scaled to [0, 1]. ``preprocessing`` records the
+    raw form (x_train's dtype kind, layout and shape) and the scaling, for ``model/``."""
     if not path:
         raise DataError("dataset=npz needs a file: add dataset.path=/path/to/data.npz")
     file = Path(str(path)).expanduser()
@@ -83,4 +93,9 @@ def load_npz_splits(path: str | None, layout: str = "auto") -> TensorSplits:
                         f"{listed(empty, total=num_classes - len(present))} have no training sample; labels must be "
                         "0..c-1 with every class present")
     val = tensors.get("val", (None, None))
-    return TensorSplits(*tensors["train"], *tensors["test"], num_classes=num_classes, x_val=val[0], y_val=val[1])
+    x_train = arrays["x_train"]
+    raw = Preprocessing("uint8" if x_train.dtype == np.uint8 else "float", raw_layout(x_train, layout, "x_train", file),
+                        x_train.shape[1:], divide=255.0 if x_train.dtype == np.uint8 else 1.0,
+                        source=f"{file.name}'s x_train")
+    return TensorSplits(*tensors["train"], *tensors["test"], num_classes=num_classes, x_val=val[0], y_val=val[1],
+                        preprocessing=raw)

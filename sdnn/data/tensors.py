@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from sdnn.data.preprocess import Preprocessing
+
 
 @dataclass
 class TensorSplits:
@@ -19,7 +21,9 @@ class TensorSplits:
 
     Float data is normalised in place. uint8 images stay uint8 (a quarter of the memory);
     ``norm_mean``/``norm_std`` (C,) then hold the per-channel statistics that the device-side
-    ``InputPipeline`` applies to each batch.
+    ``InputPipeline`` applies to each batch. ``preprocessing`` records how a user's raw inputs become
+    what the network sees (the reader's layout and scaling, then the statistics; ``model/model.json``
+    keeps it); by default the tensors themselves are the raw form.
     """
 
     x_train: Tensor
@@ -38,6 +42,11 @@ class TensorSplits:
     fine_val: Tensor | None = None
     fine_test: Tensor | None = None
     fine_names: list[str] = field(default_factory=list)
+    preprocessing: Preprocessing | None = None
+
+    def __post_init__(self):
+        if self.preprocessing is None:
+            self.preprocessing = Preprocessing.of_tensor(self.x_train)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -111,14 +120,17 @@ def channel_statistics(x: Tensor, chunk_size: int = 8192) -> tuple[Tensor, Tenso
 def standardize(splits: TensorSplits) -> TensorSplits:
     """Zero mean, unit variance per channel (images) or per feature (vectors), from train.
 
-    uint8 data is left as it is; its statistics go to ``norm_mean``/``norm_std``.
+    uint8 data is left as it is; its statistics go to ``norm_mean``/``norm_std``. Either way they are
+    recorded in ``preprocessing`` (how the network's inputs were made, for ``model/``).
     """
     if splits.x_train.dtype == torch.uint8:
         splits.norm_mean, splits.norm_std = channel_statistics(splits.x_train)
+        splits.preprocessing = splits.preprocessing.with_statistics(splits.norm_mean, splits.norm_std, "device")
         return splits
     dims = (0, 2, 3) if splits.is_image else (0,)
     mean = splits.x_train.mean(dims, keepdim=True)
     std = splits.x_train.std(dims, keepdim=True).clamp_min(1e-6)
+    splits.preprocessing = splits.preprocessing.with_statistics(mean, std, "loaded")
     for name in ("x_train", "x_val", "x_test"):
         value = getattr(splits, name)
         if value is not None:

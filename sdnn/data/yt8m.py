@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sdnn.data.preprocess import Preprocessing
 from sdnn.data.tensors import rank_world
 from sdnn.data.tfrecord import CorruptionLog, count_records, decode_example, read_records
 from sdnn.errors import DataError
@@ -290,6 +291,12 @@ class YT8MData:
         self.class_names = read_vocabulary(vocabulary, self.num_classes)
         self.batch_size = int(batch_size)
         self.input_shape = (sum(FEATURE_SIZES[name] for name in FEATURE_SETS[self.features]),)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """Raw inputs: a video's features (``mean_rgb`` or ``mean_rgb`` ⊕ ``mean_audio``), L2-normalised."""
+        return Preprocessing("float", "nf", self.input_shape, l2_normalize=True,
+                             source=" ⊕ ".join(FEATURE_SETS[self.features]) + " of each video")
 
     def load(self, run_dir: str | Path | None = None) -> YT8MData:
         """Nothing is read whole: sets the skipped-records journal to ``run_dir/data_skipped.jsonl``."""
