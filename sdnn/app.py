@@ -1,5 +1,6 @@
 """From a composed configuration to a finished run: the typed parts (``Job``), the checks that need
-the data, the recipe (``sdnn.pipeline``), ``results.json``, the summary and the dashboards.
+the data, the recipe (``sdnn.pipeline``), the trained model (``model/``, ``sdnn.artifact``),
+``results.json``, the summary and the dashboards.
 
 ``run.py`` calls :func:`run` with what ``sdnn.checks.prepare`` checked before Lightning was
 imported; ``sdnn.study`` and the tests call ``run(cfg, run_dir)``, which prepares itself.
@@ -7,12 +8,14 @@ imported; ``sdnn.study`` and the tests call ``run(cfg, run_dir)``, which prepare
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from sdnn.artifact import ModelCard, model_weights, save_model
 from sdnn.cache import Phase1Cache
 from sdnn.checks import Checked, prepare
 from sdnn.config import Settings, instantiate_part
@@ -36,6 +39,7 @@ def run(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) ->
         job.training.checkpoints(phase).resume_path()  # another configuration's checkpoint: an error now
     results = run_recipe(job)
     if rank_zero_only.rank == 0:
+        keep_model(job, results)
         path = results.write(run_dir)
         job.training.loggers.publish_results(results)
         job.say(format_summary(results))
@@ -45,6 +49,22 @@ def run(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) ->
                     f"e.g. {skipped[0]}; all listed in results.json under data_skipped")
         job.say(f"results: {path}")
     return results
+
+
+def keep_model(job: Job, results: Results) -> Path:
+    """``run_dir/model/``: the network the recipe trained last, its card and preprocessing (any method)."""
+    if results.module is None:
+        raise RuntimeError(f"method={results.method}: the recipe returned no trained network to keep in model/")
+    data, config = job.data, job.config
+    card = ModelCard(method=results.method, dataset=results.dataset, model=results.model, seed=results.seed,
+                     num_classes=data.num_classes, multilabel=data.multilabel, class_names=list(data.names()),
+                     subclass_to_class=list(results.subclass_to_class),
+                     score="sigmoid" if getattr(job.loss, "multilabel", False) else "softmax",
+                     preprocessing=data.preprocessing(), backbone=config["model"]["backbone"],
+                     eval_batch_size=4 * data.batch_size,
+                     precision=str(config["trainer"].get("precision", "32-true")), config=config,
+                     launch_dir=os.getcwd())
+    return save_model(job.run_dir, card, model_weights(results.module))
 
 
 def assemble(cfg: DictConfig, checked: Checked, run_dir: Path) -> Job:

@@ -49,4 +49,5 @@ class Job:
         return Results(method=str(self.method), dataset=self.data.name, model=self.labels["model"], seed=self.seed,
                        subclass_to_class=subclass_to_class.tolist(), test=phase.test, val=phase.val,
                        train_seconds=phase.seconds, epoch_test_acc=epoch_test_acc, class_names=self.data.names(),
-                       config=self.config, data_skipped={"count": len(skipped), "items": list(skipped)}, **extra)
+                       config=self.config, data_skipped={"count": len(skipped), "items": list(skipped)},
+                       module=phase.module, **extra)

@@ -67,7 +67,8 @@ class Selection:
 
 @dataclass
 class Results:
-    """``results.json``. Keys present only for some methods are None here and left out of the file."""
+    """``results.json``. Keys present only for some methods are None here and left out of the file.
+    ``module``: the network trained last (an ``SDNNModule``), which ``sdnn.app`` keeps in ``model/``."""
 
     method: str
     dataset: str
@@ -93,6 +94,7 @@ class Results:
     partition_quality: dict[str, Any] | None = None   # NMI / ARI against fine labels; None without them
     positive_weight: list[float] | None = None        # method=reweight: eq. 3's weight of each class's positive term
     hierarchy: dict[str, Any] | None = None           # method=class2str: the classes' codes, parameter counts
+    module: Any = field(default=None, repr=False, compare=False)  # the network trained last (not serialised)
 
     ORDER = ("method", "dataset", "model", "seed", "selected_classes", "theta", "theta_history", "phase1",
              "epoch_test_acc", "figures", "neglect_vs_error", "subclass_to_class", "test", "val", "train_seconds",
