@@ -1,8 +1,12 @@
 """SDNN entry point: ``python run.py [group=option ...] [key=value ...]`` (Hydra).
 
 Compose (types checked by the schema, sdnn/config.py) → validate (ranges, no torch) → load the data
-(no Lightning) → ``sdnn.app.run``: the typed parts, the recipe, results.json. Every error a user
-can fix is one line on stderr and exit status 2.
+(no Lightning) → ``sdnn.app.run``: the typed parts, the recipe, results.json and model/. Every error a
+user can fix is one line on stderr and exit status 2.
+
+The value ``main`` returns (what a Hydra sweeper such as Optuna reads) is the validation accuracy,
+``results.json`` ``val.acc``, never a test metric; without a validation split it is None, and a sweeper
+that optimises it stops before any training with a one-line error.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sdnn.config import register
-from sdnn.errors import disk_error, user_message
+from sdnn.errors import ConfigError, disk_error, user_message
 
 register()
 
@@ -35,8 +39,31 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
 
 
+def optimising_sweeper() -> str | None:
+    """The sweeper of this multirun when it optimises the return value (any but Hydra's basic one)."""
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    choice = hydra_cfg.runtime.choices.get("hydra/sweeper")
+    return choice if hydra_cfg.mode == RunMode.MULTIRUN and choice not in (None, "basic") else None
+
+
+def check_objective(checked) -> None:
+    """A sweeper that optimises the run's value needs a validation split: tuning on test is not allowed."""
+    sweeper = optimising_sweeper()
+    if sweeper and getattr(checked.loaded, "x_val", None) is None:
+        raise ConfigError(f"hydra/sweeper={sweeper} optimises the validation accuracy (results.json val.acc), but "
+                          f"dataset '{checked.source.name}' has no validation split; add dataset.val_fraction=0.2 "
+                          "(the test split is never an objective)")
+
+
+def objective(results) -> float | None:
+    """The validation accuracy after the last epoch; None without a validation split."""
+    return None if results.val is None else float(results.val["acc"])
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     _quiet()
     from sdnn.config import validate_config
 
@@ -46,6 +73,7 @@ def main(cfg: DictConfig) -> float:
 
         run_dir = HydraConfig.get().runtime.output_dir
         checked = prepare(cfg, run_dir, settings)  # bad data fails here, before Lightning is imported
+        check_objective(checked)
         from sdnn.app import run
 
         results = run(cfg, run_dir, checked)
@@ -55,7 +83,7 @@ def main(cfg: DictConfig) -> float:
             raise
         print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(2)
-    return results.test["acc"] if "acc" in results.test else results.test["gap"]  # accuracy, or YT8M's GAP@20
+    return objective(results)  # validation accuracy: what a sweeper optimises (never test)
 
 
 def _run_dir() -> str:
