@@ -101,11 +101,11 @@ def atomic_output(path: Path | None, what: str = "--output"):
 
 
 class Progress:
-    """A rich bar on a terminal; on a pipe, a plain line every ~10% (only for inputs of several batches)."""
+    """A rich bar on a terminal; elsewhere a plain line every ~10% (only for inputs of 4 batches or more)."""
 
     def __init__(self, total: int | None, description: str, unit: str, enabled: bool = True, batches: int = 1):
         self.total, self.description, self.unit, self.done = total, description, unit, 0
-        self.enabled = enabled and (batches > 1 or total is None)
+        self.enabled = enabled and batches >= 4  # large inputs only
         self.tty = self.enabled and sys.stderr.isatty()
         self._bar = self._task = None
         self._next_line = 0.1
@@ -153,14 +153,16 @@ class Batch:
 
 @dataclass
 class Source:
-    """Batches of one input, its size, what its rows are called in the CSV (``file``, ``id``) and the
-    metrics its labels allow ("acc" or "yt8m"; None without labels)."""
+    """Batches of one input, its size, what its rows are called in the CSV (``file``, ``id``), the
+    metrics its labels allow ("acc" or "yt8m"; None without labels) and, for the run's own data, the
+    run's device-side input step (``InputPipeline``: applied on the device, as in training)."""
 
     batches: Callable[[], Iterator[Batch]]
     total: int | None
     description: str
     tag_column: str | None = None
     labels: str | None = None
+    on_device: torch.nn.Module | None = None
 
 
 def to_raw_layout(x: np.ndarray, spec: Preprocessing, where: str) -> np.ndarray:
@@ -383,13 +385,12 @@ def split_source(model: LoadedModel, split: str, batch_size: int) -> Source:
                         "has none)")
     from sdnn.data.batch_augment import InputPipeline
 
-    normalize = InputPipeline(None, loaded.norm_mean, loaded.norm_std)
-
     def batches():
         for start in range(0, len(x), batch_size):
-            yield Batch(normalize.normalize(x[start:start + batch_size]), prepared=True, labels=y[start:start + batch_size])
+            yield Batch(x[start:start + batch_size], prepared=True, labels=y[start:start + batch_size])
 
-    return Source(batches, len(x), f"{split} split of {card.dataset}", labels="acc")
+    return Source(batches, len(x), f"{split} split of {card.dataset}", labels="acc",
+                  on_device=InputPipeline(None, loaded.norm_mean, loaded.norm_std))
 
 
 # ----------------------------------------------------------------------------- the model over a source
@@ -450,14 +451,17 @@ def predict(model: LoadedModel, source: Source, device: torch.device, top_k: int
     """Run the model over ``source``; rows to ``writer`` (a csv.writer) and the metrics its labels allow."""
     card, net = model.card, model.net.to(device)
     s2c = net.subclass_to_class
+    on_device = source.on_device.to(device) if source.on_device is not None else None
     metrics = Metrics(source.labels, card.num_classes) if source.labels else None
     if writer is not None:
         writer.writerow(header(card, top_k, source.tag_column))
     index = 0
-    batches = math.ceil(source.total / (batch_size or card.eval_batch_size)) if source.total else 2
+    batches = math.ceil(source.total / (batch_size or card.eval_batch_size)) if source.total else 10
     with torch.inference_mode(), Progress(source.total, source.description, "inputs", progress, batches) as bar:
         for batch in source.batches():
             x = batch.x.to(device)
+            if on_device is not None:
+                x = on_device(x, train=False)  # the run's own normalisation step, on the device
             with autocast(card, device):
                 units = net.network(x) if batch.prepared else net.unit_logits(x)
             units = units.float()
