@@ -335,6 +335,74 @@ def test_an_export_that_disagrees_is_an_error_and_writes_nothing(runs, capsys, t
     assert list(tmp_path.iterdir()) == []
 
 
+def fake_run(folder: Path, preprocessing, backbone: dict, subclass_to_class: list[int], score: str) -> Path:
+    """A run folder holding only model/ (seeded untrained weights): the export paths without training."""
+    from torch import nn
+
+    from sdnn.artifact import ModelCard, build_backbone, save_model
+
+    torch.manual_seed(0)
+    body = build_backbone(backbone, preprocessing.input_shape)
+    head = nn.Linear(body.out_features, len(subclass_to_class))
+    weights = {**{f"backbone.{k}": v for k, v in body.state_dict().items()},
+               **{f"head.{k}": v for k, v in head.state_dict().items()}}
+    c = max(subclass_to_class) + 1
+    card = ModelCard(method="sdnn", dataset="fake", model="fake", seed=0, num_classes=c, multilabel=False,
+                     class_names=[f"c{i}" for i in range(c)], subclass_to_class=subclass_to_class, score=score,
+                     preprocessing=preprocessing, backbone=backbone, eval_batch_size=8)
+    save_model(folder, card, weights)
+    return folder
+
+
+FAKES = {
+    # CIFAR / image folders: uint8 (N, 3, H, W) kept as uint8, normalised on the device (multiply-add)
+    "uint8_nchw_device": (dict(kind="uint8", layout="nchw", shape=(3, 6, 6), mean=(120.0, 130.0, 125.0),
+                               std=(50.0, 60.0, 55.0), standardize="device"),
+                          {"_target_": "sdnn.models.SmallCNN", "channels": [4], "hidden": 8}, [0, 1, 2, 1], "sigmoid"),
+    # digits-like: float gray (N, H, W) / 16, standardised when loaded; a softmax loss; class 0 in 3 units
+    "float_nhw_loaded": (dict(kind="float", layout="nhw", shape=(8, 8), divide=16.0, mean=(0.3,), std=(0.4,),
+                              standardize="loaded"),
+                         {"_target_": "sdnn.models.MLP", "hidden": [8]}, [0, 1, 2, 0, 0], "softmax"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAKES))
+def test_class_level_model_and_its_exports_on_other_preprocessings(name, tmp_path):
+    """The max over each class's units (uneven subclass counts), sigmoid or summed-softmax scores, and the
+    uint8 device-side normalisation and the gray float layout, through ONNX Runtime and TorchScript."""
+    from sdnn.data.preprocess import Preprocessing
+
+    spec, backbone, s2c, score = FAKES[name]
+    run_dir = fake_run(tmp_path / "run", Preprocessing(**spec), backbone, s2c, score)
+    model = load_model(run_dir)
+    x = sdnn_export.example_inputs(model, 7, seed=5)
+    assert x.dtype == (torch.uint8 if spec["kind"] == "uint8" else torch.float32) and x.shape[1:] == spec["shape"]
+    with torch.no_grad():
+        units = model.net.unit_logits(x)
+        logits, scores = model.net(x)
+    unit_class = torch.tensor(s2c)
+    expected = torch.stack([units[:, unit_class == k].max(1).values for k in range(len(set(s2c)))], 1)
+    assert torch.equal(logits, expected)
+    if score == "sigmoid":
+        assert torch.equal(scores, torch.sigmoid(expected))
+    else:
+        probabilities = torch.softmax(units, 1)
+        summed = torch.stack([probabilities[:, unit_class == k].sum(1) for k in range(len(set(s2c)))], 1)
+        torch.testing.assert_close(scores, summed)
+    assert sdnn_export.main([str(run_dir), "--format", "torchscript", "--output", str(tmp_path / "m.pt")]) == 0
+    with torch.no_grad():
+        got = torch.jit.load(str(tmp_path / "m.pt"))(x)
+    torch.testing.assert_close(got[0], logits, rtol=1e-5, atol=1e-6)
+    if all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript")):
+        import onnxruntime
+
+        assert sdnn_export.main([str(run_dir), "--format", "onnx", "--output", str(tmp_path / "m.onnx")]) == 0
+        session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+        onnx_logits, onnx_scores = session.run(None, {"input": x.numpy()})
+        np.testing.assert_allclose(onnx_logits, logits.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(onnx_scores, scores.numpy(), rtol=1e-4, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def _one_line_error(code, err, *words):
