@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from sdnn.artifact import ModelCard, model_weights, save_model
+from sdnn.artifact import ModelCard, head_spec, model_weights, save_model
 from sdnn.cache import Phase1Cache
 from sdnn.checks import Checked, prepare
 from sdnn.config import Settings, instantiate_part
@@ -55,16 +55,19 @@ def keep_model(job: Job, results: Results) -> Path:
     """``run_dir/model/``: the network the recipe trained last, its card and preprocessing (any method)."""
     if results.module is None:
         raise RuntimeError(f"method={results.method}: the recipe returned no trained network to keep in model/")
-    data, config = job.data, job.config
+    data, config, module = job.data, job.config, results.module
+    head = head_spec(module.head)
+    # the loss the network trained with says how its outputs become scores (eq. 11 has no flag: its class loss's)
+    sigmoid = head is None and getattr(module.loss_fn, "multilabel", getattr(job.loss, "multilabel", False))
     card = ModelCard(method=results.method, dataset=results.dataset, model=results.model, seed=results.seed,
                      num_classes=data.num_classes, multilabel=data.multilabel, class_names=list(data.names()),
                      subclass_to_class=list(results.subclass_to_class),
-                     score="sigmoid" if getattr(job.loss, "multilabel", False) else "softmax",
+                     score="sigmoid" if sigmoid else "softmax", head=head,
                      preprocessing=data.preprocessing(), backbone=config["model"]["backbone"],
                      eval_batch_size=4 * data.batch_size,
                      precision=str(config["trainer"].get("precision", "32-true")), config=config,
                      launch_dir=os.getcwd())
-    return save_model(job.run_dir, card, model_weights(results.module))
+    return save_model(job.run_dir, card, model_weights(module))
 
 
 def assemble(cfg: DictConfig, checked: Checked, run_dir: Path) -> Job:

@@ -7,13 +7,18 @@ or the training code path (no Lightning, no Hydra for built-in backbones).
                       multilabel or not, how scores are made, the input preprocessing
                       (``sdnn.data.preprocess.Preprocessing``: raw inputs as the user gives them →
                       what the network saw), the network's input shape, the backbone's config
-                      (``model.backbone``, to rebuild it) and the run's resolved config. Written
+                      (``model.backbone``, to rebuild it), the head's when it is not the linear
+                      output layer (Class2Str's classifier), and the run's resolved config. Written
                       last: a folder without it holds no finished model.
 
 ``ClassLevelModel`` is the network that ``sdnn.predict`` runs and ``sdnn.export`` exports: raw inputs
 → preprocessing → backbone → output layer (S units) → class level: each class's logit is the max over
 its subclasses' logits (SPEC §7b), and its score is the sigmoid of that logit (runs trained with a
-sigmoid loss: eq. 3 / eq. 11) or the softmax probability of its units, summed (softmax losses).
+sigmoid loss: eq. 3 / eq. 11) or the softmax probability of its units, summed (softmax losses, and
+heads of their own such as Class2Str's, whose outputs are the classes' log-likelihoods).
+
+A head other than ``nn.Linear`` is kept when it records its constructor's keyword arguments in
+``arguments`` (``LatentHierarchyClassifier`` does); it is rebuilt from its ``_target_`` and them.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class ModelCard:
     preprocessing: Preprocessing
     backbone: dict[str, Any]            # model.backbone: _target_ and its arguments
     eval_batch_size: int                # the run's evaluation batches (4 × dataset.batch_size)
+    head: dict[str, Any] | None = None  # None: nn.Linear(out_features, S); else _target_ and its arguments
     precision: str = "32-true"          # trainer.precision of the run
     config: dict[str, Any] = field(default_factory=dict)
     launch_dir: str = ""                # where the run was started (relative data paths in config)
@@ -78,7 +84,8 @@ class ModelCard:
                 "multilabel": self.multilabel, "class_names": list(self.class_names),
                 "subclass_to_class": list(self.subclass_to_class), "score": self.score,
                 "input_shape": list(self.input_shape), "preprocessing": self.preprocessing.to_json(),
-                "backbone": self.backbone, "eval_batch_size": self.eval_batch_size, "precision": self.precision,
+                "backbone": self.backbone, "head": self.head, "eval_batch_size": self.eval_batch_size,
+                "precision": self.precision,
                 "weights": {"file": WEIGHTS, "sha256": self.weights_sha256}, "launch_dir": self.launch_dir,
                 "config": self.config}
 
@@ -89,7 +96,8 @@ class ModelCard:
                    multilabel=bool(payload["multilabel"]), class_names=[str(n) for n in payload["class_names"]],
                    subclass_to_class=[int(u) for u in payload["subclass_to_class"]], score=str(payload["score"]),
                    preprocessing=Preprocessing.from_json(payload["preprocessing"]), backbone=dict(payload["backbone"]),
-                   eval_batch_size=int(payload["eval_batch_size"]), precision=str(payload.get("precision", "32-true")),
+                   eval_batch_size=int(payload["eval_batch_size"]), head=payload.get("head"),
+                   precision=str(payload.get("precision", "32-true")),
                    config=dict(payload.get("config") or {}), launch_dir=str(payload.get("launch_dir", "")),
                    weights_sha256=str(payload["weights"]["sha256"]))
         if card.score not in SCORES or not card.subclass_to_class or \
@@ -102,6 +110,18 @@ def model_weights(module: nn.Module) -> dict[str, Tensor]:
     """The backbone's and the output layer's tensors of a trained ``SDNNModule``, on the CPU."""
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()
             if k.startswith(("backbone.", "head."))}
+
+
+def head_spec(head: nn.Module) -> dict[str, Any] | None:
+    """How to rebuild a trained module's head: None for the linear output layer, else its class and the
+    keyword arguments it recorded in ``arguments``."""
+    if type(head) is nn.Linear:
+        return None
+    arguments = getattr(head, "arguments", None)
+    if not isinstance(arguments, dict):
+        raise TypeError(f"{type(head).__qualname__}: a head other than nn.Linear must record its constructor's "
+                        "keyword arguments in .arguments to be kept in model/")
+    return {"_target_": f"{type(head).__module__}.{type(head).__qualname__}", **arguments}
 
 
 def save_model(run_dir: str | Path, card: ModelCard, weights: dict[str, Tensor]) -> Path:
@@ -163,21 +183,28 @@ def read_weights(run_dir: str | Path, card: ModelCard) -> dict[str, Tensor]:
     return state
 
 
-def build_backbone(node: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
-    """``model.backbone`` rebuilt: its ``_target_`` class with its arguments and ``input_shape``."""
+def build_part(node: dict[str, Any], what: str = "model.backbone", **given) -> nn.Module:
+    """A part rebuilt from its card entry: its ``_target_`` class with its arguments and ``given``."""
     target = node.get("_target_")
     arguments = {k: v for k, v in node.items() if not k.startswith("_")}
     if any(isinstance(v, dict) and "_target_" in v for v in arguments.values()):
         from hydra.utils import instantiate  # nested parts of a user's backbone
 
-        return instantiate({**node, "_convert_": "all"}, input_shape=tuple(input_shape))
+        return instantiate({**node, "_convert_": "all"}, **given)
     module_name, _, class_name = str(target).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
+        cls = importlib.import_module(module_name)
+        for name in class_name.split("."):
+            cls = getattr(cls, name)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise DataError(f"model.backbone._target_={target}: cannot import it ({type(exc).__name__}: {exc}); is its "
+        raise DataError(f"{what}._target_={target}: cannot import it ({type(exc).__name__}: {exc}); is its "
                         "package on PYTHONPATH?") from None
-    return cls(input_shape=tuple(input_shape), **arguments)
+    return cls(**arguments, **given)
+
+
+def build_backbone(node: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
+    """``model.backbone`` rebuilt: its ``_target_`` class with its arguments and ``input_shape``."""
+    return build_part(node, "model.backbone", input_shape=tuple(input_shape))
 
 
 class ClassLevelModel(nn.Module):
@@ -238,12 +265,12 @@ def load_model(run_dir: str | Path) -> LoadedModel:
     state = read_weights(run_dir, card)
     try:
         backbone = build_backbone(card.backbone, card.input_shape)
+        head = (nn.Linear(backbone.out_features, len(card.subclass_to_class)) if card.head is None
+                else build_part(card.head, "head"))
     except DataError:
         raise
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{run_dir / MODEL_DIR / CARD}: cannot rebuild the backbone {card.backbone.get('_target_')} "
-                        f"({exc})") from None
-    head = nn.Linear(backbone.out_features, len(card.subclass_to_class))
+        raise DataError(f"{run_dir / MODEL_DIR / CARD}: cannot rebuild the network ({exc})") from None
     net = ClassLevelModel(Preprocess(card.preprocessing), backbone, head, torch.tensor(card.subclass_to_class),
                           card.num_classes, card.score)
     parts = {k: v for k, v in state.items()}

@@ -96,6 +96,9 @@ class LatentHierarchyClassifier(nn.Module):
         sizes = _positive_ints("rnn_hidden", rnn_hidden)
         self.in_features, self.num_classes, self.code_length = in_features, num_classes, length
         self.end_to_end = end_to_end
+        # how to build it again (sdnn.artifact keeps it in a run's model/)
+        self.arguments = {"in_features": in_features, "num_classes": num_classes, "code_length": length,
+                          "rnn_hidden": list(sizes), "mapping_hidden": mapping_hidden, "end_to_end": end_to_end}
         self.rnn = nn.ModuleList(nn.LSTM(n_in, n_out, batch_first=True)
                                  for n_in, n_out in zip((in_features, *sizes[:-1]), sizes))
         # One Linear(H → 2) per step, stored as (L, 2, H) and (L, 2)
