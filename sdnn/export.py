@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from sdnn.artifact import LoadedModel, load_model
-from sdnn.errors import DataError, SDNNError
-from sdnn.predict import OneLineParser, atomic_output
+from sdnn.errors import DataError
+from sdnn.predict import OneLineParser, atomic_output, one_line
 
 FORMATS = ("onnx", "torchscript")
 INPUT, OUTPUTS = "input", ("logits", "scores")
@@ -179,8 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path, loaded = export(args.run_dir, args.format, args.output, args.opset)
-    except SDNNError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 — only ours and unwritable files become one line
+        message = one_line(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
         return 2
     model = loaded.card
     spec = model.preprocessing

@@ -48,7 +48,7 @@ from torch import Tensor
 from sdnn.artifact import LoadedModel, ModelCard, launch_dir_of, load_model
 from sdnn.data.image_folder import IMAGE_SUFFIXES, decode_image
 from sdnn.data.preprocess import Preprocessing
-from sdnn.errors import DataError, SDNNError
+from sdnn.errors import DISK_ERRNOS, DataError, SDNNError
 from sdnn.subclass import class_predictions, class_scores
 
 DEFAULT_TOP_K = 20  # multilabel runs
@@ -190,9 +190,9 @@ def check_dtype(x: np.ndarray, spec: Preprocessing, where: str) -> np.ndarray:
         if x.dtype != np.uint8:
             raise DataError(f"{where}: dtype {x.dtype}; expected uint8 images like {spec.source or 'the training data'}")
         return x
-    if x.dtype.kind != "f":
-        raise DataError(f"{where}: dtype {x.dtype}; expected floating-point values like "
-                        f"{spec.source or 'the training data'} (float32)")
+    if x.dtype.kind not in "iuf" or x.dtype == np.uint8:  # uint8 would have been scaled by 1/255 in training
+        raise DataError(f"{where}: dtype {x.dtype}; expected numbers like {spec.source or 'the training data'} "
+                        "(float32; integers other than uint8 are converted, as in training)")
     if not np.isfinite(x).all():
         raise DataError(f"{where}: contains NaN or Inf values")
     return x
@@ -567,12 +567,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def one_line(exc: BaseException) -> str | None:
+    """The one line for an error a user can fix: ours, or a file that cannot be written (disk full,
+    read-only, no permission); None for anything else (a bug: its traceback is shown)."""
+    if isinstance(exc, SDNNError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        return f"cannot write {exc.filename or 'the output'} ({exc.strerror or type(exc).__name__}); nothing was written"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except SDNNError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 — only ours and unwritable files become one line
+        message = one_line(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
         return 2
 
 
