@@ -403,6 +403,39 @@ def test_class_level_model_and_its_exports_on_other_preprocessings(name, tmp_pat
         np.testing.assert_allclose(onnx_scores, scores.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def other_methods(runs):
+    """reweight and class2str on the vectors, sharing one phase 1 (the cache)."""
+    base = runs["base"]
+    common = ["dataset=npz", f"dataset.path={runs['vectors']}", "model=mlp", "model.backbone.hidden=[32]",
+              "dataset.batch_size=16", "subclass.num_classes_to_repartition=1"]
+    return {method: (base / method, train(base / method, base / "cache", [*common, f"method={method}"]))
+            for method in ("reweight", "class2str")}
+
+
+@pytest.mark.parametrize("method", ["reweight", "class2str"])
+def test_other_methods_keep_their_model_too(other_methods, runs, method, capsys, tmp_path):
+    """The writer is generic: reweight's linear head (eq. 3 with weights) and Class2Str's latent-hierarchy
+    classifier (its own head, rebuilt from the card) predict and export like the others."""
+    run_dir, results = other_methods[method]
+    card = load_model(run_dir).card
+    assert card.method == method and card.subclass_to_class == [0, 1, 2]
+    if method == "class2str":
+        assert card.head["_target_"] == "sdnn.class2str.LatentHierarchyClassifier" and card.score == "softmax"
+        assert card.head["code_length"] == 2 and card.head["in_features"] == 32
+    else:
+        assert card.head is None and card.score == "sigmoid"
+    code, stdout, _ = predict([run_dir, "--split", "test", "--quiet"], capsys)
+    assert code == 0 and f"acc {results['test']['acc']!r}" in stdout and "the same" in stdout
+    classes, scores = _predicted(run_dir, runs["vectors"], capsys, tmp_path)
+    assert sdnn_export.main([str(run_dir), "--format", "torchscript", "--output", str(tmp_path / "m.pt")]) == 0
+    with torch.no_grad():
+        logits, exported = torch.jit.load(str(tmp_path / "m.pt"))(torch.from_numpy(np.load(runs["vectors"])["x_test"]))
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), classes)
+    np.testing.assert_allclose(exported[torch.arange(len(classes)), torch.from_numpy(classes)].numpy(), scores,
+                               rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def _one_line_error(code, err, *words):
@@ -475,6 +508,20 @@ def test_bad_inputs_are_one_line_errors_that_write_nothing(runs, capsys, tmp_pat
     code, _, err = predict([broken, "--split", "test"], capsys)
     _one_line_error(code, err, "model.json", "not a readable model card")
     assert list(out_dir.iterdir()) == []
+
+
+def test_float_runs_take_integer_arrays_but_not_uint8(runs, capsys, tmp_path):
+    """As the npz reader: integers are converted to float32; uint8 would have been divided by 255."""
+    run_dir, _ = runs["baseline"]
+    x = np.load(runs["vectors"])["x_test"]
+    np.savez(tmp_path / "ints.npz", x=np.round(3 * x).astype(np.int32))
+    code, _, err = predict([run_dir, "--input", tmp_path / "ints.npz", "--output", tmp_path / "i.csv", "--quiet"],
+                           capsys)
+    assert code == 0, err
+    np.savez(tmp_path / "bytes.npz", x=np.clip(x, 0, 255).astype(np.uint8))
+    code, _, err = predict([run_dir, "--input", tmp_path / "bytes.npz", "--output", tmp_path / "b.csv"], capsys)
+    _one_line_error(code, err, "bytes.npz['x']", "uint8")
+    assert not (tmp_path / "b.csv").exists()
 
 
 def test_predict_and_export_import_neither_lightning_nor_hydra():
