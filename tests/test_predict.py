@@ -23,7 +23,7 @@ import torch
 from sdnn import export as sdnn_export
 from sdnn import predict as sdnn_predict
 from sdnn.artifact import CARD, MODEL_DIR, WEIGHTS, load_model
-from tests.conftest import FAST, ROOT, compose_config
+from tests.conftest import FAST, QUICK_GUARD, ROOT, compose_config
 
 CLASSES = 3
 needs_onnx = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxruntime", "onnxscript")),
@@ -198,7 +198,7 @@ def test_split_test_prints_the_accuracy_of_results_json(runs):
     """The real command line, in a fresh process, from another folder."""
     run_dir, results = runs["sdnn"]
     proc = subprocess.run([sys.executable, "-m", "sdnn.predict", str(run_dir), "--split", "test"], cwd=runs["base"],
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=QUICK_GUARD,
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     acc = results["test"]["acc"]
@@ -527,5 +527,6 @@ def test_float_runs_take_integer_arrays_but_not_uint8(runs, capsys, tmp_path):
 def test_predict_and_export_import_neither_lightning_nor_hydra():
     code = "import sdnn.predict, sdnn.export, sdnn.artifact, sys; print(','.join(sorted(sys.modules)))"
     loaded = {m.split(".")[0] for m in subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                                                       text=True, check=True).stdout.strip().split(",")}
+                                                       text=True, check=True, timeout=QUICK_GUARD
+                                                       ).stdout.strip().split(",")}
     assert not loaded & {"pytorch_lightning", "lightning", "lightning_fabric", "hydra"}

@@ -15,7 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from sdnn.results import Results
-from tests.conftest import ROOT
+from tests.conftest import QUICK_GUARD, ROOT, RUN_GUARD
 from tests.test_sweeps import compose_sweep
 
 needs_optuna = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
@@ -52,7 +52,7 @@ def test_tune_config_composes_the_optuna_sweeper_on_a_validation_split():
     assert cfg.dataset.val_fraction == 0.2 and cfg.method == "sdnn"
 
 
-def _sweep(tmp_path, extra, timeout=600):
+def _sweep(tmp_path, extra, timeout=RUN_GUARD):
     args = ["-m", "--config-dir", "multirun_sweeps", "--config-name", "tune", *FAST_SWEEP, *extra,
             f"phase1.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
             "+hydra.callbacks.record._target_=tests.sweep_probe.RecordReturn"]
@@ -63,7 +63,7 @@ def _sweep(tmp_path, extra, timeout=600):
 
 @needs_optuna
 def test_an_optimising_sweeper_without_a_validation_split_stops_before_training(tmp_path):
-    proc = _sweep(tmp_path, ["dataset.val_fraction=0", "hydra.sweeper.n_trials=2"], timeout=300)
+    proc = _sweep(tmp_path, ["dataset.val_fraction=0", "hydra.sweeper.n_trials=2"], timeout=QUICK_GUARD)
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "hydra/sweeper=optuna" in errors[0] and "no validation split" in errors[0]
