@@ -104,6 +104,7 @@ def _regime_variants() -> dict[str, Variant]:
     user would weigh against it: the comparison losses and Class2Str."""
     return {"main": Variant(), "partitioner=median_split": Variant(("partitioner=median_split",)),
             "partitioner=random": Variant(("partitioner=random",)),
+            "partition space=features": Variant(("partitioner.space=features",)),
             "reweight": Variant(method="reweight"),
             "augmenter=sample_pairing": Variant(("augmenter=sample_pairing",)), **_losses(),
             "class2str": Variant(method="class2str")}
