@@ -183,14 +183,9 @@ def read_weights(run_dir: str | Path, card: ModelCard) -> dict[str, Tensor]:
     return state
 
 
-def build_part(node: dict[str, Any], what: str = "model.backbone", **given) -> nn.Module:
-    """A part rebuilt from its card entry: its ``_target_`` class with its arguments and ``given``."""
-    target = node.get("_target_")
-    arguments = {k: v for k, v in node.items() if not k.startswith("_")}
-    if any(isinstance(v, dict) and "_target_" in v for v in arguments.values()):
-        from hydra.utils import instantiate  # nested parts of a user's backbone
-
-        return instantiate({**node, "_convert_": "all"}, **given)
+def module_class(target: Any, what: str) -> type[nn.Module]:
+    """The ``torch.nn.Module`` class a card's ``_target_`` names. Anything else is refused before it is
+    called: a model card is read from disk and must not make this program call arbitrary functions."""
     module_name, _, class_name = str(target).rpartition(".")
     try:
         cls = importlib.import_module(module_name)
@@ -199,7 +194,33 @@ def build_part(node: dict[str, Any], what: str = "model.backbone", **given) -> n
     except (ImportError, AttributeError, ValueError) as exc:
         raise DataError(f"{what}._target_={target}: cannot import it ({type(exc).__name__}: {exc}); is its "
                         "package on PYTHONPATH?") from None
-    return cls(**arguments, **given)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise DataError(f"{what}._target_={target} is not a torch.nn.Module class; a model card names network "
+                        "classes only (refused, not called)")
+    return cls
+
+
+def _check_targets(node: Any, what: str) -> None:
+    """Every ``_target_`` in a (nested) card entry names an nn.Module class, before anything is built."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            module_class(node["_target_"], what)
+        for key, value in node.items():
+            _check_targets(value, f"{what}.{key}")
+    elif isinstance(node, list):
+        for value in node:
+            _check_targets(value, what)
+
+
+def build_part(node: dict[str, Any], what: str = "model.backbone", **given) -> nn.Module:
+    """A part rebuilt from its card entry: its ``_target_`` class with its arguments and ``given``."""
+    _check_targets(node, what)
+    arguments = {k: v for k, v in node.items() if not k.startswith("_")}
+    if any(isinstance(v, dict) and "_target_" in v for v in arguments.values()):
+        from hydra.utils import instantiate  # nested parts of a user's backbone
+
+        return instantiate({**node, "_convert_": "all"}, **given)
+    return module_class(node.get("_target_"), what)(**arguments, **given)
 
 
 def build_backbone(node: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:

@@ -23,6 +23,7 @@ import torch
 from sdnn import export as sdnn_export
 from sdnn import predict as sdnn_predict
 from sdnn.artifact import CARD, MODEL_DIR, WEIGHTS, load_model
+from sdnn.errors import DataError
 from tests.conftest import FAST, QUICK_GUARD, ROOT, compose_config
 
 CLASSES = 3
@@ -530,3 +531,14 @@ def test_predict_and_export_import_neither_lightning_nor_hydra():
                                                        text=True, check=True, timeout=QUICK_GUARD
                                                        ).stdout.strip().split(",")}
     assert not loaded & {"pytorch_lightning", "lightning", "lightning_fabric", "hydra"}
+
+
+@pytest.mark.parametrize("target", ["subprocess.Popen", "os.system", "builtins.print", "sdnn.artifact.build_part"])
+def test_a_card_naming_anything_but_a_network_class_is_refused_before_any_call(target):
+    """A model card is a file: its _target_ may name nn.Module classes only, never a function to call."""
+    from sdnn.artifact import build_part
+
+    for node in ({"_target_": target, "args": ["true"]},
+                 {"_target_": "sdnn.models.MLP", "hidden": [8], "extra": {"_target_": target, "args": ["true"]}}):
+        with pytest.raises(DataError, match="not a torch.nn.Module class"):
+            build_part(node, "model.backbone", input_shape=(4,))
