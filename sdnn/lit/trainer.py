@@ -17,7 +17,7 @@ from sdnn.data.module import SDNNData
 from sdnn.lit.loggers import LoggerFactory
 from sdnn.lit.module import SDNNModule
 from sdnn.lit.observe import PerClassAccuracyHistory
-from sdnn.lit.progress import PHASE_TITLES, Console, PhaseProgressBar
+from sdnn.lit.progress import PHASE_TITLES, Console, EpochLines, PhaseProgressBar
 from sdnn.lit.resume import AtomicCheckpointIO, CheckpointPlan, EpochSeed, FiniteLossGuard
 from sdnn.lit.streams import FractionalEpochs
 from sdnn.results import PhaseResult
@@ -67,8 +67,11 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     if training.per_class_test_acc and tensors is not None:
         accuracy = PerClassAccuracyHistory(*tensors, batch_size=4 * data.batch_size)
         ours.append(accuracy)
-    if training.bars:
+    live = training.bars and training.console.interactive  # a rich bar on a terminal; else a line per epoch
+    if live:
         ours.append(PhaseProgressBar(phase, unit=data.unit, batch_size=data.batch_size))
+    ours.append(EpochLines(phase, training.console, show=training.bars and not live, unit=data.unit,
+                           batch_size=data.batch_size))
     if epochs != int(epochs):
         ours.append(FractionalEpochs(epochs))
     plan = training.checkpoints(phase)
@@ -81,7 +84,7 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     arguments.update(max_epochs=math.ceil(epochs), max_steps=-1, logger=logger,
                      callbacks=[EpochSeed(training.seed), guard, *configured, *ours, *plan.callbacks()],
                      default_root_dir=str(training.run_dir / phase), use_distributed_sampler=False,
-                     enable_checkpointing=plan.enabled,
+                     enable_checkpointing=plan.enabled, enable_progress_bar=live,
                      plugins=[*(arguments.get("plugins") or []), AtomicCheckpointIO()])
     if not data.has_validation:
         arguments["limit_val_batches"] = 0
