@@ -3,6 +3,7 @@ resume, a fresh seeded network, fit and test → ``PhaseResult``."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,18 @@ class Training:
         return CheckpointPlan(self.run_dir, phase, self.config, self.checkpoint_every, self.resume)
 
 
+@contextlib.contextmanager
+def interruptible(trainer: pl.Trainer):
+    """Ctrl-C as ``KeyboardInterrupt``: Lightning catches it, tears the Trainer down and calls ``sys.exit(1)``,
+    which would end the run with no word of what was saved (``sdnn.app`` and ``run.py`` say it)."""
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epochs: float, training: Training,
                 callbacks: Sequence[pl.Callback] = ()) -> PhaseResult:
     """Train a fresh network (``build()`` after seeding, so a cached phase 1 leaves phase 2
@@ -90,10 +103,12 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
         arguments["limit_val_batches"] = 0
     trainer = trainer_class(**arguments)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)  # sdnn.lit.resume: never code
+    with interruptible(trainer):
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)  # sdnn.lit.resume: never code
     seconds = time.perf_counter() - start
     val = trainer.callback_metrics.get("val/acc")  # the validation split's accuracy after the last epoch
-    trainer.test(module, datamodule=data, verbose=False)
+    with interruptible(trainer):
+        trainer.test(module, datamodule=data, verbose=False)
     training.loggers.finish(logger)
     return PhaseResult(test=module.test_results,
                        val={"acc": float(val)} if val is not None and data.has_validation else None,
