@@ -181,10 +181,11 @@ def format_summary(results: Results) -> str:
     if results.positive_weight:
         lines.append("reweight: positive term of the selected classes weighted by "
                      f"{max(results.positive_weight):g} (eq. 3, no split)")
-    rho = (results.neglect_vs_error or {}).get("spearman")
-    if rho is not None:
-        lines.append(f"Spearman rank correlation of θ after phase 1 with the phase-1 network's per-class test error: "
-                     f"{rho:+.2f}")
+    if results.neglect_vs_error is not None:
+        rho = results.neglect_vs_error.get("spearman")
+        lines.append("Spearman rank correlation of θ after phase 1 with the phase-1 network's per-class test error: "
+                     + ("n/a (undefined: the classes' errors or θ cannot be ranked, e.g. every error is 0)"
+                        if rho is None else f"{rho:+.2f}"))
     if results.figures:
         lines.append("figures: " + ", ".join(results.figures.values()))
     return "\n".join(lines)
@@ -211,7 +212,8 @@ def _multilabel_summary(results: Results, theta, class_names: list[str], sizes) 
              f"output units S={len(results.subclass_to_class)}   train time ({final}) {results.train_seconds:.1f} s"]
     ranked = sorted(((t, i) for i, t in enumerate(theta) if t is not None), reverse=True)
     if ranked and results.phase1 is not None:
-        lines.append(f"selected {len(results.selected_classes)} classes; the most neglected (highest θ after phase 1):")
+        lines.append(f"selected {len(results.selected_classes)} classes; "
+                     "the most neglected (highest θ after phase 1):")
         for t, i in ranked[:5]:
             size = "/".join(str(s) for s in sizes.get(str(i), [])) or "-"
             lines.append(f"  {class_names[i][:24]:>24}  θ {t:.3f}  subclass sizes {size}")
