@@ -55,9 +55,10 @@ def main(cfg: DictConfig) -> float:
         results = run(cfg, run_dir, checked)
     except KeyboardInterrupt as exc:  # Ctrl-C
         saved = exc.saved if isinstance(exc, Interrupted) else "Nothing was saved yet (no training had started)."
-        again = ("To resume, run the same command with the same run folder:" if saved.startswith("Saved")
+        folder, command = _resume_command()
+        again = (f"To resume, run the same command with the same {folder}:" if saved.startswith("Saved")
                  else "The same command starts it again:")
-        _stop(f"interrupted (Ctrl-C). {saved}\n{again}\n  {_resume_command()}", 130, every_rank=False)
+        _stop(f"interrupted (Ctrl-C). {saved}\n{again}\n  {command}", 130, every_rank=False)
     except Exception as exc:  # noqa: BLE001 — ours, a file that cannot be written, ours from a DataLoader worker
         message = user_message(exc)
         if message is None:
@@ -75,19 +76,20 @@ def _stop(message: str, status: int, every_rank: bool = True) -> None:
     sys.exit(status)
 
 
-def _resume_command() -> str:
+def _resume_command() -> tuple[str, str]:
     """The command line of this job, with its run folder (a sweep: the sweep folder) added where Hydra chose
-    it, so that the same command continues from what was saved."""
+    it, so that the same command continues from what was saved; and which folder that is."""
     from hydra.types import RunMode
 
     hydra = HydraConfig.get()
-    key, folder = "hydra.run.dir", hydra.runtime.output_dir
-    if hydra.mode == RunMode.MULTIRUN:  # the job's folder is <sweep dir>/<subdir>
-        key, folder = "hydra.sweep.dir", str(Path(folder).parents[len(Path(hydra.sweep.subdir).parts) - 1])
+    what, key, folder = "run folder", "hydra.run.dir", hydra.runtime.output_dir
+    if hydra.mode == RunMode.MULTIRUN:  # the job's folder is <sweep dir>/<subdir>; the sweep resumes every job
+        what, key = "sweep folder", "hydra.sweep.dir"
+        folder = str(Path(folder).parents[len(Path(hydra.sweep.subdir).parts) - 1])
     command = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
     if not any(arg.lstrip("+").startswith(f"{key}=") for arg in command):
         command.append(f"{key}={folder}")
-    return shlex.join(command)
+    return what, shlex.join(command)
 
 
 def _run_dir() -> str:
