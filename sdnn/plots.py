@@ -142,7 +142,7 @@ def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.nda
         ax_theta.set_xlabel(x_label)
     ax_theta.set_ylabel(r"neglect score $\theta_i$")
     coloured = f" (in colour: {'the selected and ' if chosen else ''}the top {len(top)} by final θ)"
-    ax_theta.set_title(r"$\theta_i$ per class" + ("" if c <= LEGEND_MAX_CLASSES else coloured), fontsize="medium")
+    ax_theta.set_title(r"$\theta_i$ per class" + ("" if c <= LEGEND_MAX_CLASSES else coloured))
     ax_theta.grid(alpha=0.3)
     if acc is not None:
         ax_acc = axes[0, 1]
