@@ -1,9 +1,9 @@
 """What a run records besides the terminal, with no torch, Lightning or Hydra import (``run.py`` uses it
 before the configuration is checked):
 
-- ``say(message)``: print a line and ``record`` it; ``record(message)``: a line into the run's log file, ``<run dir>/run.log``, which Hydra's job logging
+- ``record(message)``: a line into the run's log file, ``<run dir>/run.log``, which Hydra's job logging
   opens as a ``logging.FileHandler`` on the root logger; nothing happens where no such handler exists
-  (in-process runs, ``hydra/job_logging=disabled``).
+  (in-process runs, ``hydra/job_logging=disabled``). ``say(message)``: print it and ``record`` it.
 - ``terminal()``: whether standard output is a terminal. Where it is not (a file, a pipe, a CI or SLURM
   log, ``| tee``), progress is printed as plain lines (``PlainProgress``) instead of redrawn bars.
 """
@@ -54,7 +54,8 @@ class PlainProgress:
     the end, each through ``say``."""
 
     def __init__(self, say: Callable[[str], None], description: str, total: int, unit: str, steps: int = 10):
-        self.say, self.description, self.total, self.unit, self.steps = say, description, max(int(total), 0), unit, steps
+        self.say, self.description, self.unit, self.steps = say, description, unit, steps
+        self.total = max(int(total), 0)
         self.done, self._shown, self._start = 0, 0, time.perf_counter()
 
     def advance(self, count: int) -> None:
