@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -74,3 +76,25 @@ def test_plain_progress_lines():
     assert [line[len(what) + 2:].split(" ")[0] for line in lines[:-1]] == [f"{p}%" for p in range(10, 100, 10)]
     assert "(500/1,000 videos, " in lines[4] and "videos/s, ETA " in lines[4]
     assert lines[-1].startswith("partition: reading training videos: done, 1,000 videos in ")
+
+
+def test_the_summary_says_which_network_each_column_is_of():
+    """θ is phase 1's, the accuracy the final network's (phase 2, the baseline, …); an undefined ρ is said."""
+    from sdnn.results import Results, format_summary
+
+    common = dict(dataset="toy", model="mlp", seed=0, val=None, train_seconds=1.0, epoch_test_acc={},
+                  class_names=["a", "b", "c"], config={}, data_skipped={"count": 0, "items": []},
+                  test={"acc": 0.5, "per_class_acc": [1.0, 0.5, None]})
+    sdnn = format_summary(Results(method="sdnn", subclass_to_class=[0, 0, 1, 2], selected_classes=[0],
+                                  theta=[2.0, 1.5, None], phase1={"origin": "trained"}, subclass_sizes={"0": [3, 4]},
+                                  neglect_vs_error={"spearman": None}, **common)).splitlines()
+    assert re.split(r"\s{2,}", sdnn[2].strip()) == ["class", "θ after phase 1", "selected", "subclass sizes",
+                                                   "test acc (phase 2)"]
+    assert sdnn[3].split() == ["a", "2.000", "yes", "3/4", "100.00%"] and sdnn[5].split() == ["c", "-", "-"]
+    assert sdnn[6].startswith("test accuracy (phase 2): 50.00%")
+    assert sdnn[8].endswith("test error: n/a (undefined: the classes' errors or θ cannot be ranked, e.g. every "
+                            "error is 0)")
+    baseline = format_summary(Results(method="baseline", subclass_to_class=[0, 1, 2], **common)).splitlines()
+    assert re.split(r"\s{2,}", baseline[1].strip()) == ["class", "test acc (baseline)"]
+    assert "θ" not in "".join(baseline)
+    assert baseline[-1].startswith("test accuracy (baseline): 50.00%")

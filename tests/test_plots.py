@@ -147,7 +147,8 @@ def _history(epochs: int, c: int, seed: int = 0) -> tuple[list[dict], list[dict]
     rng = np.random.default_rng(seed)
     windows = [{"step": 19 * (e + 1), "epoch": e, "steps": 19, "complete": True,
                 "theta": (1 + rng.gamma(2.0, 1.0, size=c)).tolist()} for e in range(epochs)]
-    accuracy = [{"epoch": e, "acc": 0.5, "per_class_acc": rng.uniform(0.3, 1.0, size=c).tolist()} for e in range(epochs)]
+    accuracy = [{"epoch": e, "acc": 0.5, "per_class_acc": rng.uniform(0.3, 1.0, size=c).tolist()}
+                for e in range(epochs)]
     return windows, accuracy
 
 

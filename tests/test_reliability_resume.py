@@ -80,9 +80,10 @@ def test_killed_in_phase_1_and_interrupted_in_phase_2_resumes_to_the_same_result
     # what was saved, and the command that resumes: this one, with its run folder (exit status 130)
     assert status == 130 and "Traceback" not in output, output[-3000:]
     message = output[output.index("interrupted (Ctrl-C)"):].splitlines()
+    cached = next((tmp_path / "cache_b").rglob("meta.json")).parent
     assert message[:4] == [
         "interrupted (Ctrl-C). Saved:",
-        f"  phase 1: neglect scores — complete, in the phase-1 cache {next((tmp_path / 'cache_b').rglob('meta.json')).parent}",
+        f"  phase 1: neglect scores — complete, in the phase-1 cache {cached}",
         f"  phase 2: subclass training — epoch 1 of 2, in {run_dir / 'phase2' / 'checkpoints' / 'last.ckpt'}",
         "To resume, run the same command with the same run folder:"]
     assert shlex.split(message[4]) == [sys.executable, str(ROOT / "run.py"), *interrupted]
