@@ -2,7 +2,8 @@
 
 Compose (types checked by the schema, sdnn/config.py) → validate (ranges, no torch) → load the data
 (no Lightning) → ``sdnn.app.run``: the typed parts, the recipe, results.json and model/. Every error a
-user can fix is one line on stderr and exit status 2.
+user can fix is one line on stderr and exit status 2 (Hydra's own errors before it: status 1 where they are not
+reworded); Ctrl-C says what was saved and the command that resumes, with exit status 130.
 
 The value ``main`` returns (what a Hydra sweeper such as Optuna reads) is the validation accuracy,
 ``results.json`` ``val.acc``, never a test metric; without a validation split it is None, and a sweeper
@@ -13,15 +14,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sdnn.config import register
-from sdnn.errors import ConfigError, disk_error, user_message
+from sdnn.errors import ConfigError, Interrupted, disk_error, user_message
+from sdnn.runlog import record
 
 register()
 
@@ -77,13 +81,43 @@ def main(cfg: DictConfig) -> float | None:
         from sdnn.app import run
 
         results = run(cfg, run_dir, checked)
+    except KeyboardInterrupt as exc:  # Ctrl-C
+        saved = exc.saved if isinstance(exc, Interrupted) else "Nothing was saved yet (no training had started)."
+        folder, command = _resume_command()
+        again = (f"To resume, run the same command with the same {folder}:" if saved.startswith("Saved")
+                 else "The same command starts it again:")
+        _stop(f"interrupted (Ctrl-C). {saved}\n{again}\n  {command}", 130, every_rank=False)
     except Exception as exc:  # noqa: BLE001 — ours, a file that cannot be written, ours from a DataLoader worker
         message = user_message(exc)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        _stop(f"error: {message}", 2)
     return objective(results)  # validation accuracy: what a sweeper optimises (never test)
+
+
+def _stop(message: str, status: int, every_rank: bool = True) -> None:
+    """``message`` on stderr and in run.log, then exit with ``status``; ``every_rank=False``: one process
+    says it under DDP (Ctrl-C reaches them all)."""
+    if every_rank or os.environ.get("LOCAL_RANK", "0") == os.environ.get("NODE_RANK", "0") == "0":
+        print(message, file=sys.stderr, flush=True)
+        record(message)
+    sys.exit(status)
+
+
+def _resume_command() -> tuple[str, str]:
+    """The command line of this job, with its run folder (a sweep: the sweep folder) added where Hydra chose
+    it, so that the same command continues from what was saved; and which folder that is."""
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    what, key, folder = "run folder", "hydra.run.dir", hydra.runtime.output_dir
+    if hydra.mode == RunMode.MULTIRUN:  # the job's folder is <sweep dir>/<subdir>; the sweep resumes every job
+        what, key = "sweep folder", "hydra.sweep.dir"
+        folder = str(Path(folder).parents[len(Path(hydra.sweep.subdir).parts) - 1])
+    command = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    if not any(arg.lstrip("+").startswith(f"{key}=") for arg in command):
+        command.append(f"{key}={folder}")
+    return what, shlex.join(command)
 
 
 def _run_dir() -> str:
@@ -100,6 +134,12 @@ def cli() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; composition_error words it
     try:
         main()
+    except BrokenPipeError:  # the reader of a pipe left early (python run.py --help | head): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except KeyboardInterrupt:  # before the run started (imports, composing the configuration)
+        print("interrupted (Ctrl-C) before the run started; nothing was saved", file=sys.stderr, flush=True)
+        sys.exit(130)
     except Exception as exc:  # noqa: BLE001 — only Hydra's composition errors are reworded
         message = None if full else composition_error(exc)
         if message is None and not full and disk_error(exc) is not None:  # Hydra could not create the run folder

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -20,9 +21,10 @@ from sdnn.cache import Phase1Cache
 from sdnn.checks import Checked, prepare
 from sdnn.config import Settings, instantiate_part
 from sdnn.data.module import data_module
+from sdnn.errors import Interrupted
 from sdnn.lit.loggers import LoggerFactory
 from sdnn.lit.module import ModelSpec
-from sdnn.lit.progress import Console
+from sdnn.lit.progress import PHASE_TITLES, Console
 from sdnn.lit.trainer import Training
 from sdnn.job import Job
 from sdnn.pipeline import PHASES
@@ -37,7 +39,10 @@ def run(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) ->
     job = assemble(cfg, checked or prepare(cfg, run_dir), run_dir)
     for phase in PHASES[job.method]:
         job.training.checkpoints(phase).resume_path()  # another configuration's checkpoint: an error now
-    results = run_recipe(job)
+    try:
+        results = run_recipe(job)
+    except KeyboardInterrupt:
+        raise Interrupted(saved(job)) from None
     if rank_zero_only.rank == 0:
         keep_model(job, results)
         path = results.write(run_dir)
@@ -88,6 +93,30 @@ def assemble(cfg: DictConfig, checked: Checked, run_dir: Path) -> Job:
                subclass=settings.subclass, observe=settings.observe, training=training,
                cache=phase1_cache(config, settings), labels={"model": str(cfg.model.name), "loss": str(cfg.loss.name)},
                config=config, class2str=settings.class2str)
+
+
+def saved(job: Job) -> str:
+    """What an interrupted run leaves to resume from: phase 1 in the cache, each phase's last checkpoint."""
+    parts = []
+    for phase in PHASES[job.method]:
+        title = PHASE_TITLES.get(phase, phase)
+        if phase == "phase1" and job.phase1.use_cache and job.cache.has_phase1():
+            parts.append(f"{title} — complete, in the phase-1 cache {job.cache.dir}")
+            continue
+        plan = job.training.checkpoints(phase)
+        if not (plan.enabled and plan.last.is_file()):
+            continue
+        epochs = f"{job.phase1.epochs:g}" if phase == "phase1" else job.training.max_epochs
+        try:  # mmap: reads the epoch, not the weights
+            epoch = int(torch.load(plan.last, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+            parts.append(f"{title} — epoch {epoch} of {epochs}, in {plan.last}")
+        except Exception:  # noqa: BLE001 — a damaged file is named, not trusted; resuming says what is wrong
+            parts.append(f"{title} — {plan.last} (unreadable)")
+    if parts:
+        return "Saved:\n" + "\n".join(f"  {part}" for part in parts)
+    if job.training.checkpoint_every == 0:
+        return "Nothing was saved (checkpoint.every_n_epochs=0)."
+    return "Nothing was saved yet (no epoch had finished)."
 
 
 def phase1_cache(config: dict[str, Any], settings: Settings) -> Phase1Cache:

@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from sdnn.runlog import say
+
 CACHE_VERSION = 2  # 2: partitions carry their subclass sizes
 T = TypeVar("T")
 
@@ -83,7 +85,7 @@ class Phase1Cache:
 
     ``say`` prints the warnings (a damaged file and its recomputation, a cache that cannot be written)."""
 
-    def __init__(self, root: str | Path, key_payload: Mapping[str, Any], say: Callable[[str], None] = print):
+    def __init__(self, root: str | Path, key_payload: Mapping[str, Any], say: Callable[[str], None] = say):
         self.key = stable_hash({"version": CACHE_VERSION, **key_payload})
         self.dir = Path(root).expanduser().resolve() / self.key
         self.key_payload = dict(key_payload)

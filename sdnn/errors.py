@@ -60,6 +60,15 @@ class DiskError(SDNNError):
     """A file of the run could not be written (disk full, read-only, no permission)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``saved`` says what is on disk to resume from (``run.py`` prints it, with the
+    command that resumes, and exits with status 130)."""
+
+    def __init__(self, saved: str):
+        super().__init__(saved)
+        self.saved = saved
+
+
 # errno values that mean "this place cannot be written": the run stops with one line naming the path
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
                errno.EEXIST, errno.EISDIR}

@@ -1,5 +1,6 @@
-"""A run's figures of phase 1 (Fig. 1, Fig. 2, θ against the per-class error) and of Class2Str's latent
-hierarchy, and the keys results.json keeps of them."""
+"""A run's figures: of phase 1 (Fig. 1, Fig. 2, θ against the per-class error), the per-class test accuracy
+after each epoch of every trained phase (every method), Class2Str's latent hierarchy; and the keys
+results.json keeps of them."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from sdnn.cache import atomic_savez
 from sdnn.class2str import LatentHierarchyClassifier, hierarchy_summary
 from sdnn.job import Job
-from sdnn.plots import plot_hierarchy_tree, plot_phase1
-from sdnn.results import Phase1Result, Selection, nan_to_none
+from sdnn.lit.progress import PHASE_TITLES
+from sdnn.plots import plot_accuracy_per_epoch, plot_hierarchy_tree, plot_phase1
+from sdnn.results import Phase1Result, Results, Selection, nan_to_none
 from sdnn.stats import spearman
 
 
@@ -56,3 +58,16 @@ def hierarchy_keys(job: Job, head: LatentHierarchyClassifier) -> dict[str, Any]:
         return {"hierarchy": hierarchy}
     tree = plot_hierarchy_tree(hierarchy["codes"], names, job.run_dir / "hierarchy_tree.png")
     return {"hierarchy": hierarchy, "figures": {"hierarchy": tree.name}}
+
+
+def with_accuracy_figure(job: Job, results: Results) -> Results:
+    """``test_accuracy_per_class.png``, the per-class test accuracy after each epoch of each phase the run
+    trained or took from the cache (``results.epoch_test_acc``), added to ``results.figures``; any method,
+    where the run draws figures and observed the accuracy (multiclass data, ``observe.per_class_test_acc``)."""
+    phases = {phase: history for phase, history in results.epoch_test_acc.items() if history}
+    if rank_zero_only.rank != 0 or not job.observe.figures or not phases:
+        return results
+    path = plot_accuracy_per_epoch(phases, job.data.names(), job.run_dir / "test_accuracy_per_class.png",
+                                   selected=results.selected_classes, titles=PHASE_TITLES)
+    results.figures = {**(results.figures or {}), "test_accuracy_per_class": path.name}
+    return results

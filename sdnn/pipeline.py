@@ -16,7 +16,7 @@ from sdnn.cache import atomic_savez, atomic_write_json
 from sdnn.class2str import from_settings
 from sdnn.config import Method
 from sdnn.errors import ConfigError
-from sdnn.figures import hierarchy_keys, phase1_keys
+from sdnn.figures import hierarchy_keys, phase1_keys, with_accuracy_figure
 from sdnn.job import Job
 from sdnn.lit import NeglectCallback
 from sdnn.lit.module import embedder
@@ -29,7 +29,7 @@ from sdnn.results import Phase1Result, Results, Selection, nan_to_none
 
 
 def run(job: Job) -> Results:
-    return RECIPES[job.method](job)
+    return with_accuracy_figure(job, RECIPES[job.method](job))
 
 
 def baseline(job: Job) -> Results:

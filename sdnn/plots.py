@@ -4,6 +4,8 @@
   (:func:`plot_neglect_and_accuracy`).
 - Fig. 2: the lengths of the gradient parts δ_i, δ̂_i, δ̃_i over steps (:func:`plot_gradient_norms`).
 - θ against the per-class test error, with Spearman's ρ (:func:`plot_neglect_vs_error`).
+- The per-class test accuracy after each epoch of every trained phase, any method
+  (:func:`plot_accuracy_per_epoch`).
 - Test accuracy against a swept setting (:func:`plot_sweep`, used by ``sdnn.report``).
 - Class2Str's latent hierarchy: the binary tree of the classes' codes (:func:`plot_hierarchy_tree`).
 
@@ -23,6 +25,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sdnn.stats import sort_key
 
@@ -80,13 +83,33 @@ def theta_from_history(history: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return epochs, theta.reshape(len(history), -1)
 
 
+def _integer_epochs(ax, x: np.ndarray, label: str = "epoch") -> None:
+    """Whole epochs on the x axis, over the epochs ``x`` drawn (1..E, as the console counts them)."""
+    ax.set_xlabel(label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    if len(x):
+        pad = max(0.25, 0.03 * (np.max(x) - np.min(x)))
+        ax.set_xlim(np.min(x) - pad, np.max(x) + pad)
+
+
+def _legend_outside(fig: Figure, ax, columns: int = 1) -> None:
+    """The legend of ``ax``'s lines to the right of the figure, off the lines."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", ncol=columns,
+                   frameon=False)
+
+
 def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.ndarray | None,
                               class_names: Sequence[str], path: str | Path,
-                              epochs: np.ndarray | None = None) -> Path:
+                              epochs: np.ndarray | None = None, x_label: str = "epoch",
+                              acc_epochs: np.ndarray | None = None, selected: Sequence[int] = ()) -> Path:
     """Fig. 1: θ_i per class over epochs (left) and the per-class test accuracy CCR_i (right, if given).
 
-    ``theta_per_epoch`` and ``acc_per_epoch`` are (E, c), NaN allowed; ``epochs`` the x values
-    (default 1..E). Above 20 classes the 5 classes with the largest final θ are coloured and named.
+    ``theta_per_epoch`` is (W, c) and ``acc_per_epoch`` (E, c), NaN allowed; ``epochs`` the x values of
+    θ's windows (default 1..W; with ``x_label="step"``, the step each window ended at) and ``acc_epochs``
+    those of the accuracy (default 1..E). Above 20 classes the ``selected`` classes and the 5 with the
+    largest final θ are coloured and named; the selected ones are drawn thick. The legend is outside the panels.
     """
     theta = np.asarray(theta_per_epoch, dtype=float)
     if theta.ndim != 2:
@@ -99,44 +122,52 @@ def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.nda
     if acc is not None and acc.shape[1] != c:
         raise ValueError(f"acc_per_epoch has {acc.shape[1]} classes, theta_per_epoch {c}")
     top = _top_indices(_last_finite(theta), TOP_HIGHLIGHT)
-    styles = _class_styles(c, top)
+    chosen = [int(i) for i in selected]
+    styles = _class_styles(c, chosen + [i for i in top if i not in chosen])
+    for i in chosen:
+        styles[i] = {**styles[i], "lw": 2.6, "zorder": 4}
 
     panels = 1 if acc is None else 2
-    fig = _figure(6.5 * panels, 4.5)
+    fig = _figure(5.5 * panels, 4.2)
     axes = fig.subplots(1, panels, squeeze=False)
     ax_theta = axes[0, 0]
     for i in range(c):
         style = styles[i]
+        label = (class_names[i] + (" (selected)" if i in chosen else "")) if style["legend"] else None
         ax_theta.plot(x, theta[:, i], color=style["color"], lw=style["lw"], zorder=style["zorder"],
-                      marker="." if n_epochs < 30 else None, label=class_names[i] if style["legend"] else None)
-    ax_theta.set_xlabel("epoch")
+                      marker="." if n_epochs < 30 else None, label=label)
+    if x_label == "epoch":
+        _integer_epochs(ax_theta, x)
+    else:
+        ax_theta.set_xlabel(x_label)
     ax_theta.set_ylabel(r"neglect score $\theta_i$")
-    ax_theta.set_title(r"$\theta_i$ per class" + ("" if c <= LEGEND_MAX_CLASSES else f" (top {len(top)} by final θ)"))
+    coloured = f" (in colour: {'the selected and ' if chosen else ''}the top {len(top)} by final θ)"
+    ax_theta.set_title(r"$\theta_i$ per class" + ("" if c <= LEGEND_MAX_CLASSES else coloured))
     ax_theta.grid(alpha=0.3)
     if acc is not None:
         ax_acc = axes[0, 1]
-        x_acc = x if len(x) == len(acc) else np.arange(1, len(acc) + 1)
+        x_acc = np.arange(1, len(acc) + 1) if acc_epochs is None else np.asarray(acc_epochs, dtype=float)
         for i in range(c):
             style = styles[i]
             ax_acc.plot(x_acc, 100 * acc[:, i], color=style["color"], lw=style["lw"], zorder=style["zorder"],
                         marker="." if len(acc) < 30 else None)
-        ax_acc.set_xlabel("epoch")
+        _integer_epochs(ax_acc, x_acc)
         ax_acc.set_ylabel(r"test accuracy CCR$_i$ (%)")
         ax_acc.set_title("per-class test accuracy")
         ax_acc.grid(alpha=0.3)
-    if any(style["legend"] for style in styles):
-        ax_theta.legend(fontsize="small", ncol=2 if 10 < c <= LEGEND_MAX_CLASSES else 1, loc="best")
-    fig.suptitle("Neglect score and per-class accuracy (paper Fig. 1)")
+    fig.suptitle("Neglect score and per-class accuracy in phase 1 (paper Fig. 1)")
     fig.tight_layout()
+    _legend_outside(fig, ax_theta, columns=2 if 10 < c <= LEGEND_MAX_CLASSES else 1)
     return _save(fig, path)
 
 
 def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_names: Sequence[str],
-                        path: str | Path, max_classes: int = 10) -> Path:
+                        path: str | Path, max_classes: int = 10, selected: Sequence[int] = ()) -> Path:
     """Fig. 2: ‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖ over steps, one subplot per class.
 
-    ``norms`` holds "delta", "delta_hat", "delta_tilde", each (T, c). The classes shown (at most
-    ``max_classes``) are those with the largest mean ratio (‖δ̂‖ + ‖δ̃‖) / ‖δ‖, i.e. the most neglected.
+    ``norms`` holds "delta", "delta_hat", "delta_tilde", each (T, c). The ``selected`` classes come first
+    (in the order given, titles in red), then the classes with the largest mean ratio
+    (‖δ̂‖ + ‖δ̃‖) / ‖δ‖, up to ``max_classes`` panels (never fewer than the selected classes).
     """
     steps = np.asarray(steps, dtype=float)
     parts = {key: np.asarray(norms[key], dtype=float) for key in ("delta", "delta_hat", "delta_tilde")}
@@ -150,7 +181,9 @@ def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_n
         ratio = (parts["delta_hat"] + parts["delta_tilde"]) / np.maximum(parts["delta"], 1e-12)
         ratio[~np.isfinite(ratio)] = np.nan
     mean_ratio = np.array([np.nanmean(col) if np.isfinite(col).any() else np.nan for col in ratio.T])
-    shown = _top_indices(mean_ratio, max_classes) or list(range(min(c, max_classes)))
+    chosen = [int(i) for i in selected]
+    rest = [i for i in (_top_indices(mean_ratio, c) or list(range(c))) if i not in chosen]
+    shown = chosen + rest[:max(0, max_classes - len(chosen))]
 
     ncols = min(len(shown), 5)
     nrows = math.ceil(len(shown) / ncols)
@@ -165,14 +198,18 @@ def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_n
         i = shown[k]
         for key, values in parts.items():
             ax.plot(steps, values[:, i], color=colors[key], lw=1.0, label=labels[key])
-        ax.set_title(f"{class_names[i]}  (mean ratio {mean_ratio[i]:.2f})", fontsize="small")
+        mark = "selected, " if i in chosen else ""
+        ax.set_title(f"{class_names[i]}  ({mark}mean ratio {mean_ratio[i]:.2f})", fontsize="small",
+                     color="tab:red" if i in chosen else "black", fontweight="bold" if i in chosen else "normal")
         ax.grid(alpha=0.3)
         if k % ncols == 0:
             ax.set_ylabel("length")
         if k >= len(shown) - ncols:
             ax.set_xlabel("step")
     handles, legend_labels = axes[0, 0].get_legend_handles_labels()
-    fig.suptitle("Gradient lengths of the most neglected classes (paper Fig. 2)")
+    order = "the selected classes first (red), then " if chosen else ""
+    fig.suptitle(f"Gradient lengths in phase 1 (paper Fig. 2): {order}the highest mean ratio "
+                 r"$(\|\hat\delta_i\| + \|\tilde\delta_i\|) / \|\delta_i\|$")
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.legend(handles, legend_labels, loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=3, fontsize="small")
     return _save(fig, path)
@@ -209,35 +246,101 @@ def plot_neglect_vs_error(theta: np.ndarray, test_error: np.ndarray, class_names
     rho_text = "n/a" if math.isnan(rho) else f"{rho:.3f}"
     ax.set_title(f"θ vs per-class test error: Spearman ρ = {rho_text}"
                  + (f" ({missing} class(es) without θ)" if missing else ""))
+    if math.isnan(rho):
+        why = _no_rank_correlation(theta[shown], 100 * error[shown])
+        ax.text(0.5, 0.75, f"Spearman's ρ is not defined here:\n{why}", transform=ax.transAxes, ha="center",
+                va="center", fontsize="small", bbox={"boxstyle": "round", "facecolor": "lightyellow", "alpha": 0.9})
+        if shown.any() and np.ptp(error[shown]) == 0:  # one value: the points low on a 10-point scale, no hairline
+            low = max(-1.0, 100 * error[shown][0] - 2)
+            ax.set_ylim(low, low + 10)
     ax.set_xlabel(r"neglect score $\theta_i$ (last window of phase 1)")
     ax.set_ylabel("test error 1 − CCR$_i$ (%)")
     ax.grid(alpha=0.3)
     if chosen.any():
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _no_rank_correlation(theta: np.ndarray, error_percent: np.ndarray) -> str:
+    """Why a rank correlation of these values is undefined (``sdnn.stats.spearman`` gave NaN)."""
+    if len(theta) < 3:
+        return f"{len(theta)} class(es) with both θ and a test error (3 needed)"
+    if np.ptp(error_percent) == 0:
+        return f"every class has the same test error ({error_percent[0]:.3g}%), nothing to rank"
+    if np.ptp(theta) == 0:
+        return "every class has the same θ, nothing to rank"
+    return "too few distinct values to rank"
 
 
 def plot_phase1(run_dir: str | Path, history: list[dict], epoch_test_acc: list[dict], norms: dict | None,
                 theta: np.ndarray, error: np.ndarray | None, rho: float, selected: Sequence[int],
                 class_names: Sequence[str]) -> dict[str, Path]:
     """A run's phase-1 figures in ``run_dir``: Fig. 1 (θ_i and, per epoch, CCR_i), Fig. 2 (the three
-    norms, if recorded) and final θ against the per-class test ``error`` (if known) with ``rho``."""
+    norms, if recorded; the ``selected`` classes first) and final θ against the per-class test ``error``
+    (if known) with ``rho``."""
     run_dir = Path(run_dir)
     epochs, theta_per_window = theta_from_history(history)
+    if len(set(epochs.tolist())) == len(epochs):  # one window per epoch (phase1.tau=null): epochs 1..E
+        x, x_label = epochs + 1, "epoch"
+    else:  # several windows per epoch (phase1.tau): the step each window ended at
+        x, x_label = np.array([float(w.get("step", k)) for k, w in enumerate(history)]), "step (end of θ window)"
     accuracy = np.array([a["per_class_acc"] for a in epoch_test_acc], dtype=float) if epoch_test_acc else None
-    if accuracy is not None and len(accuracy) != len(theta_per_window):
-        accuracy = None  # windows are not epochs (phase1.tau set): plot θ alone
+    acc_epochs = np.array([a["epoch"] + 1 for a in epoch_test_acc], dtype=float) if epoch_test_acc else None
     drawn = {"fig1_neglect_and_accuracy": plot_neglect_and_accuracy(
-        theta_per_window, accuracy, class_names, run_dir / "fig1_neglect_and_accuracy.png", epochs=epochs)}
+        theta_per_window, accuracy, class_names, run_dir / "fig1_neglect_and_accuracy.png", epochs=x,
+        x_label=x_label, acc_epochs=acc_epochs, selected=selected)}
     if norms is not None and len(norms["steps"]):
         drawn["fig2_gradient_norms"] = plot_gradient_norms(
             norms["steps"], {k: norms[k] for k in ("delta", "delta_hat", "delta_tilde")}, class_names,
-            run_dir / "fig2_gradient_norms.png")
+            run_dir / "fig2_gradient_norms.png", selected=selected)
     if error is not None:
         drawn["neglect_vs_error"] = plot_neglect_vs_error(theta, error, class_names, run_dir / "neglect_vs_error.png",
                                                           rho, selected=selected)
     return drawn
+
+
+def plot_accuracy_per_epoch(phases: dict[str, list[dict]], class_names: Sequence[str], path: str | Path,
+                            selected: Sequence[int] = (), titles: dict[str, str] | None = None) -> Path:
+    """The per-class test accuracy after each epoch, one panel per trained phase (``phases``: name →
+    ``[{"epoch" (0-based), "acc", "per_class_acc"}, ...]``, as ``results.json``'s ``epoch_test_acc``),
+    overall accuracy dashed, the ``selected`` classes drawn thick. Up to 20 classes every class has a
+    colour and a legend entry (outside the panels); above, the selected classes and the 5 lowest at the
+    end of the last phase, the others thin grey. Epochs 1..E on the x axis."""
+    phases = {name: history for name, history in phases.items() if history}
+    if not phases:
+        raise ValueError("no phase has per-epoch test accuracy")
+    c = len(class_names)
+    last = np.array(list(phases.values())[-1][-1]["per_class_acc"], dtype=float)
+    worst = [i for i in np.argsort(np.nan_to_num(last, nan=np.inf), kind="stable")[:TOP_HIGHLIGHT]
+             if np.isfinite(last[i])]
+    chosen = [int(i) for i in selected]
+    styles = _class_styles(c, chosen + [int(i) for i in worst if i not in chosen])
+    for i in chosen:
+        styles[i] = {**styles[i], "lw": 2.6, "zorder": 4}
+    fig = _figure(4.6 * len(phases) + 0.6, 4.0)
+    axes = fig.subplots(1, len(phases), squeeze=False, sharey=True)[0]
+    for ax, (name, history) in zip(axes, phases.items()):
+        x = np.array([h["epoch"] + 1 for h in history], dtype=float)
+        acc = np.array([h["per_class_acc"] for h in history], dtype=float).reshape(len(history), c)
+        marker = "." if len(x) < 30 else None
+        for i in range(c):
+            style = styles[i]
+            label = (class_names[i] + (" (selected)" if i in chosen else "")) if style["legend"] else None
+            ax.plot(x, 100 * acc[:, i], color=style["color"], lw=style["lw"], zorder=style["zorder"], marker=marker,
+                    label=label)
+        ax.plot(x, [100 * h["acc"] for h in history], color="black", ls="--", lw=1.4, zorder=5, label="all classes")
+        ax.set_title((titles or {}).get(name, name), fontsize="medium")
+        _integer_epochs(ax, x)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    notes = (["selected classes thick"] if chosen else []) + (
+        [f"in colour: {'the selected and ' if chosen else ''}the {len(worst)} lowest at the end"]
+        if c > LEGEND_MAX_CLASSES else [])
+    fig.suptitle("Per-class test accuracy after each epoch" + (f" ({'; '.join(notes)})" if notes else ""))
+    fig.tight_layout()
+    _legend_outside(fig, axes[0], columns=2 if 10 < c <= LEGEND_MAX_CLASSES else 1)
+    return _save(fig, path)
 
 
 def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc_mean", err_key: str = "acc_std",
@@ -245,7 +348,8 @@ def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc
     """Mean ± std (error bars) of ``y_key`` against a swept ``x_key``, one line per ``group_key`` value.
 
     A group whose rows have no ``x_key`` value (e.g. the baseline, where the number of
-    repartitioned classes does not apply) is drawn as a horizontal line with a ±std band.
+    repartitioned classes does not apply) is drawn as a horizontal line with a ±std band. A row whose
+    std is None (one seed) has no error bar; where no row has one, the title says so.
     Values are multiplied by ``scale`` (fractions → percent).
     """
     groups: dict[Any, list[dict]] = {}
@@ -275,10 +379,11 @@ def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc
         ax.set_xticks(xs_all)
     ax.set_xlabel(x_key)
     ax.set_ylabel(y_label)
-    ax.set_title(f"{y_label} vs {x_key} (mean ± std over seeds)")
+    one_seed = all(row.get(err_key) is None for rows_ in groups.values() for row in rows_)
+    ax.set_title(f"{y_label} vs {x_key} " + ("(one seed: no error bars)" if one_seed else "(mean ± std over seeds)"))
     ax.grid(alpha=0.3)
     if groups:
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -132,7 +132,7 @@ def summarize(rows: list[dict], by: Sequence[str] | None = None) -> list[dict[st
     """Group the runs by ``by`` (default: method + every swept setting) and summarise each group.
 
     Per group: n (distinct seeds; repeated runs of a seed are averaged first), runs, seeds,
-    ``<metric>_mean/_std/_min/_max`` (std with ddof=1, 0.0 for one seed), train_seconds_mean, and
+    ``<metric>_mean/_std/_min/_max`` (std with ddof=1; None for one seed), train_seconds_mean, and
     ``delta_vs_baseline``: the mean over seeds of (metric − the baseline's metric with the same seed,
     dataset, model, loss and max_epochs; for a baseline of another loss, the plain baseline's, ``loss=bce``),
     None where no such baseline exists or for the plain baseline itself.
@@ -163,7 +163,7 @@ def summarize(rows: list[dict], by: Sequence[str] | None = None) -> list[dict[st
             if not per_seed:
                 continue
             entry[f"{name}_mean"] = float(np.mean(per_seed))
-            entry[f"{name}_std"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
+            entry[f"{name}_std"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None  # one seed: none
             entry[f"{name}_min"] = float(np.min(per_seed))
             entry[f"{name}_max"] = float(np.max(per_seed))
         seconds = [float(r["train_seconds"]) for r in members if r.get("train_seconds") is not None]
@@ -225,7 +225,8 @@ def _percent(value: float | None, signed: bool = False) -> str:
 
 
 def format_markdown(summary: list[dict]) -> str:
-    """The summary as a Markdown table; metrics in percent, "mean ± std" over seeds."""
+    """The summary as a Markdown table; metrics in percent, "mean ± std" over seeds ("value (n=1, no std)"
+    for a group of one seed, whose min–max is "-")."""
     keys = _group_keys(summary)
     metrics = _metrics_in(summary)
     main = metrics[0] if metrics else "acc"
@@ -237,9 +238,11 @@ def format_markdown(summary: list[dict]) -> str:
         cells += [str(entry["n"]), _cell(entry["seeds"])]
         for m in metrics:
             mean = entry.get(f"{m}_mean")
-            cells.append("-" if mean is None else f"{_percent(mean)} ± {_percent(entry[f'{m}_std'])}")
+            std = entry.get(f"{m}_std")
+            cells.append("-" if mean is None else f"{_percent(mean)} ± {_percent(std)}" if std is not None
+                         else f"{_percent(mean)} (n=1, no std)")
         low, high = entry.get(f"{main}_min"), entry.get(f"{main}_max")
-        cells.append("-" if low is None else f"{_percent(low)}–{_percent(high)}")
+        cells.append("-" if low is None or entry["n"] < 2 else f"{_percent(low)}–{_percent(high)}")
         cells.append(_percent(entry.get("delta_vs_baseline"), signed=True))
         seconds = entry.get("train_seconds_mean")
         cells.append("-" if seconds is None else f"{seconds:.1f}")

@@ -131,8 +131,13 @@ class Results:
         return self.class_names or [str(i) for i in range(c)]
 
 
+# the network whose test accuracy a run reports, per method (the summary names it)
+FINAL_PHASE = {"sdnn": "phase 2", "baseline": "baseline", "reweight": "reweight", "class2str": "class2str"}
+
+
 def format_summary(results: Results) -> str:
-    """A table per class: θ, selected, subclass sizes, test accuracy; then the totals."""
+    """A table per class: θ after phase 1, selected, subclass sizes, the final network's test accuracy (each
+    column where the method has it, its header naming the phase); then the totals."""
     class_names = results.names()
     theta = results.theta or [None] * len(class_names)
     selected = set(results.selected_classes)
@@ -143,22 +148,30 @@ def format_summary(results: Results) -> str:
         lines.append(f"phase 1: {results.phase1.get('origin', '')}")
     if "per_class_acc" not in results.test:
         return "\n".join(lines + _multilabel_summary(results, theta, class_names, sizes))
+    final = FINAL_PHASE.get(results.method, results.method)
     per_class = results.test["per_class_acc"]
     codes = (results.hierarchy or {}).get("codes") or [""] * len(class_names)
-    width = max(map(len, codes)) + 1 if any(codes) else 0
-    lines.append(f"{'class':>12} {'theta':>7} {'selected':>8} {'subclass sizes':>16} {'test acc':>9}"
-                 + (f" {'code':>{width}}" if width else ""))
+    columns = [("class", 12, lambda i: class_names[i][:12])]
+    if results.theta is not None:
+        columns.append(("θ after phase 1", 15, lambda i: "-" if theta[i] is None else f"{theta[i]:.3f}"))
+    if results.method in ("sdnn", "reweight"):
+        columns.append(("selected", 8, lambda i: "yes" if i in selected else ""))
+    if results.subclass_sizes is not None:
+        columns.append(("subclass sizes", 14, lambda i: "/".join(str(s) for s in sizes.get(str(i), []))))
+    # None: no test sample of the class
+    columns.append((f"test acc ({final})", 9, lambda i: "-" if per_class[i] is None else f"{100 * per_class[i]:.2f}%"))
+    if any(codes):
+        columns.append(("code", max(map(len, codes)), lambda i: codes[i]))
+    widths = [max(width, len(header)) for header, width, _ in columns]
+    lines.append("  ".join(f"{header:>{w}}" for (header, _, _), w in zip(columns, widths)))
+    for i in range(len(class_names)):
+        lines.append("  ".join(f"{cell(i):>{w}}" for (_, _, cell), w in zip(columns, widths)))
+    lines.append(f"test accuracy ({final}): {100 * results.test['acc']:.2f}%   output units S="
+                 f"{len(results.subclass_to_class)}   train time ({final}) {results.train_seconds:.1f} s")
     ranked = sorted((t, i) for i, t in enumerate(theta) if t is not None)
-    for i, name in enumerate(class_names):
-        t = "-" if theta[i] is None else f"{theta[i]:.3f}"
-        mark = "yes" if i in selected else ""
-        size = "/".join(str(s) for s in sizes.get(str(i), []))
-        acc = "-" if per_class[i] is None else f"{100 * per_class[i]:.2f}%"  # None: no test sample of the class
-        lines.append(f"{name[:12]:>12} {t:>7} {mark:>8} {size:>16} {acc:>9}" + (f" {codes[i]:>{width}}" if width else ""))
-    lines.append(f"test accuracy: {100 * results.test['acc']:.2f}%   output units S={len(results.subclass_to_class)}"
-                 f"   train time {results.train_seconds:.1f} s")
     if ranked and results.phase1 is not None:
-        lines.append("most neglected (highest theta): " + ", ".join(class_names[i] for _, i in reversed(ranked[-3:])))
+        lines.append("most neglected (highest θ after phase 1): "
+                     + ", ".join(class_names[i] for _, i in reversed(ranked[-3:])))
     quality = results.partition_quality
     if quality:
         parts = ", ".join(f"{class_names[int(k)]} {v['nmi']:.2f}/{v['ari']:.2f}"
@@ -170,9 +183,11 @@ def format_summary(results: Results) -> str:
     if results.positive_weight:
         lines.append("reweight: positive term of the selected classes weighted by "
                      f"{max(results.positive_weight):g} (eq. 3, no split)")
-    rho = (results.neglect_vs_error or {}).get("spearman")
-    if rho is not None:
-        lines.append(f"Spearman rank correlation of theta with the phase-1 network's per-class test error: {rho:+.2f}")
+    if results.neglect_vs_error is not None:
+        rho = results.neglect_vs_error.get("spearman")
+        lines.append("Spearman rank correlation of θ after phase 1 with the phase-1 network's per-class test error: "
+                     + ("n/a (undefined: the classes' errors or θ cannot be ranked, e.g. every error is 0)"
+                        if rho is None else f"{rho:+.2f}"))
     if results.figures:
         lines.append("figures: " + ", ".join(results.figures.values()))
     return "\n".join(lines)
@@ -193,14 +208,15 @@ def _hierarchy_line(hierarchy: dict[str, Any]) -> str:
 def _multilabel_summary(results: Results, theta, class_names: list[str], sizes) -> list[str]:
     """YouTube-8M: the four metrics and the most neglected classes (a table of 3,862 classes would
     bury them)."""
-    test = results.test
-    lines = [f"validate: Hit@1 {100 * test['hit_at_1']:.2f}%   PERR {100 * test['perr']:.2f}%   "
+    test, final = results.test, FINAL_PHASE.get(results.method, results.method)
+    lines = [f"validate ({final}): Hit@1 {100 * test['hit_at_1']:.2f}%   PERR {100 * test['perr']:.2f}%   "
              f"mAP {100 * test['map']:.2f}%   GAP@20 {100 * test['gap']:.2f}%",
-             f"output units S={len(results.subclass_to_class)}   train time {results.train_seconds:.1f} s"]
+             f"output units S={len(results.subclass_to_class)}   train time ({final}) {results.train_seconds:.1f} s"]
     ranked = sorted(((t, i) for i, t in enumerate(theta) if t is not None), reverse=True)
     if ranked and results.phase1 is not None:
-        lines.append(f"selected {len(results.selected_classes)} classes; the most neglected (highest theta):")
+        lines.append(f"selected {len(results.selected_classes)} classes; "
+                     "the most neglected (highest θ after phase 1):")
         for t, i in ranked[:5]:
             size = "/".join(str(s) for s in sizes.get(str(i), [])) or "-"
-            lines.append(f"  {class_names[i][:24]:>24}  theta {t:.3f}  subclass sizes {size}")
+            lines.append(f"  {class_names[i][:24]:>24}  θ {t:.3f}  subclass sizes {size}")
     return lines

@@ -226,6 +226,7 @@ def test_class2str_end_to_end_with_phase1_from_an_sdnn_run(run_pipeline, tmp_pat
     assert 0.0 <= results["test"]["acc"] <= 1.0 and len(results["test"]["per_class_acc"]) == 10
     assert results["subclass_to_class"] == list(range(10))
     assert (run_dir / results["figures"]["hierarchy"]).is_file() and "hierarchy" in results["figures"]["hierarchy"]
+    assert (run_dir / results["figures"]["test_accuracy_per_class"]).is_file()
     assert set(results["epoch_test_acc"]) == {"phase1", "class2str"}
 
 

@@ -1,13 +1,16 @@
-"""The CLI end to end: default job, phase-1 reuse, baseline, npz data, bad input."""
+"""The CLI end to end: default job (its output to a pipe, run.log, the README's sample of it), phase-1 reuse,
+baseline, npz data, --help."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from sdnn.results import REQUIRED_KEYS
-from tests.conftest import FAST, loop_ratios, read_results, run_cli, write_npz
+from tests.conftest import FAST, QUICK_GUARD, ROOT, compose_config, loop_ratios, read_results, run_cli, write_npz
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,62 @@ def test_default_run_writes_every_results_key(default_run):
     assert 0.8 < results["test"]["acc"] <= 1.0 and len(results["test"]["per_class_acc"]) == 10
     assert results["config"]["subclass"]["per_class"] == 2
     # The readable summary lists every class and the test accuracy.
-    assert "test accuracy:" in proc.stdout and "most neglected" in proc.stdout
+    assert "test accuracy (phase 2):" in proc.stdout and "most neglected" in proc.stdout
+
+
+EPOCH_LINE = re.compile(r"^(phase 1: neglect scores|phase 2: subclass training) · epoch (\d+)/(\d+) · loss \S+ · "
+                        r"[\d,]+ samples/s · ETA \d+:\d\d:\d\d$")
+
+
+def test_output_to_a_pipe_is_a_line_per_epoch_and_run_log_is_the_runs_record(default_run):
+    base, proc = default_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    epochs = [(m[1], int(m[2]), int(m[3])) for m in map(EPOCH_LINE.match, proc.stdout.splitlines()) if m]
+    assert epochs == ([("phase 1: neglect scores", e, 5) for e in range(1, 6)]
+                      + [("phase 2: subclass training", e, 30) for e in range(1, 31)])
+    assert "━" not in proc.stdout + proc.stderr and "v_num" not in proc.stdout + proc.stderr  # no bar redrawn
+    assert "weights_only" not in proc.stdout + proc.stderr
+    log = (base / "run" / "run.log").read_text()
+    record = [line for line in proc.stdout.splitlines() if line.startswith(("phase", "partition", "results:"))]
+    assert record and all(line in log for line in record)  # every progress line, cache use, where results are
+    summary = proc.stdout[proc.stdout.index("SDNN run:"):proc.stdout.index("\nresults: ")]
+    assert summary in log  # the summary table, whole
+
+
+SUMMARY_MASKS = [(r"cached in \S+/([0-9a-f]{16})$", r"cached in <cache>/\1"),  # the folder, not the cache key
+                 (r"^results: \S+$", "results: <run folder>/results.json"),
+                 (r"train time \(phase 2\) [\d.]+ s", "train time (phase 2) <seconds> s")]
+
+
+def _summary(text: str) -> str:
+    """From "SDNN run:" to the "results:" line, with the paths and the training time masked."""
+    lines = text[text.index("SDNN run:"):].splitlines()
+    lines = lines[:next(i for i, line in enumerate(lines) if line.startswith("results: ")) + 1]
+    summary = "\n".join(lines)
+    for pattern, replacement in SUMMARY_MASKS:
+        summary = re.sub(pattern, replacement, summary, flags=re.M)
+    return summary
+
+
+def test_the_readme_shows_the_default_runs_summary_as_it_prints(default_run):
+    """The Quickstart's sample is what `python run.py` prints (the run is deterministic on the CPU): after a
+    change to the default job or the summary, paste the new one there."""
+    _, proc = default_run
+    readme = (ROOT / "README.md").read_text()
+    sample = readme.split("and ends with this summary")[1].split("```")[1]
+    assert _summary(sample) == _summary(proc.stdout)
+
+
+def test_help_opens_with_the_projects_own_header():
+    proc = run_cli(["--help"], timeout=QUICK_GUARD)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("SDNN: subclass deep neural networks (Gkalelis & Mezaris, MMM 2020)")
+    assert "powered by Hydra" not in proc.stdout
+    assert "dataset: cifar10, cifar100, digits, image_folder, npz, svhn, yt8m" in proc.stdout
+    examples = re.findall(r"^  python run\.py(.*?)\s+#", proc.stdout, flags=re.M)
+    assert len(examples) == 3
+    for overrides in examples[:2]:  # they compose (the third is a sweep of them)
+        compose_config(overrides.split())
 
 
 def test_second_run_reuses_phase1_when_only_k_changes(default_run):

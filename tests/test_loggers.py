@@ -24,7 +24,7 @@ def test_wandb_offline_has_theta_per_class_accuracy_figures_table_and_artifacts(
     group = str(tmp_path / "w").encode()  # not a sweep: the run folder is the group
     assert all(group in r for r in records)
     media = {p.name.rsplit("_", 2)[0] for p in (runs[2] / "files" / "media" / "images" / "figures").glob("*.png")}
-    assert media == {"fig1_neglect_and_accuracy", "fig2_gradient_norms", "neglect_vs_error"}
+    assert media == {"fig1_neglect_and_accuracy", "fig2_gradient_norms", "neglect_vs_error", "test_accuracy_per_class"}
     table = json.loads(next((runs[2] / "files" / "media" / "table").glob("subclasses_*.table.json")).read_text())
     assert [row[0] for row in table["data"]] == results["selected_classes"]
     assert table["columns"][:2] == ["class", "name"]
@@ -41,3 +41,13 @@ def test_csv_logger_records_theta_per_window(run_pipeline, tmp_path):
 def test_tensorboard_logger(run_pipeline, tmp_path):
     run_pipeline(["logger=tensorboard", "model=mlp", "method=baseline"], run_dir=tmp_path / "t")
     assert list((tmp_path / "t" / "baseline").rglob("events.out.tfevents.*"))
+
+
+def test_wandb_is_not_given_the_anonymous_setting_it_warns_about(tmp_path):
+    """Lightning's WandbLogger passes anonymous=None, which W&B answers with "The anonymous setting has no effect"."""
+    pytest.importorskip("wandb")
+    from sdnn.lit.loggers import LoggerFactory
+
+    logger = LoggerFactory({"_target_": "pytorch_lightning.loggers.WandbLogger", "project": "sdnn"}, tmp_path,
+                           {}).make("phase1")  # no W&B run starts before the first log
+    assert "anonymous" not in logger._wandb_init and logger._wandb_init["job_type"] == "phase1"

@@ -1,6 +1,9 @@
-"""What a run shows: figures in the run folder, θ vs error in results.json, phase-named progress."""
+"""What a run shows: figures in the run folder (per method), θ vs error in results.json, phase-named progress
+(rich bars on a terminal, one plain line per epoch elsewhere)."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +15,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_sdnn_run_writes_the_paper_figures_and_spearman(run_pipeline, tmp_path):
     run_dir, cache = tmp_path / "a", tmp_path / "cache"
     results = run_pipeline(["model=mlp", "phase1.epochs=2", "observe.norms_every=3"], run_dir=run_dir, cache=cache)
-    assert set(results["figures"]) == {"fig1_neglect_and_accuracy", "fig2_gradient_norms", "neglect_vs_error"}
+    assert set(results["figures"]) == {"fig1_neglect_and_accuracy", "fig2_gradient_norms", "neglect_vs_error",
+                                       "test_accuracy_per_class"}
     for name in results["figures"].values():
         assert (run_dir / name).read_bytes()[:8] == PNG
     phase1_acc = results["epoch_test_acc"]["phase1"]
@@ -37,10 +41,60 @@ def test_observation_can_be_turned_off(run_pipeline, tmp_path):
     assert results["epoch_test_acc"] == {"phase1": [], "phase2": []}
 
 
-def test_progress_bars_are_named_by_phase(run_pipeline, tmp_path, capsys):
+def test_baseline_and_fixed_class_runs_write_the_figures_that_apply(run_pipeline, tmp_path):
+    """Without phase 1 there is no θ to draw; the per-class test accuracy after each epoch is drawn for
+    every method (reweight and class2str: tests/test_regimes.py, tests/test_class2str.py)."""
+    for overrides, phases in ((["method=baseline"], {"baseline"}), (["subclass.classes=[3,5]"], {"phase2"})):
+        run_dir = tmp_path / overrides[0].split("=")[0]
+        results = run_pipeline(["model=mlp", *overrides], run_dir=run_dir)
+        assert results["figures"] == {"test_accuracy_per_class": "test_accuracy_per_class.png"}, overrides
+        assert (run_dir / "test_accuracy_per_class.png").read_bytes()[:8] == PNG
+        assert {k for k, v in results["epoch_test_acc"].items() if v} == phases
+        assert not (run_dir / "fig1_neglect_and_accuracy.png").exists()
+
+
+def test_progress_bars_are_named_by_phase_on_a_terminal(run_pipeline, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sdnn.lit.progress.terminal", lambda *a: True)
     run_pipeline(["model=mlp", "trainer.enable_progress_bar=true", "trainer.max_epochs=1"], run_dir=tmp_path / "p")
     out = capsys.readouterr()
     text = out.out + out.err
     for name in ("phase 1: neglect scores · epoch 1/1", "phase 2: subclass training · epoch 1/1",
                  "phase 1: neglect scores · testing"):
         assert name in text, text[-2000:]
+    assert "samples/s" in text and "v_num" not in text
+    assert "· loss" not in text  # the plain per-epoch lines are for files and pipes
+
+
+def test_plain_progress_lines():
+    from sdnn.runlog import PlainProgress
+
+    lines, what = [], "partition: reading training videos"
+    progress = PlainProgress(lines.append, what, total=1000, unit="videos")
+    for _ in range(40):
+        progress.advance(25)
+    progress.finish()
+    assert [line[len(what) + 2:].split(" ")[0] for line in lines[:-1]] == [f"{p}%" for p in range(10, 100, 10)]
+    assert "(500/1,000 videos, " in lines[4] and "videos/s, ETA " in lines[4]
+    assert lines[-1].startswith("partition: reading training videos: done, 1,000 videos in ")
+
+
+def test_the_summary_says_which_network_each_column_is_of():
+    """θ is phase 1's, the accuracy the final network's (phase 2, the baseline, …); an undefined ρ is said."""
+    from sdnn.results import Results, format_summary
+
+    common = dict(dataset="toy", model="mlp", seed=0, val=None, train_seconds=1.0, epoch_test_acc={},
+                  class_names=["a", "b", "c"], config={}, data_skipped={"count": 0, "items": []},
+                  test={"acc": 0.5, "per_class_acc": [1.0, 0.5, None]})
+    sdnn = format_summary(Results(method="sdnn", subclass_to_class=[0, 0, 1, 2], selected_classes=[0],
+                                  theta=[2.0, 1.5, None], phase1={"origin": "trained"}, subclass_sizes={"0": [3, 4]},
+                                  neglect_vs_error={"spearman": None}, **common)).splitlines()
+    assert re.split(r"\s{2,}", sdnn[2].strip()) == ["class", "θ after phase 1", "selected", "subclass sizes",
+                                                   "test acc (phase 2)"]
+    assert sdnn[3].split() == ["a", "2.000", "yes", "3/4", "100.00%"] and sdnn[5].split() == ["c", "-", "-"]
+    assert sdnn[6].startswith("test accuracy (phase 2): 50.00%")
+    assert sdnn[8].endswith("test error: n/a (undefined: the classes' errors or θ cannot be ranked, e.g. every "
+                            "error is 0)")
+    baseline = format_summary(Results(method="baseline", subclass_to_class=[0, 1, 2], **common)).splitlines()
+    assert re.split(r"\s{2,}", baseline[1].strip()) == ["class", "test acc (baseline)"]
+    assert "θ" not in "".join(baseline)
+    assert baseline[-1].startswith("test accuracy (baseline): 50.00%")

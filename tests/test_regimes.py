@@ -232,6 +232,8 @@ def test_reweight_run_shares_phase1_and_selection_with_sdnn(run_pipeline, tmp_pa
     assert [i for i, w in enumerate(weights) if w == 2.0] == control["selected_classes"]
     assert all(w == 1.0 for i, w in enumerate(weights) if i not in control["selected_classes"])
     assert control["partition_quality"] is None and "subclass_sizes" not in control
+    assert set(control["figures"]) == {"fig1_neglect_and_accuracy", "fig2_gradient_norms", "neglect_vs_error",
+                                       "test_accuracy_per_class"}  # phase 1 from the cache: its figures too
     # SDNN on merged classes: NMI / ARI per split class, from the original samples
     quality = sdnn["partition_quality"]
     assert set(quality["per_class"]) == {str(c) for c in sdnn["selected_classes"]}

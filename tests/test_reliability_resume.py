@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,8 +29,8 @@ def _start(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _signal_at(args: list[str], marker: Path, sig: int) -> str:
-    """Start the run, wait until it reaches the marker, send ``sig``; returns its output."""
+def _signal_at(args: list[str], marker: Path, sig: int) -> tuple[str, int]:
+    """Start the run, wait until it reaches the marker, send ``sig``; returns its output and exit status."""
     proc = _start(args)
     deadline = time.monotonic() + RUN_GUARD  # a hang guard
     while not marker.exists():
@@ -39,7 +40,7 @@ def _signal_at(args: list[str], marker: Path, sig: int) -> str:
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=QUICK_GUARD)
     assert proc.returncode != 0, output[-2000:]
-    return output
+    return output, proc.returncode
 
 
 def _comparable(results: dict) -> dict:
@@ -65,15 +66,28 @@ def test_killed_in_phase_1_and_interrupted_in_phase_2_resumes_to_the_same_result
 
     # SIGKILL in phase 1, after its first epoch's checkpoint: nothing is cached or written as a result
     marker = tmp_path / "phase1.marker"
-    _signal_at([*common, probe.format("phase1", 1, marker)], marker, signal.SIGKILL)
+    _, status = _signal_at([*common, probe.format("phase1", 1, marker)], marker, signal.SIGKILL)
+    assert status == -signal.SIGKILL
     assert (run_dir / "phase1" / "checkpoints" / "last.ckpt").is_file()
     assert not (run_dir / "results.json").exists() and not list((tmp_path / "cache_b").rglob("model.pt"))
     assert not list(run_dir.rglob("*.partial"))
 
     # the same command again: resumes phase 1; Ctrl-C (SIGINT) in phase 2, after its first epoch
     marker = tmp_path / "phase2.marker"
-    output = _signal_at([*common, probe.format("phase2", 1, marker)], marker, signal.SIGINT)
+    interrupted = [*common, probe.format("phase2", 1, marker)]
+    output, status = _signal_at(interrupted, marker, signal.SIGINT)
     assert "phase1: resuming from" in output and str(run_dir / "phase1" / "checkpoints" / "last.ckpt") in output
+    # what was saved, and the command that resumes: this one, with its run folder (exit status 130)
+    assert status == 130 and "Traceback" not in output, output[-3000:]
+    message = output[output.index("interrupted (Ctrl-C)"):].splitlines()
+    cached = next((tmp_path / "cache_b").rglob("meta.json")).parent
+    assert message[:4] == [
+        "interrupted (Ctrl-C). Saved:",
+        f"  phase 1: neglect scores — complete, in the phase-1 cache {cached}",
+        f"  phase 2: subclass training — epoch 1 of 2, in {run_dir / 'phase2' / 'checkpoints' / 'last.ckpt'}",
+        "To resume, run the same command with the same run folder:"]
+    assert shlex.split(message[4]) == [sys.executable, str(ROOT / "run.py"), *interrupted]
+    assert "interrupted (Ctrl-C)" in (run_dir / "run.log").read_text()
     assert not (run_dir / "results.json").exists()
     assert (run_dir / "phase2" / "checkpoints" / "last.ckpt").is_file()
 
@@ -93,6 +107,7 @@ def test_a_changed_configuration_stops_before_any_work(tmp_path):
     message = proc.stderr + proc.stdout
     assert "optim.lr: 0.05 → 0.01" in message and "checkpoint.resume=force" in message
     assert "hydra.run.dir" in message and "baseline:" not in message  # before training started
+    assert "error: " + message.split("error: ")[1].strip() in (run_dir / "run.log").read_text()  # run.log has it too
 
 
 def test_checkpoint_plan_resume_modes(tmp_path):
@@ -140,3 +155,29 @@ def test_bad_checkpoint_options(tmp_path, value, fragment):
     proc = run_cli([f"{key}={value}", f"hydra.run.dir={tmp_path / 'run'}"])
     assert proc.returncode == 2 and fragment in proc.stderr + proc.stdout
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_what_an_interrupted_run_says_was_saved(tmp_path):
+    """The Ctrl-C message's first part (sdnn.app.saved), for the states a real SIGINT is not sent in above."""
+    from types import SimpleNamespace
+
+    from sdnn.app import saved
+    from sdnn.config import Method
+    from sdnn.lit.resume import CheckpointPlan
+
+    def job(method, every=1, cached=False):
+        training = SimpleNamespace(max_epochs=30, checkpoint_every=every,
+                                   checkpoints=lambda phase: CheckpointPlan(tmp_path, phase, {}, every))
+        return SimpleNamespace(method=method, phase1=SimpleNamespace(use_cache=True, epochs=5.0), training=training,
+                               cache=SimpleNamespace(has_phase1=lambda: cached, dir=tmp_path / "cache" / "key"))
+
+    assert saved(job(Method.baseline)) == "Nothing was saved yet (no epoch had finished)."
+    assert saved(job(Method.baseline, every=0)) == "Nothing was saved (checkpoint.every_n_epochs=0)."
+    last = tmp_path / "phase1" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"epoch": 2, "state_dict": {"w": torch.zeros(3)}}, last)
+    assert saved(job(Method.reweight)) == f"Saved:\n  phase 1: neglect scores — epoch 3 of 5, in {last}"
+    assert saved(job(Method.reweight, cached=True)) == (
+        f"Saved:\n  phase 1: neglect scores — complete, in the phase-1 cache {tmp_path / 'cache' / 'key'}")
+    last.write_bytes(b"not a checkpoint")
+    assert saved(job(Method.sdnn)) == f"Saved:\n  phase 1: neglect scores — {last} (unreadable)"

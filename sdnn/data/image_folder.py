@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import tarfile
 import warnings
 import zlib
@@ -23,6 +24,7 @@ import torch
 
 from sdnn.data.tensors import TensorSplits
 from sdnn.errors import DataError, listed
+from sdnn.runlog import say, terminal
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -134,11 +136,13 @@ def decode_image_tree(root: Path, image_size: int | None = None, on_corrupt: str
     skipped: list = []
     shape = None
     stream = _iter_images(root, max_image_mb)
-    if progress:
+    description = f"decoding images in {root.name} (once; cached afterwards)"
+    if progress and terminal(sys.stderr):
         from tqdm import tqdm
 
-        stream = tqdm(stream, desc=f"decoding images in {root.name} (once; cached afterwards)", unit=" images",
-                      mininterval=1.0)
+        stream = tqdm(stream, desc=description, unit=" images", mininterval=1.0)
+    elif progress:  # a file or a pipe: one line, not a redrawn counter
+        say(f"{description} …")
     decoded = []
     for split, cls, name, data in stream:
         try:
@@ -227,8 +231,8 @@ def load_image_folder(root: str | None, image_size: int | None = None, cache_fil
             os.replace(partial, cache)
         except OSError as exc:  # a cache: the decoded images are used all the same
             partial.unlink(missing_ok=True)
-            print(f"warning: cannot write the decoded-image cache {cache} ({exc.strerror or exc}); the images are "
-                  "decoded again in the next run (set dataset.cache_file to a writable place to keep them)", flush=True)
+            say(f"warning: cannot write the decoded-image cache {cache} ({exc.strerror or exc}); the images are "
+                "decoded again in the next run (set dataset.cache_file to a writable place to keep them)")
     return TensorSplits(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                         num_classes=len(arrays["class_names"]), x_val=arrays.get("x_val"), y_val=arrays.get("y_val"),
                         class_names=list(arrays["class_names"]), skipped=list(arrays.get("skipped", [])))

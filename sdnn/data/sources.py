@@ -19,6 +19,7 @@ from sdnn.data.npz import load_npz_splits
 from sdnn.data.svhn import load_svhn
 from sdnn.data.tensors import TensorSplits, merge_classes, split_off_validation, standardize, subsample_per_class
 from sdnn.errors import ConfigError, DataError
+from sdnn.runlog import say
 
 __all__ = ["InMemoryDataset", "Digits", "Npz", "ImageFolder", "Cifar", "SVHN"]
 
@@ -58,8 +59,8 @@ class InMemoryDataset:
         """Read, hold out validation, subsample per class (original classes), merge classes, normalise."""
         splits = self.read()
         if splits.skipped:
-            print(f"warning: skipped {len(splits.skipped)} damaged file(s) (dataset.on_corrupt=skip), "
-                  f"e.g. {splits.skipped[0]}", flush=True)
+            say(f"warning: skipped {len(splits.skipped)} damaged file(s) (dataset.on_corrupt=skip), "
+                f"e.g. {splits.skipped[0]}")
         if splits.x_val is None and self.val_fraction > 0:
             splits.x_train, splits.y_train, splits.x_val, splits.y_val = split_off_validation(
                 splits.x_train, splits.y_train, self.val_fraction, self.split_seed)

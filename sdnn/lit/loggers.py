@@ -48,7 +48,11 @@ class LoggerFactory:
             group = self.node.get("group") or sweep_group(self.run_dir)
             make = instantiate(self.node, save_dir=str(self.run_dir), name=f"{self.run_dir.name}/{phase}",
                                group=group, job_type=phase, _partial_=True)  # `config` would clash with instantiate's
-            return make(config=self.config)
+            logger = make(config=self.config)
+            init = getattr(logger, "_wandb_init", {})
+            if "anonymous" in init and init["anonymous"] is None:  # Lightning's default; W&B warns it has no effect
+                del init["anonymous"]
+            return logger
         return instantiate(self.node, save_dir=str(self.run_dir), name=phase)
 
     @staticmethod

@@ -3,6 +3,7 @@ resume, a fresh seeded network, fit and test → ``PhaseResult``."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from sdnn.data.module import SDNNData
 from sdnn.lit.loggers import LoggerFactory
 from sdnn.lit.module import SDNNModule
 from sdnn.lit.observe import PerClassAccuracyHistory
-from sdnn.lit.progress import PHASE_TITLES, Console, PhaseProgressBar
+from sdnn.lit.progress import PHASE_TITLES, Console, EpochLines, PhaseProgressBar
 from sdnn.lit.resume import AtomicCheckpointIO, CheckpointPlan, EpochSeed, FiniteLossGuard
 from sdnn.lit.streams import FractionalEpochs
 from sdnn.results import PhaseResult
@@ -50,6 +51,18 @@ class Training:
         return CheckpointPlan(self.run_dir, phase, self.config, self.checkpoint_every, self.resume)
 
 
+@contextlib.contextmanager
+def interruptible(trainer: pl.Trainer):
+    """Ctrl-C as ``KeyboardInterrupt``: Lightning catches it, tears the Trainer down and calls ``sys.exit(1)``,
+    which would end the run with no word of what was saved (``sdnn.app`` and ``run.py`` say it)."""
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epochs: float, training: Training,
                 callbacks: Sequence[pl.Callback] = ()) -> PhaseResult:
     """Train a fresh network (``build()`` after seeding, so a cached phase 1 leaves phase 2
@@ -67,8 +80,11 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     if training.per_class_test_acc and tensors is not None:
         accuracy = PerClassAccuracyHistory(*tensors, batch_size=4 * data.batch_size)
         ours.append(accuracy)
-    if training.bars:
+    live = training.bars and training.console.interactive  # a rich bar on a terminal; else a line per epoch
+    if live:
         ours.append(PhaseProgressBar(phase, unit=data.unit, batch_size=data.batch_size))
+    ours.append(EpochLines(phase, training.console, show=training.bars and not live, unit=data.unit,
+                           batch_size=data.batch_size))
     if epochs != int(epochs):
         ours.append(FractionalEpochs(epochs))
     plan = training.checkpoints(phase)
@@ -81,16 +97,18 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     arguments.update(max_epochs=math.ceil(epochs), max_steps=-1, logger=logger,
                      callbacks=[EpochSeed(training.seed), guard, *configured, *ours, *plan.callbacks()],
                      default_root_dir=str(training.run_dir / phase), use_distributed_sampler=False,
-                     enable_checkpointing=plan.enabled,
+                     enable_checkpointing=plan.enabled, enable_progress_bar=live,
                      plugins=[*(arguments.get("plugins") or []), AtomicCheckpointIO()])
     if not data.has_validation:
         arguments["limit_val_batches"] = 0
     trainer = trainer_class(**arguments)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)  # sdnn.lit.resume: never code
+    with interruptible(trainer):
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)  # sdnn.lit.resume: never code
     seconds = time.perf_counter() - start
     val = trainer.callback_metrics.get("val/acc")  # the validation split's accuracy after the last epoch
-    trainer.test(module, datamodule=data, verbose=False)
+    with interruptible(trainer):
+        trainer.test(module, datamodule=data, verbose=False)
     training.loggers.finish(logger)
     return PhaseResult(test=module.test_results,
                        val={"acc": float(val)} if val is not None and data.has_validation else None,

@@ -1,0 +1,77 @@
+"""What a run records besides the terminal, with no torch, Lightning or Hydra import (``run.py`` uses it
+before the configuration is checked):
+
+- ``record(message)``: a line into the run's log file, ``<run dir>/run.log``, which Hydra's job logging
+  opens as a ``logging.FileHandler`` on the root logger; nothing happens where no such handler exists
+  (in-process runs, ``hydra/job_logging=disabled``). ``say(message)``: print it and ``record`` it.
+- ``terminal()``: whether standard output is a terminal. Where it is not (a file, a pipe, a CI or SLURM
+  log, ``| tee``), progress is printed as plain lines (``PlainProgress``) instead of redrawn bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+_LOGGER = logging.getLogger("sdnn")
+
+
+def terminal(stream=None) -> bool:
+    """Whether ``stream`` (standard output) is an interactive terminal."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
+def record(message: str) -> None:
+    """``message`` into every log file of the root logger (``run.log``), as an INFO record of the ``sdnn``
+    logger; not to the terminal, where the caller has printed it already."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            entry = _LOGGER.makeRecord(_LOGGER.name, logging.INFO, __file__, 0, message, None, None)
+            if entry.levelno >= handler.level:
+                handler.handle(entry)
+
+
+def say(message: str) -> None:
+    """Print ``message`` and put it in ``run.log`` (warnings of the layers below the console)."""
+    print(message, flush=True)
+    record(message)
+
+
+def clock(seconds: float) -> str:
+    """``h:mm:ss``, as rich's bars show times."""
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class PlainProgress:
+    """A counted loop as a few plain lines: one at every tenth of ``total`` (count, rate, ETA) and one at
+    the end, each through ``say``."""
+
+    def __init__(self, say: Callable[[str], None], description: str, total: int, unit: str, steps: int = 10):
+        self.say, self.description, self.unit, self.steps = say, description, unit, steps
+        self.total = max(int(total), 0)
+        self.done, self._shown, self._start = 0, 0, time.perf_counter()
+
+    def advance(self, count: int) -> None:
+        self.done += int(count)
+        if not self.total:
+            return
+        reached = min(self.steps, self.done * self.steps // self.total)
+        if reached > self._shown and self.done < self.total:
+            self._shown = reached
+            seconds = time.perf_counter() - self._start
+            rate = self.done / seconds if seconds > 0 else 0.0
+            eta = (self.total - self.done) / rate if rate > 0 else 0.0
+            self.say(f"{self.description}: {100 * self.done // self.total}% ({self.done:,}/{self.total:,} {self.unit}, "
+                     f"{rate:,.0f} {self.unit}/s, ETA {clock(eta)})")
+
+    def finish(self) -> None:
+        seconds = time.perf_counter() - self._start
+        rate = f", {self.done / seconds:,.0f} {self.unit}/s" if seconds > 0 else ""
+        self.say(f"{self.description}: done, {self.done:,} {self.unit} in {clock(seconds)}{rate}")
