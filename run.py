@@ -12,11 +12,9 @@ that optimises it stops before any training with a one-line error.
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
@@ -25,22 +23,9 @@ from omegaconf import DictConfig
 
 from sdnn.config import register
 from sdnn.errors import ConfigError, Interrupted, disk_error, user_message
-from sdnn.runlog import record
+from sdnn.runlog import quiet, record
 
 register()
-
-
-def _quiet() -> None:
-    """Lightning's start-up chatter (accelerator lines, tips) and two warnings that do not apply;
-    called in every job, since launchers such as joblib run jobs in fresh worker processes."""
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.raiseExceptions = False  # a run.log that cannot be written (disk full) is not a traceback per line
-    warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-    # the LightningModule's own on_after_batch_transfer (normalise + augment on the device) is the one meant
-    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
-    # YT8MStream divides its shards among DataLoader workers itself, so its length is exact
-    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
 
 
 def optimising_sweeper() -> str | None:
@@ -68,7 +53,7 @@ def objective(results) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    _quiet()
+    quiet()
     from sdnn.config import validate_config
 
     try:

@@ -30,11 +30,13 @@ from sdnn.job import Job
 from sdnn.pipeline import PHASES
 from sdnn.pipeline import run as run_recipe
 from sdnn.results import Results, format_summary
+from sdnn.runlog import quiet
 
 
 def run(cfg: DictConfig, run_dir: str | Path, checked: Checked | None = None) -> Results:
     """Run ``cfg.method`` and write ``results.json`` into ``run_dir``; returns the results.
     ``checked``: the configuration already checked against its data (``sdnn.checks.prepare``)."""
+    quiet()  # as the CLI: also for sdnn.study and in-process runs
     run_dir = Path(run_dir)
     job = assemble(cfg, checked or prepare(cfg, run_dir), run_dir)
     for phase in PHASES[job.method]:

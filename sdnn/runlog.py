@@ -4,6 +4,8 @@ before the configuration is checked):
 - ``record(message)``: a line into the run's log file, ``<run dir>/run.log``, which Hydra's job logging
   opens as a ``logging.FileHandler`` on the root logger; nothing happens where no such handler exists
   (in-process runs, ``hydra/job_logging=disabled``). ``say(message)``: print it and ``record`` it.
+- ``quiet()``: Lightning's start-up chatter and the warnings that do not apply, off (the CLI and
+  ``sdnn.app.run`` call it, so studies and in-process runs print no more than the CLI).
 - ``terminal()``: whether standard output is a terminal. Where it is not (a file, a pipe, a CI or SLURM
   log, ``| tee``), progress is printed as plain lines (``PlainProgress``) instead of redrawn bars.
 """
@@ -16,6 +18,21 @@ import time
 from collections.abc import Callable
 
 _LOGGER = logging.getLogger("sdnn")
+
+
+def quiet() -> None:
+    """Lightning's start-up chatter (accelerator lines, tips) and warnings that do not apply; called in every
+    job, since launchers such as joblib run jobs in fresh worker processes."""
+    import warnings
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.raiseExceptions = False  # a run.log that cannot be written (disk full) is not a traceback per line
+    warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+    # the LightningModule's own on_after_batch_transfer (normalise + augment on the device) is the one meant
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
+    # YT8MStream divides its shards among DataLoader workers itself, so its length is exact
+    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
 
 
 def terminal(stream=None) -> bool:
