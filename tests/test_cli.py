@@ -72,9 +72,9 @@ def _summary(text: str) -> str:
     return summary
 
 
-# The build and CPU kernels the README's sample was printed with: elsewhere float sums may round otherwise
-# (another torch, another vector instruction set), so the numbers are compared only where they should agree.
-SAMPLE_BUILD = ("2.13.0+cpu", "AVX512")
+# The build, CPU kernels and threads the README's sample was printed with: elsewhere float sums may round
+# otherwise (another torch, vector instruction set or thread count), so numbers are compared where they agree.
+SAMPLE_BUILD = ("2.13.0+cpu", "AVX512", 2)
 NUMBERS = [(r"[-+]?\d+\.\d+", "<x>"), (r"\b\d+/\d+\b", ""), (r"(?<=\s)yes(?=\s)", ""),
            (r"(most neglected[^:]*:) .*$", r"\1 <classes>"), (r"[ \t]+", " ")]  # which, how many, how much
 
@@ -82,13 +82,14 @@ NUMBERS = [(r"[-+]?\d+\.\d+", "<x>"), (r"\b\d+/\d+\b", ""), (r"(?<=\s)yes(?=\s)"
 def test_the_readme_shows_the_default_runs_summary_as_it_prints(default_run):
     """The Quickstart's sample is what `python run.py` prints (the run is deterministic on the CPU): after a
     change to the default job or the summary, paste the new one there. Its lines, columns, classes and cache
-    key are compared everywhere; its numbers on the build and CPU kernels that printed it."""
+    key are compared everywhere; its numbers on the build, CPU kernels and thread count that printed it
+    (the run is a subprocess with this process's environment, so the same number of threads)."""
     import torch
 
     _, proc = default_run
     readme = (ROOT / "README.md").read_text()
     sample, printed = _summary(readme.split("and ends with this summary")[1].split("```")[1]), _summary(proc.stdout)
-    if (torch.__version__, torch.backends.cpu.get_cpu_capability()) == SAMPLE_BUILD:
+    if (torch.__version__, torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()) == SAMPLE_BUILD:
         assert sample == printed
     for pattern, replacement in NUMBERS:
         sample, printed = (re.sub(pattern, replacement, text, flags=re.M) for text in (sample, printed))

@@ -55,6 +55,7 @@ def test_baseline_and_fixed_class_runs_write_the_figures_that_apply(run_pipeline
 
 def test_progress_bars_are_named_by_phase_on_a_terminal(run_pipeline, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sdnn.lit.progress.terminal", lambda *a: True)
+    monkeypatch.setenv("COLUMNS", "200")  # rich sizes the bar to the terminal: a wide one shows every column
     run_pipeline(["model=mlp", "trainer.enable_progress_bar=true", "trainer.max_epochs=1"], run_dir=tmp_path / "p")
     out = capsys.readouterr()
     text = out.out + out.err
