@@ -35,7 +35,7 @@ import torch
 
 from sdnn.artifact import LoadedModel, load_model
 from sdnn.errors import DataError
-from sdnn.predict import OneLineParser, atomic_output, one_line
+from sdnn.predict import OneLineParser, atomic_output, with_one_line_errors
 
 FORMATS = ("onnx", "torchscript")
 INPUT, OUTPUTS = "input", ("logits", "scores")
@@ -177,14 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, metavar="FILE", help="e.g. model.onnx or model.pt")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     args = parser.parse_args(argv)
-    try:
-        path, loaded = export(args.run_dir, args.format, args.output, args.opset)
-    except Exception as exc:  # noqa: BLE001 — only ours and unwritable files become one line
-        message = one_line(exc)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        return 2
+    return with_one_line_errors(lambda: _export_and_say(args))
+
+
+def _export_and_say(args: argparse.Namespace) -> int:
+    path, loaded = export(args.run_dir, args.format, args.output, args.opset)
     model = loaded.card
     spec = model.preprocessing
     print(f"exported {args.format}: {path}\n  input '{INPUT}': {'uint8' if spec.kind == 'uint8' else 'float32'} "

@@ -577,16 +577,21 @@ def one_line(exc: BaseException) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def with_one_line_errors(action) -> int:
+    """``action()``'s exit status; an error a user can fix (``one_line``) is one line on stderr, status 2."""
     try:
-        return run(args)
+        return action()
     except Exception as exc:  # noqa: BLE001 — only ours and unwritable files become one line
         message = one_line(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr, flush=True)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return with_one_line_errors(lambda: run(args))
 
 
 if __name__ == "__main__":
