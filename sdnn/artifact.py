@@ -257,7 +257,7 @@ class ClassLevelModel(nn.Module):
     def class_logits(self, unit_logits: Tensor) -> Tensor:
         if self.units == self.num_classes:
             return unit_logits
-        return unit_logits[:, self.class_units].amax(-1)
+        return unit_logits[:, self.class_units].amax(-1)  # gather + max, not class_scores' scatter: exports to ONNX
 
     def scores(self, unit_logits: Tensor, class_logits: Tensor) -> Tensor:
         if self.score == "softmax":
@@ -288,15 +288,12 @@ def load_model(run_dir: str | Path) -> LoadedModel:
         backbone = build_backbone(card.backbone, card.input_shape)
         head = (nn.Linear(backbone.out_features, len(card.subclass_to_class)) if card.head is None
                 else build_part(card.head, "head"))
-    except DataError:
-        raise
     except (TypeError, ValueError) as exc:
         raise DataError(f"{run_dir / MODEL_DIR / CARD}: cannot rebuild the network ({exc})") from None
     net = ClassLevelModel(Preprocess(card.preprocessing), backbone, head, torch.tensor(card.subclass_to_class),
                           card.num_classes, card.score)
-    parts = {k: v for k, v in state.items()}
     try:
-        missing, unexpected = net.load_state_dict(parts, strict=False)
+        missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise DataError(f"{run_dir / MODEL_DIR / WEIGHTS}: the weights do not fit the backbone in {CARD} "

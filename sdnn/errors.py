@@ -74,26 +74,28 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
                errno.EEXIST, errno.EISDIR}
 
 
-def disk_error(exc: BaseException) -> DiskError | None:
-    """An ``OSError`` from writing a file of the run (disk full, read-only, no permission) as one line that
-    names the path and says that the same command resumes; None for any other exception."""
+RESUMES = ("free space or make the folder writable (or choose another hydra.run.dir), then run the same command "
+           "again: it resumes from the last checkpoint, and what was finished before is kept")
+
+
+def disk_error(exc: BaseException, fix: str = RESUMES) -> DiskError | None:
+    """An ``OSError`` from writing a file (disk full, read-only, no permission) as one line that names the
+    path and ``fix`` (default: a run's, the same command resumes); None for any other exception."""
     if isinstance(exc, DiskError):
         return exc
     if not isinstance(exc, OSError) or exc.errno not in DISK_ERRNOS:
         return None
     where = exc.filename if exc.filename is not None else "a file of the run"
     reason = exc.strerror or type(exc).__name__
-    return DiskError(f"cannot write {where} ({reason}): free space or make the folder writable (or choose another "
-                     "hydra.run.dir), then run the same command again: it resumes from the last checkpoint, and "
-                     "what was finished before is kept")
+    return DiskError(f"cannot write {where} ({reason}): {fix}")
 
 
-def user_message(exc: BaseException) -> str | None:
-    """The one line the CLI prints for ``exc``: ours (also when raised in a DataLoader worker), or a file of the
-    run that cannot be written; None for anything else (a bug: its traceback is shown)."""
+def user_message(exc: BaseException, disk_fix: str = RESUMES) -> str | None:
+    """The one line a command prints for ``exc``: ours (also when raised in a DataLoader worker), or a file
+    that cannot be written (with ``disk_fix``); None for anything else (a bug: its traceback is shown)."""
     if isinstance(exc, SDNNError):
         return str(exc)
-    disk = disk_error(exc)
+    disk = disk_error(exc, disk_fix)
     if disk is not None:
         return str(disk)
     return worker_message(str(exc)) if isinstance(exc, RuntimeError) else None

@@ -48,7 +48,7 @@ from torch import Tensor
 from sdnn.artifact import LoadedModel, ModelCard, launch_dir_of, load_model
 from sdnn.data.image_folder import IMAGE_SUFFIXES, decode_image
 from sdnn.data.preprocess import Preprocessing
-from sdnn.errors import DISK_ERRNOS, DataError, SDNNError
+from sdnn.errors import DataError, user_message
 from sdnn.subclass import class_predictions, class_scores
 
 DEFAULT_TOP_K = 20  # multilabel runs
@@ -567,22 +567,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def one_line(exc: BaseException) -> str | None:
-    """The one line for an error a user can fix: ours, or a file that cannot be written (disk full,
-    read-only, no permission); None for anything else (a bug: its traceback is shown)."""
-    if isinstance(exc, SDNNError):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
-        return f"cannot write {exc.filename or 'the output'} ({exc.strerror or type(exc).__name__}); nothing was written"
-    return None
-
-
 def with_one_line_errors(action) -> int:
-    """``action()``'s exit status; an error a user can fix (``one_line``) is one line on stderr, status 2."""
+    """``action()``'s exit status; an error a user can fix (``user_message``) is one line on stderr, status 2."""
     try:
         return action()
     except Exception as exc:  # noqa: BLE001 — only ours and unwritable files become one line
-        message = one_line(exc)
+        message = user_message(exc, disk_fix="nothing was written")
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr, flush=True)
