@@ -35,7 +35,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from sdnn.artifact import LoadedModel, ModelCard, launch_dir_of, load_model
 from sdnn.data.image_folder import IMAGE_SUFFIXES, decode_image
 from sdnn.data.preprocess import Preprocessing
 from sdnn.errors import DataError, user_message
+from sdnn.runlog import PlainProgress
 from sdnn.subclass import class_predictions, class_scores
 
 DEFAULT_TOP_K = 20  # multilabel runs
@@ -101,18 +101,16 @@ def atomic_output(path: Path | None, what: str = "--output"):
 
 
 class Progress:
-    """A rich bar on a terminal; elsewhere a plain line every ~10% (only for inputs of 4 batches or more)."""
+    """A rich bar on a terminal; elsewhere ``runlog.PlainProgress``'s lines on stderr (only for inputs of
+    4 batches or more)."""
 
     def __init__(self, total: int | None, description: str, unit: str, enabled: bool = True, batches: int = 1):
-        self.total, self.description, self.unit, self.done = total, description, unit, 0
+        self.total, self.description, self.unit = total, description, unit
         self.enabled = enabled and batches >= 4  # large inputs only
-        self.tty = self.enabled and sys.stderr.isatty()
-        self._bar = self._task = None
-        self._next_line = 0.1
-        self._start = time.perf_counter()
+        self._bar = self._task = self._lines = None
 
     def __enter__(self):
-        if self.tty:
+        if self.enabled and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
                 TimeRemainingColumn
 
@@ -120,21 +118,22 @@ class Progress:
                                      TimeRemainingColumn(), transient=True)
             self._bar.__enter__()
             self._task = self._bar.add_task(self.description, total=self.total)
+        elif self.enabled:
+            self._lines = PlainProgress(lambda line: print(line, file=sys.stderr, flush=True), self.description,
+                                        self.total or 0, self.unit)
         return self
 
     def advance(self, n: int) -> None:
-        self.done += n
         if self._bar is not None:
             self._bar.advance(self._task, n)
-        elif self.enabled and self.total and self.done / self.total >= self._next_line:
-            seconds = time.perf_counter() - self._start
-            print(f"{self.description}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f}%, "
-                  f"{self.done / max(seconds, 1e-9):,.0f} {self.unit}/s)", file=sys.stderr, flush=True)
-            self._next_line = math.floor(10 * self.done / self.total + 1) / 10
+        elif self._lines is not None:
+            self._lines.advance(n)
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, *exc):
         if self._bar is not None:
-            self._bar.__exit__(*exc)
+            self._bar.__exit__(kind, *exc)
+        elif self._lines is not None and kind is None:
+            self._lines.finish()
         return False
 
 

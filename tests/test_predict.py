@@ -215,6 +215,26 @@ def test_split_test_of_the_baseline_and_its_missing_val_split(runs, capsys, tmp_
     assert code == 2 and "no validation split" in err and len(err.strip().splitlines()) == 1
 
 
+def test_progress_on_a_non_terminal_is_plain_lines_and_quiet_silences_it(runs, capsys, tmp_path):
+    """stderr is not a terminal here: a line per tenth of the inputs, then one at the end; none with --quiet
+    or for an input of fewer than 4 batches."""
+    run_dir, _ = runs["baseline"]
+    arrays = np.load(runs["vectors"])
+    np.savez(tmp_path / "x.npz", x=arrays["x_test"])  # 150 inputs
+    code, _, err = predict([run_dir, "--input", tmp_path / "x.npz", "--output", tmp_path / "p.csv",
+                            "--batch-size", "10"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 0 and len(lines) >= 5, err
+    percents = [int(line.split(": ")[1].split("%")[0]) for line in lines[:-1]]
+    assert all(line.startswith("predicting x.npz: ") and "inputs/s" in line for line in lines), err
+    assert percents == sorted(percents) and len(set(percents)) == len(percents) and 0 < percents[0] <= 20 and percents[-1] < 100
+    assert lines[-1].startswith("predicting x.npz: done, 150 inputs")
+    for quiet in (["--quiet"], ["--batch-size", "50"]):
+        code, _, err = predict([run_dir, "--input", tmp_path / "x.npz", "--output", tmp_path / "q.csv", *quiet],
+                               capsys)
+        assert code == 0 and err == ""
+
+
 def test_top_k_rows_and_other_layouts_of_the_same_images(runs, capsys, tmp_path):
     run_dir, _ = runs["sdnn"]
     x = np.load(runs["images"])["x_test"][:10]

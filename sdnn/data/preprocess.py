@@ -96,9 +96,6 @@ class Preprocessing:
         kind = "uint8" if self.kind == "uint8" else "floating-point"
         return f"{kind} {what} with one input of shape {self.shape}"
 
-    def module(self) -> Preprocess:
-        return Preprocess(self)
-
 
 class Preprocess(nn.Module):
     """``Preprocessing`` as a module: raw inputs (N, *shape) → the backbone's inputs, in float32.
