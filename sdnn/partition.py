@@ -266,8 +266,8 @@ class RandomSplit(Partitioner):
 
 def partition_quality(labels, subclasses, fine, classes: Iterable[int], names: list[str] | None = None) -> dict:
     """NMI and ARI (scikit-learn) between each split class's subclass numbers and its samples' fine
-    labels (SPEC §7b: merged or coarse classes; original samples only): ``{"nmi": mean NMI over the
-    classes, "per_class": {"<class>": {"nmi", "ari", "fine": [fine labels present], "fine_names"}}}``.
+    labels (SPEC §7b: merged or coarse classes; original samples only): ``{"nmi", "ari": their means over
+    the classes, "per_class": {"<class>": {"nmi", "ari", "fine": [fine labels present], "fine_names"}}}``.
     1 = the subclasses are the fine classes; about 0 = unrelated (a random split)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -280,5 +280,5 @@ def partition_quality(labels, subclasses, fine, classes: Iterable[int], names: l
         per_class[str(cls)] = {"nmi": float(normalized_mutual_info_score(truth, found)),
                                "ari": float(adjusted_rand_score(truth, found)), "fine": present,
                                **({"fine_names": [names[v] for v in present]} if names else {})}
-    nmi = [v["nmi"] for v in per_class.values()]
-    return {"nmi": float(np.mean(nmi)) if nmi else None, "per_class": per_class}
+    mean = {key: float(np.mean([v[key] for v in per_class.values()])) if per_class else None for key in ("nmi", "ari")}
+    return {**mean, "per_class": per_class}

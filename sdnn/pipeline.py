@@ -58,7 +58,7 @@ def sdnn(job: Job) -> Results:
                           "observations than subclasses; lower subclass.per_class or choose other classes")
     quality = data.partition_quality(partition)
     if quality is not None:
-        job.say(f"partition quality against the fine labels: mean NMI {quality['nmi']:.3f}")
+        job.say(f"partition quality against the fine labels: mean NMI {quality['nmi']:.3f}, ARI {quality['ari']:.3f}")
     if rank_zero_only.rank == 0:
         atomic_write_json(job.run_dir / "subclasses.json", {"settings": settings, "subclass_sizes": sizes})
     s2c = data.subclass_to_class(partition)

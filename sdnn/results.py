@@ -177,7 +177,7 @@ def format_summary(results: Results) -> str:
         parts = ", ".join(f"{class_names[int(k)]} {v['nmi']:.2f}/{v['ari']:.2f}"
                           for k, v in quality["per_class"].items())
         lines.append(f"partition quality against the fine labels (NMI/ARI; 1 = the subclasses are the fine classes): "
-                     f"{parts}; mean NMI {quality['nmi']:.2f}")
+                     f"{parts}; mean {quality['nmi']:.2f}/{quality['ari']:.2f}")
     if results.hierarchy:
         lines.append(_hierarchy_line(results.hierarchy))
     if results.positive_weight:

@@ -159,7 +159,7 @@ def test_partition_quality_on_a_hand_made_case():
                                      "fine_names": ["0", "1"]}
     assert out["per_class"]["1"]["nmi"] == pytest.approx(0.0, abs=1e-12)
     assert out["per_class"]["1"]["ari"] == pytest.approx(-0.5)  # contingency [[1, 1], [1, 1]]
-    assert out["nmi"] == pytest.approx(0.5) and "2" not in out["per_class"]
+    assert out["nmi"] == pytest.approx(0.5) and out["ari"] == pytest.approx(0.25) and "2" not in out["per_class"]
 
 
 def test_partition_quality_equals_scikit_learn_and_the_definitions():
@@ -175,7 +175,8 @@ def test_partition_quality_equals_scikit_learn_and_the_definitions():
         assert got["nmi"] == pytest.approx(normalized_mutual_info_score(a, b))
         assert got["ari"] == pytest.approx(adjusted_rand_score(a, b))
         assert got["nmi"] == pytest.approx(_nmi(a, b)) and got["ari"] == pytest.approx(_ari(a, b))
-    assert out["nmi"] == pytest.approx((out["per_class"]["0"]["nmi"] + out["per_class"]["2"]["nmi"]) / 2)
+    for key in ("nmi", "ari"):
+        assert out[key] == pytest.approx((out["per_class"]["0"][key] + out["per_class"]["2"][key]) / 2)
 
 
 def test_kmeans_recovers_merged_digits_and_a_random_split_does_not():
