@@ -43,13 +43,6 @@ class Method(str, enum.Enum):
         return format(self.value, spec)
 
 
-def shown(values: list, limit: int = 12) -> str:
-    """A list for an error message, cut after ``limit`` entries."""
-    if len(values) <= limit:
-        return str(values)
-    return f"[{', '.join(map(str, values[:limit]))}, ... ({len(values)} in all)]"
-
-
 def require(ok: bool, key: str, value: Any, rule: str) -> None:
     """A ``ConfigError`` ``"<key>=<value> <rule>"`` unless ``ok``."""
     if not ok:
@@ -236,7 +229,7 @@ class DatasetKeys:
         if self.merge is not None:
             merge = list(self.merge)
             used = sorted(set(merge))
-            require(len(used) >= 2 and used == list(range(len(used))), "dataset.merge", shown(merge),
+            require(len(used) >= 2 and used == list(range(len(used))), "dataset.merge", merge,
                     "must give each original class its new class, numbered 0..c'-1 (c' >= 2) with none skipped "
                     "(e.g. [0,0,1,1,2,2] merges six classes into three)")
         require(self.batch_size >= 1, "dataset.batch_size", self.batch_size, "must be an integer >= 1")
