@@ -1,7 +1,7 @@
 """SDNN entry point: ``python run.py [group=option ...] [key=value ...]`` (Hydra).
 
-Compose (types checked by the schema, sdnn/config.py) → validate (ranges, no torch) → load the data
-(no Lightning) → ``sdnn.app.run``: the typed parts, the recipe, results.json and model/. Every error a
+Compose (types checked by the schema, sdnn/config/) → validate (ranges, no torch) → ``sdnn.build.build_job``
+(every group built, the data loaded and checked) → ``sdnn.app.run``: the recipe, results.json and model/. Every error a
 user can fix is one line on stderr and exit status 2 (Hydra's own errors before it: status 1 where they are not
 reworded); Ctrl-C says what was saved and the command that resumes, with exit status 130.
 
@@ -37,12 +37,12 @@ def optimising_sweeper() -> str | None:
     return choice if hydra_cfg.mode == RunMode.MULTIRUN and choice not in (None, "basic") else None
 
 
-def check_objective(checked) -> None:
+def check_objective(job) -> None:
     """A sweeper that optimises the run's value needs a validation split: tuning on test is not allowed."""
     sweeper = optimising_sweeper()
-    if sweeper and getattr(checked.loaded, "x_val", None) is None:
+    if sweeper and not job.data.has_validation:
         raise ConfigError(f"hydra/sweeper={sweeper} optimises the validation accuracy (results.json val.acc), but "
-                          f"dataset '{checked.source.name}' has no validation split; add dataset.val_fraction=0.2 "
+                          f"dataset '{job.data.name}' has no validation split; add dataset.val_fraction=0.2 "
                           "(the test split is never an objective)")
 
 
@@ -58,14 +58,14 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         settings = validate_config(cfg)  # bad values fail here, before torch is imported
-        from sdnn.checks import prepare
+        from sdnn.build import build_job
 
         run_dir = HydraConfig.get().runtime.output_dir
-        checked = prepare(cfg, run_dir, settings)  # bad data fails here, before Lightning is imported
-        check_objective(checked)
+        job = build_job(cfg, run_dir, settings)  # bad data fails here, before the Trainer is built
+        check_objective(job)
         from sdnn.app import run
 
-        results = run(cfg, run_dir, checked)
+        results = run(cfg, run_dir, job)
     except KeyboardInterrupt as exc:  # Ctrl-C
         saved = exc.saved if isinstance(exc, Interrupted) else "Nothing was saved yet (no training had started)."
         folder, command = _resume_command()

@@ -1,7 +1,6 @@
-"""The paper's recipe (SPEC §5) over typed parts: phase 1 (θ, cached) → select (eq. 10) → augment and
-split (cached) → phase 2 (a fresh network with S units, eq. 11) → class-level test metrics; the
-baseline, the same network trained with its loss for the full schedule; the controls and Class2Str.
-``sdnn.app`` builds the ``Job`` (``sdnn.job``) from a configuration and writes ``results.json``."""
+"""The paper's recipe (SPEC §5) over a typed ``Job`` (``sdnn.build``): phase 1 (θ, cached) → select (eq. 10) →
+augment and split (cached) → phase 2 (a fresh network with S units, eq. 11) → class-level test metrics; the
+baseline (the same network, its loss, the full schedule); the controls and Class2Str."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from sdnn.class2str import from_settings
 from sdnn.config import Method
 from sdnn.errors import ConfigError
 from sdnn.figures import hierarchy_keys, phase1_keys, with_accuracy_figure
-from sdnn.job import Job
+from sdnn.job import Job, Recipe
 from sdnn.lit import NeglectCallback
 from sdnn.lit.module import embedder
 from sdnn.lit.progress import short
@@ -29,12 +28,12 @@ from sdnn.results import Phase1Result, Results, Selection, nan_to_none
 
 
 def run(job: Job) -> Results:
-    return with_accuracy_figure(job, RECIPES[job.method](job))
+    return with_accuracy_figure(job, RECIPES[job.method].run(job))
 
 
 def baseline(job: Job) -> Results:
     """The plain network, its loss, the full schedule."""
-    job.say(f"baseline: {job.training.max_epochs} epochs, loss={job.labels['loss']}")
+    job.say(f"baseline: {job.training.max_epochs} epochs, loss={job.settings.loss_name}")
     identity = torch.arange(job.data.num_classes)
     result = train_phase("baseline", job.data, lambda: job.model.build(job.data, identity, job.loss),
                          job.training.max_epochs, job.training)
@@ -78,8 +77,8 @@ def sdnn(job: Job) -> Results:
 
 
 def reweight(job: Job) -> Results:
-    """The control "emphasis without a split" (SPEC §7b): SDNN's phase 1 and selection, then a fresh
-    network with c units and eq. 3 whose positive term is weighted by H for the selected classes."""
+    """The control "emphasis without a split" (SPEC §7b): SDNN's selection, then eq. 3 with the selected
+    classes' positive term × H."""
     phase1 = run_phase1(job) if job.subclass.classes is None else None
     selection = select(job, phase1)
     identity = torch.arange(job.data.num_classes)
@@ -108,9 +107,9 @@ def class2str(job: Job) -> Results:
                        phase1=phase1.summary(), **hierarchy_keys(job, result.module.head))
 
 
-RECIPES = {Method.baseline: baseline, Method.sdnn: sdnn, Method.reweight: reweight, Method.class2str: class2str}
-PHASES = {Method.baseline: ("baseline",), Method.sdnn: ("phase1", "phase2"), Method.reweight: ("phase1", "reweight"),
-          Method.class2str: ("phase1", "class2str")}
+RECIPES = {Method.baseline: Recipe(baseline, ("baseline",)), Method.sdnn: Recipe(sdnn, ("phase1", "phase2")),
+           Method.reweight: Recipe(reweight, ("phase1", "reweight")),
+           Method.class2str: Recipe(class2str, ("phase1", "class2str"))}
 
 
 def run_phase1(job: Job) -> Phase1Result:
@@ -127,7 +126,7 @@ def run_phase1(job: Job) -> Phase1Result:
             if cached is not None:
                 return _reused(job, *cached)
         job.say(f"phase 1: neglect scores, {job.phase1.epochs:g} epoch(s) with the sigmoid CE (eq. 3)")
-        neglect = NeglectCallback(data.num_classes, tau=job.phase1.tau, record_norms_every=job.observe.norms_every)
+        neglect = NeglectCallback(data.num_classes, tau=job.phase1.tau, norms_every=job.observe.norms_every)
         identity = torch.arange(data.num_classes)
         result = train_phase("phase1", data, lambda: job.model.build(data, identity, SigmoidCrossEntropy()),
                              job.phase1.epochs, job.training, callbacks=[neglect])
@@ -142,7 +141,7 @@ def run_phase1(job: Job) -> Phase1Result:
                             norms, str(cache.dir), origin)
 
 
-def _reused(job: Job, history, state, meta, norms) -> Phase1Result:
+def _reused(job: Job, history, state, meta, norms) -> Phase1Result:  # a cached phase 1
     job.say(f"phase 1: reusing cached θ and weights from {job.cache.dir} (skipping phase-1 training)")
     return Phase1Result(history, state, True, meta["seconds"], meta.get("test"), meta.get("accuracy", []), norms,
                         str(job.cache.dir), f"cached in {job.cache.dir}")

@@ -355,13 +355,13 @@ def split_source(model: LoadedModel, split: str, batch_size: int) -> Source:
     (call inside ``working_directory(launch_dir_of(card))``: relative data paths are the run's)."""
     from omegaconf import OmegaConf
 
-    from sdnn.config import instantiate_part
+    from sdnn.build import instantiate_group
 
     card = model.card
     if "dataset" not in card.config:
         raise DataError(f"{model.run_dir}: the model card has no dataset configuration to reload --split from")
     cfg = OmegaConf.create(card.config)
-    source = instantiate_part("dataset", cfg.dataset, keep_name=True, seed=cfg.get("seed", 0))
+    source = instantiate_group("dataset", cfg.dataset, keep_name=True, seed=cfg.get("seed", 0))
     loaded = source.load(None)
     if getattr(loaded, "streamed", False):  # YouTube-8M: the validate shards are the run's test split
         if split != "test":

@@ -251,7 +251,7 @@ def test_bad_values_are_one_line_errors(override, message):
     ("loss=ce", "method=class2str trains stage 1 with eq. 3"),
 ])
 def test_a_short_code_or_another_loss_is_a_one_line_error_before_training(tmp_path, override, message):
-    from sdnn.checks import prepare
+    from sdnn.build import build_job as prepare
 
     with pytest.raises(ConfigError) as error:
         prepare(compose_config(["method=class2str", override]), tmp_path)
@@ -259,7 +259,7 @@ def test_a_short_code_or_another_loss_is_a_one_line_error_before_training(tmp_pa
 
 
 def test_multilabel_streamed_data_is_a_one_line_error(tmp_path):
-    from sdnn.checks import prepare
+    from sdnn.build import build_job as prepare
     from sdnn.data.yt8m_synth import write_synthetic_shards
 
     write_synthetic_shards(tmp_path, classes=4, train_shards=1, validate_shards=1, videos_per_shard=8, seed=0)

@@ -20,13 +20,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sdnn.checks import check_loss, prepare
+from sdnn.build import build_job as prepare
+from sdnn.build import instantiate_group
+from sdnn.checks import check_loss as check_built_loss
 from sdnn.config import validate_config
 from sdnn.data.yt8m_synth import write_synthetic_shards
 from sdnn.errors import ConfigError
 from sdnn.losses import (EncouragingLoss, FocalLoss, LabelSmoothingCrossEntropy, LDRKLLoss, Poly1CrossEntropy,
                          build_loss)
 from tests.conftest import FAST, QUICK_GUARD, compose_config, read_results, run_cli
+
+
+def check_loss(cfg):
+    """The ``loss`` group built and checked against the method (as ``sdnn.build.build_job`` does)."""
+    loss = instantiate_group("loss", cfg.loss)
+    check_built_loss(validate_config(cfg), loss)
+    return loss
 
 
 # ----------------------------------------------------------------------------- reference
@@ -187,7 +196,7 @@ BAD = [
 def test_bad_hyperparameters_are_one_line_errors_naming_the_key(option, key, value):
     cfg = compose_config(["method=baseline", f"loss={option}", f"loss.{key}={value}"])
     with pytest.raises(ConfigError) as caught:
-        check_loss(cfg, validate_config(cfg))
+        check_loss(cfg)
     message = str(caught.value)
     assert message.startswith(f"loss.{key}={value!r}") and "must be" in message and "\n" not in message
 
@@ -196,22 +205,22 @@ def test_bad_hyperparameters_are_one_line_errors_naming_the_key(option, key, val
 def test_other_methods_need_a_loss_with_a_subclass_form(option):
     cfg = compose_config([f"loss={option}"])  # method=sdnn, the default
     with pytest.raises(ConfigError) as caught:
-        check_loss(cfg, validate_config(cfg))
+        check_loss(cfg)
     message = str(caught.value)
     assert message.startswith(f"loss={option} is a baseline loss") and "\n" not in message
     assert f"use method=baseline loss={option}, or loss=bce|ce with method=sdnn" in message
     baseline = compose_config([f"loss={option}", "method=baseline"])
-    assert check_loss(baseline, validate_config(baseline)).multilabel is False
+    assert check_loss(baseline).multilabel is False
     for usable in ("bce", "ce"):
         cfg = compose_config([f"loss={usable}"])
-        check_loss(cfg, validate_config(cfg))
+        check_loss(cfg)
 
 
 def test_the_rule_is_about_the_class_not_a_list_of_names():
     """A user's loss class without ``for_subclasses`` is a baseline loss too."""
     cfg = compose_config(["loss._target_=torch.nn.CrossEntropyLoss", "loss.name=torch_ce"])
     with pytest.raises(ConfigError, match="^loss=torch_ce is a baseline loss"):
-        check_loss(cfg, validate_config(cfg))
+        check_loss(cfg)
 
 
 def test_multilabel_data_with_a_softmax_loss_is_an_error(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
+from sdnn.build import instantiate_group
 from sdnn.config import (CheckpointConfig, Method, Phase1Config, SubclassConfig, composition_error, typed,
                          validate_config)
 from sdnn.errors import ConfigError
@@ -61,13 +62,21 @@ def test_ranges_are_checked_when_the_settings_are_built(schema, values, key):
 
 
 def test_typed_settings_from_a_valid_configuration():
-    settings = validate_config(compose_config(["subclass.classes=[5,3]", "checkpoint.resume=force",
-                                               "partitioner=median_split", "augmenter=auto",
-                                               "augmenter.lam=0.25"]))
+    cfg = compose_config(["subclass.classes=[5,3]", "checkpoint.resume=force", "partitioner=median_split",
+                          "augmenter=auto", "augmenter.lam=0.25", "trainer.max_epochs=7", "+trainer.benchmark=false"])
+    settings = validate_config(cfg)
     assert settings.subclass.classes == [3, 5] and settings.checkpoint.resume == "force"
-    assert settings.partitioner.name == "median_split" and settings.partitioner.online
-    assert settings.augmenter.lam == 0.25 and settings.augmenter.resolve(True).name == "sample_pairing"
-    assert settings.augmenter.resolve(False).name == "extrapolation"
+    assert settings.dataset.name == "digits" and settings.dataset.batch_size == 64
+    assert settings.optim.lr == cfg.optim.lr and settings.scheduler.milestones == list(cfg.scheduler.milestones)
+    trainer = settings.trainer  # typed keys as fields, every other key passed to the Trainer as given
+    assert trainer.target == "pytorch_lightning.Trainer" and trainer.max_epochs == 7
+    assert trainer.precision == "32-true" and trainer.log_every_n_steps == cfg.trainer.log_every_n_steps
+    assert trainer.arguments == {"deterministic": True, "enable_model_summary": False, "benchmark": False}
+    partitioner = instantiate_group("partitioner", cfg.partitioner)
+    augmenter = instantiate_group("augmenter", cfg.augmenter)
+    assert partitioner.name == "median_split" and partitioner.online
+    assert augmenter.lam == 0.25 and augmenter.resolve(True).name == "sample_pairing"
+    assert augmenter.resolve(False).name == "extrapolation"
     with pytest.raises(ConfigError, match="optim.lr"):
         validate_config(compose_config(["optim.lr=0"]))
     with pytest.raises(ConfigError, match="dataset.augment.shear is not an option"):

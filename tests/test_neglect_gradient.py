@@ -177,7 +177,7 @@ def _fit(method, loss=None, accumulate=1, record_every=0, epochs=2, tau=5, preci
     pl.seed_everything(0, verbose=False)
     module = SDNNModule(build_backbone({"name": "mlp", "hidden": [16]}, (x.shape[1],)), loss or SigmoidCrossEntropy(),
                         torch.arange(c), c, partial(torch.optim.SGD, lr=0.5, momentum=0.9))
-    neglect = NeglectCallback(c, tau=tau, method=method, record_norms_every=record_every)
+    neglect = NeglectCallback(c, tau=tau, method=method, norms_every=record_every)
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[neglect], accelerator="cpu",
                          accumulate_grad_batches=accumulate, precision=precision, num_sanity_val_steps=0)

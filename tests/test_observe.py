@@ -43,10 +43,10 @@ def _mlp_module(splits, seed=0):
                       SigmoidCrossEntropy(), torch.arange(10), 10, partial(torch.optim.SGD, lr=0.1))
 
 
-def _fit_neglect(record_norms_every, method="auto", epochs=1, batch_size=8, spy=None):
+def _fit_neglect(norms_every, method="auto", epochs=1, batch_size=8, spy=None):
     splits = standardize(load_digits_splits())
     module = _mlp_module(splits)
-    neglect = NeglectCallback(10, tau=7, method=method, record_norms_every=record_norms_every)
+    neglect = NeglectCallback(10, tau=7, method=method, norms_every=norms_every)
     trainer = pl.Trainer(max_epochs=epochs, logger=False, callbacks=[neglect] + ([spy] if spy else []), **TRAINER_ARGS)
     trainer.fit(module, batch_loader(splits.x_train[:200], splits.y_train[:200], batch_size, shuffle=True))
     return module, neglect
@@ -55,7 +55,7 @@ def _fit_neglect(record_norms_every, method="auto", epochs=1, batch_size=8, spy=
 @pytest.mark.parametrize("method", ["direct", "gram"])
 def test_recorded_norms_equal_slow_loop_on_the_batches_seen(method):
     spy = _BatchSpy()
-    _, neglect = _fit_neglect(record_norms_every=3, method=method, epochs=2, spy=spy)  # 25 steps per epoch
+    _, neglect = _fit_neglect(norms_every=3, method=method, epochs=2, spy=spy)  # 25 steps per epoch
     norms = neglect.norm_history()
     assert len(spy.steps) == 50
     np.testing.assert_array_equal(norms["steps"], spy.steps[::3])
@@ -75,8 +75,8 @@ def test_recorded_norms_equal_slow_loop_on_the_batches_seen(method):
 
 
 def test_recording_changes_neither_theta_nor_training():
-    plain_module, plain = _fit_neglect(record_norms_every=0)
-    recorded_module, recorded = _fit_neglect(record_norms_every=1)
+    plain_module, plain = _fit_neglect(norms_every=0)
+    recorded_module, recorded = _fit_neglect(norms_every=1)
     np.testing.assert_array_equal([w["theta"] for w in plain.history], [w["theta"] for w in recorded.history])
     assert [(w["step"], w["steps"], w["complete"]) for w in plain.history] == \
         [(w["step"], w["steps"], w["complete"]) for w in recorded.history]

@@ -2,7 +2,7 @@
 no traceback and no results.json (issues 6 and 18).
 
 Through the real CLI (exit status 2): every override of ``test_bad_value_fails_fast_naming_the_key`` and every file
-of ``BAD_FILES`` below. In-process (``validate_config``, ``sdnn.checks.prepare``, the loaders), issue 18:
+of ``BAD_FILES`` below. In-process (``validate_config``, ``sdnn.build.build_job``, the loaders), issue 18:
 
 | item | input                                                                  | named in the message               |
 |------|------------------------------------------------------------------------|------------------------------------|
@@ -32,13 +32,20 @@ import numpy as np
 import pytest
 import torch
 
-from sdnn.checks import check_devices, prepare
+from sdnn.build import build_job as prepare
+from sdnn.checks import check_devices as check_trainer_devices
+from sdnn.config import trainer_settings
 from sdnn.config import validate_config
 from sdnn.data.cifar import load_cifar, write_cifar_batches
 from sdnn.data.image_folder import load_image_folder
 from sdnn.data.npz import load_npz_splits
 from sdnn.errors import ConfigError, DataError
 from tests.conftest import QUICK_GUARD, compose_config, run_cli, write_npz
+
+
+def check_devices(node):
+    """``trainer`` as the typed settings, checked against this machine's devices."""
+    check_trainer_devices(trainer_settings(node))
 
 
 def _npz(tmp_path, **arrays):

@@ -33,7 +33,7 @@ class NeglectCallback(pl.Callback):
     ``tau=None`` means one epoch. A window cut short by the end of training is kept with
     ``complete: False``.
 
-    ``record_norms_every=k > 0`` also keeps ‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖ (eq. 6–8, the paper's Fig. 2)
+    ``norms_every=k > 0`` also keeps ‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖ (eq. 6–8, the paper's Fig. 2)
     of every k-th training batch (batch indices 0, k, 2k, … counted from the fit's start
     ``global_step``; equal to ``trainer.global_step`` at the batch's start without gradient
     accumulation). They stay on the device until the window closes and are moved to the host
@@ -60,16 +60,16 @@ class NeglectCallback(pl.Callback):
     from it agrees with gram's to bf16 precision only.
     """
 
-    def __init__(self, num_classes: int, tau: int | None = None, method: str = "auto", record_norms_every: int = 0):
+    def __init__(self, num_classes: int, tau: int | None = None, method: str = "auto", norms_every: int = 0):
         super().__init__()
-        if record_norms_every < 0:
-            raise ValueError(f"record_norms_every must be >= 0, got {record_norms_every}")
+        if norms_every < 0:
+            raise ValueError(f"norms_every must be >= 0, got {norms_every}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.num_classes = num_classes
         self.tau = tau
         self.method = method
-        self.record_norms_every = int(record_norms_every)
+        self.norms_every = int(norms_every)
         self.history: list[dict] = []
         self._acc: NeglectAccumulator | None = None
         self._steps = 0
@@ -152,7 +152,7 @@ class NeglectCallback(pl.Callback):
         if self._gradient_method is None and not self._decide(x, h, targets):
             return
         # Absent classes' norms (a pass over the whole gradient) only on the steps Fig. 2 records.
-        record = bool(self.record_norms_every) and self._batch_index % self.record_norms_every == 0
+        record = bool(self.norms_every) and self._batch_index % self.norms_every == 0
         norms = neglect_norms_from_gradient(grad, x, h, targets, loss_scale=step["loss_grad"], absent=record)
         if self._gradient_method is None and not self._check(norms, x, h, targets):
             return
@@ -231,7 +231,7 @@ class NeglectCallback(pl.Callback):
             method = self.method if self.method in ("direct", "gram") else "auto"
             norms = neglect_norms(outputs["features"], outputs["logits"], outputs["targets"], method=method)
         ratios = ratios_from_norms(*norms, outputs["targets"])
-        if self.record_norms_every and self._batch_index % self.record_norms_every == 0:
+        if self.norms_every and self._batch_index % self.norms_every == 0:
             self._record_norms(norms, ratios)
         self._acc.update(ratios)
         self._batch_index += 1

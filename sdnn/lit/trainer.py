@@ -1,4 +1,4 @@
-"""``train_phase``: one phase's Trainer (from the ``trainer`` group), its callbacks, checkpoints and
+"""``train_phase``: one phase's Trainer (from the typed ``TrainerSettings``), its callbacks, checkpoints and
 resume, a fresh seeded network, fit and test → ``PhaseResult``."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 
+from sdnn.config import CheckpointConfig, TrainerSettings
 from sdnn.data.module import SDNNData
 from sdnn.lit.loggers import LoggerFactory
 from sdnn.lit.module import SDNNModule
@@ -26,29 +27,28 @@ from sdnn.results import PhaseResult
 
 @dataclass
 class Training:
-    """What every phase of a run shares: the Trainer's class and arguments (``trainer`` group, user
-    callbacks as ``_target_`` entries), loggers, checkpointing, the seed, observation and the console."""
+    """What every phase of a run shares: the Trainer's settings (user callbacks as ``_target_`` entries),
+    loggers, checkpointing, the seed, observation and the console."""
 
     run_dir: Path
     seed: int
-    trainer: dict[str, Any]
+    trainer: TrainerSettings
     loggers: LoggerFactory
     config: dict[str, Any]                  # the resolved configuration (checkpoint fingerprints)
-    checkpoint_every: int = 1
-    resume: str = "true"
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     per_class_test_acc: bool = True
     console: Console = field(default_factory=Console)
 
     @property
     def max_epochs(self) -> int:
-        return int(self.trainer["max_epochs"])
+        return self.trainer.max_epochs
 
     @property
     def bars(self) -> bool:
-        return bool(self.trainer.get("enable_progress_bar", True))
+        return self.trainer.enable_progress_bar
 
     def checkpoints(self, phase: str) -> CheckpointPlan:
-        return CheckpointPlan(self.run_dir, phase, self.config, self.checkpoint_every, self.resume)
+        return CheckpointPlan(self.run_dir, phase, self.config, self.checkpoint.every_n_epochs, self.checkpoint.resume)
 
 
 @contextlib.contextmanager
@@ -69,11 +69,9 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     unchanged) for ``epochs`` (fractions allowed), then test it."""
     pl.seed_everything(training.seed, workers=True, verbose=False)
     module = build()
-    arguments = dict(training.trainer)
-    trainer_class = get_class(arguments.pop("_target_", "pytorch_lightning.Trainer"))
-    arguments.pop("_partial_", None)
-    configured = [instantiate(c) if isinstance(c, dict) and "_target_" in c else c
-                  for c in arguments.pop("callbacks", None) or []]
+    settings = training.trainer
+    trainer_class = get_class(settings.target)
+    configured = [instantiate(c) if isinstance(c, dict) and "_target_" in c else c for c in settings.callbacks or []]
     ours = [*data.callbacks(), *callbacks]
     accuracy = None
     tensors = data.test_tensors()
@@ -91,9 +89,12 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     resume_from = plan.resume_path()
     if resume_from is not None:
         training.console.say(f"{phase}: resuming from {resume_from}")
-    guard = FiniteLossGuard(PHASE_TITLES.get(phase, phase), int(arguments.get("log_every_n_steps") or 50),
+    guard = FiniteLossGuard(PHASE_TITLES.get(phase, phase), settings.log_every_n_steps,
                             plan.last if plan.enabled else None)
     logger = training.loggers.make(phase)
+    arguments = dict(settings.arguments, devices=settings.devices, num_nodes=settings.num_nodes,
+                     precision=settings.precision, accelerator=settings.accelerator,
+                     log_every_n_steps=settings.log_every_n_steps)
     arguments.update(max_epochs=math.ceil(epochs), max_steps=-1, logger=logger,
                      callbacks=[EpochSeed(training.seed), guard, *configured, *ours, *plan.callbacks()],
                      default_root_dir=str(training.run_dir / phase), use_distributed_sampler=False,

@@ -14,15 +14,14 @@ import collections
 import dataclasses
 import enum
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sdnn.config.wording import CONF, one_line, require
 from sdnn.errors import ConfigError, listed
 
 SEED_LIMIT = 2**32  # numpy's seed range
@@ -41,13 +40,6 @@ class Method(str, enum.Enum):
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
-
-
-def require(ok: bool, key: str, value: Any, rule: str) -> None:
-    """A ``ConfigError`` ``"<key>=<value> <rule>"`` unless ``ok``."""
-    if not ok:
-        shown = listed(value) if isinstance(value, (list, tuple)) and len(value) > 10 else repr(value)
-        raise ConfigError(f"{key}={shown} {rule}")
 
 
 @dataclass
@@ -328,60 +320,57 @@ def devices_ok(value: Any) -> bool:
 
 
 @dataclass
-class TrainerKeys:
-    """The ``pytorch_lightning.Trainer`` arguments the recipe relies on, and the ones Lightning would refuse
-    only once the data is read (whether a GPU is there is checked by ``sdnn.checks``, with torch)."""
+class TrainerSettings:
+    """The ``trainer`` group: the Trainer's class (``_target_``) and the arguments the recipe relies on, typed
+    (the GPUs there are checked by ``sdnn.checks``, with torch); every other key is passed to the class as
+    given (``arguments``). ``max_epochs``: phase 2 and the baseline (phase 1 has ``phase1.epochs``)."""
 
+    target: str = "pytorch_lightning.Trainer"
     max_epochs: int = MISSING
     devices: Any = 1
+    num_nodes: int = 1
     precision: Any = "32-true"
     accelerator: Any = "auto"
+    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+    callbacks: Optional[list[Any]] = None   # the user's callbacks, ``_target_`` entries
+    arguments: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         require(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "must be an integer >= 1")
         require(devices_ok(self.devices), "trainer.devices", self.devices,
                 "must be a number of devices >= 1 (processes on a CPU), -1 (every GPU), auto, or a list of GPU "
                 "indices such as [0,2]")
+        require(self.num_nodes >= 1, "trainer.num_nodes", self.num_nodes, "must be an integer >= 1")
         require(str(self.precision) in PRECISIONS, "trainer.precision", self.precision,
                 f"is not a precision; choose one of: {', '.join(PRECISIONS[:8])}")
         require(isinstance(self.accelerator, str) and self.accelerator.lower() in ACCELERATORS,
                 "trainer.accelerator", self.accelerator,
                 f"is not an accelerator; choose one of: {', '.join(ACCELERATORS)}")
+        require(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps,
+                "must be an integer >= 1")
+        self.precision = str(self.precision)
+
+
+def trainer_settings(node: Mapping[str, Any]) -> TrainerSettings:
+    """The ``trainer`` group as :class:`TrainerSettings`: its typed keys checked, the rest kept as arguments."""
+    try:
+        items = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(one_line(exc, "trainer")) from None
+    target = items.pop("_target_", None) or TrainerSettings.target
+    items.pop("_partial_", None)
+    names = {f.name for f in dataclasses.fields(TrainerSettings)} - {"target", "arguments"}
+    known = {key: items.pop(key) for key in list(items) if key in names}
+    settings = typed(TrainerSettings, known, "trainer")
+    settings.target, settings.arguments = str(target), items
+    return settings
 
 
 # Datasets with keys of their own, by their `_target_`.
 DATASET_SCHEMAS = {"sdnn.data.yt8m.YT8MData": YT8MKeys}
 
-# ---------------------------------------------------------------- building and checking
-
-# Keys that an earlier layout of the configuration had, and where they are now.
-MOVED = {
-    "optim.name": "optim=<sgd|adam> (the optimiser is a config group)",
-    "optim.milestones": "scheduler.milestones (scheduler=multistep)",
-    "optim.gamma": "scheduler.gamma",
-}
-CONF = Path(__file__).resolve().parents[1] / "conf"
-MODEL_KEYS_MOVED = "model.backbone.{key} (a model's arguments are under model.backbone)"
-
-
-def moved_hint(key: str) -> str:
-    """Where an unknown key went, if it is one of an earlier layout ('' otherwise)."""
-    if key in MOVED:
-        return f"; it is now {MOVED[key]}"
-    if key.startswith("model.") and not key.startswith("model.backbone.") and key != "model.name":
-        return f"; it is now {MODEL_KEYS_MOVED.format(key=key.split('.', 1)[1])}"
-    return ""
-
-
-def one_line(exc: OmegaConfBaseException, prefix: str = "") -> str:
-    """An OmegaConf validation error as one line: ``<key>=<value>: <what is wrong>``."""
-    key = getattr(exc, "full_key", None) or ""
-    key = f"{prefix}.{key}" if prefix and key else (key or prefix)
-    message = str(getattr(exc, "msg", None) or exc).strip().splitlines()[0]
-    value = getattr(getattr(exc, "child_node", None), "_val", None)
-    shown = f"{key}={value!r}" if value is not None else key
-    return f"{shown}: {message}{moved_hint(key)}"
-
+# ---------------------------------------------------------------- checking
 
 def typed(schema: type, node: Mapping[str, Any] | None, prefix: str, closed: bool = False):
     """``node``'s keys that ``schema`` lists, type-checked and converted to a ``schema`` instance
@@ -401,7 +390,8 @@ def typed(schema: type, node: Mapping[str, Any] | None, prefix: str, closed: boo
 
 @dataclass
 class Settings:
-    """The plain groups as typed objects, and the torch-free parts, checked."""
+    """Every group's typed settings, checked; the picked groups' own arguments stay in their nodes, which only
+    ``sdnn.build`` turns into objects."""
 
     method: Method
     seed: int
@@ -410,37 +400,14 @@ class Settings:
     observe: ObserveConfig
     checkpoint: CheckpointConfig
     performance: PerformanceConfig
-    partitioner: Any
-    augmenter: Any
-    class2str: Class2StrConfig = field(default_factory=Class2StrConfig)
-
-
-def instantiate_part(group: str, node: DictConfig, keep_name: bool = False, **kwargs):
-    """Instantiate a picked group's ``_target_`` (its ``name`` is a label, not an argument, unless
-    ``keep_name``); a bad argument is a one-line ``ConfigError`` naming ``<group>.<argument>``."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    if not isinstance(node, Mapping) or "_target_" not in node or OmegaConf.is_missing(node, "_target_"):
-        raise ConfigError(f"{group}._target_ is not set: give the class, e.g. {group}._target_=mypackage.MyClass")
-    try:
-        arguments = OmegaConf.to_container(node, resolve=True)  # resolved while the node still has its root
-    except OmegaConfBaseException as exc:
-        raise ConfigError(one_line(exc, group)) from None
-    if not keep_name:
-        arguments.pop("name", None)
-    target = arguments["_target_"]
-    try:
-        return instantiate(arguments, **{"_convert_": "all", **kwargs})
-    except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
-        if unexpected:
-            raise ConfigError(f"{group}.{unexpected.group(1)} is not an argument of {target}") from None
-        if isinstance(cause, (ValueError, TypeError)) and "=" in text.split(" ", 1)[0]:
-            raise ConfigError(f"{group}.{text}") from None  # "<argument>=<value> ..." from the class
-        raise ConfigError(f"{group} ({target}): {text}") from None
+    class2str: Class2StrConfig
+    dataset: DatasetKeys
+    optim: OptimizerKeys
+    scheduler: SchedulerKeys
+    trainer: TrainerSettings
+    model_name: str            # labels in results.json and in messages (``model.name``, ``loss.name``)
+    loss_name: str
+    partitioner_name: str
 
 
 def check_label(group: str, node: Mapping[str, Any]) -> None:
@@ -461,8 +428,7 @@ def check_label(group: str, node: Mapping[str, Any]) -> None:
 
 
 def validate_config(cfg: DictConfig) -> Settings:
-    """Everything that can be checked without the data and without torch; returns the typed
-    settings and the torch-free parts (partitioner, augmenter)."""
+    """Everything that can be checked without the data and without torch: the typed settings."""
     try:
         method, seed = cfg.method, cfg.seed
     except OmegaConfBaseException as exc:
@@ -473,7 +439,7 @@ def validate_config(cfg: DictConfig) -> Settings:
                                   ("checkpoint", CheckpointConfig), ("performance", PerformanceConfig),
                                   ("class2str", Class2StrConfig))}
     dataset = cfg.dataset
-    typed(DatasetKeys, dataset, "dataset")
+    dataset_keys = typed(DatasetKeys, dataset, "dataset")
     if "augment" in dataset:
         typed(AugmentKeys, dataset.augment, "dataset.augment", closed=True)
     extra = DATASET_SCHEMAS.get(str(dataset.get("_target_")))
@@ -486,18 +452,18 @@ def validate_config(cfg: DictConfig) -> Settings:
                           "it has out_features and its forward returns the (n, out_features) features)")
     for group in ("model", "loss", "partitioner", "augmenter"):
         check_label(group, cfg[group])
-    typed(OptimizerKeys, cfg.optim, "optim")
-    typed(SchedulerKeys, cfg.scheduler, "scheduler")
+    optim = typed(OptimizerKeys, cfg.optim, "optim")
+    scheduler = typed(SchedulerKeys, cfg.scheduler, "scheduler")
     for group in ("optim", "scheduler"):  # their options have no name: one added (+optim.name=adam) picks nothing
         if isinstance(cfg[group], Mapping) and "name" in cfg[group]:
             options = ", ".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
             what = {"optim": "optimiser", "scheduler": "learning-rate schedule"}[group]
             raise ConfigError(f"{group}.name={cfg[group].name} does not choose the {what}: choose the option, "
                               f"{group}=<{options.replace(', ', '|')}>, or give your class as {group}._target_")
-    typed(TrainerKeys, cfg.trainer, "trainer")
-    partitioner = instantiate_part("partitioner", cfg.partitioner)
-    augmenter = instantiate_part("augmenter", cfg.augmenter)
-    return Settings(method=Method(method), seed=int(seed), **plain, partitioner=partitioner, augmenter=augmenter)
+    trainer = trainer_settings(cfg.trainer)
+    return Settings(method=Method(method), seed=int(seed), **plain, dataset=dataset_keys, optim=optim,
+                    scheduler=scheduler, trainer=trainer, model_name=str(cfg.model.get("name")),
+                    loss_name=str(cfg.loss.get("name")), partitioner_name=str(cfg.partitioner.get("name")))
 
 
 def register() -> None:
@@ -507,29 +473,3 @@ def register() -> None:
     ConfigStore.instance().store(name="sdnn_schema", node=RunConfig)
 
 
-def composition_error(exc: BaseException) -> str | None:
-    """Hydra's composition errors (an unknown option or key, a value of the wrong type) as one line
-    naming the key and the fix; None for any other exception."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException
-
-    if isinstance(exc, MissingConfigException):
-        path = str(exc.missing_cfg_file or "")
-        group, _, option = path.rpartition("/")
-        if group and exc.options:
-            return (f"{group.replace('/', '.')}={option} is not an option; choose one of: "
-                    f"{', '.join(sorted(exc.options))}")
-        return str(exc).strip().splitlines()[0]
-    if not isinstance(exc, ConfigCompositionException):
-        return None
-    text = str(exc).strip().splitlines()[0]
-    cause = exc.__cause__
-    match = re.match(r"(?:Error merging override|Could not override) '?([^']+?)'?\.?$", text)
-    if isinstance(cause, OmegaConfBaseException):
-        key = getattr(cause, "full_key", None) or (match.group(1).split("=")[0] if match else "")
-        detail = str(getattr(cause, "msg", None) or cause).strip().splitlines()[0]
-        if text.startswith("Could not override"):
-            return (f"{key} is not a key of this configuration (to add one, prefix it with +: +{key}=...)"
-                    f"{moved_hint(key)}")
-        override = match.group(1) if match and text.startswith("Error merging") else key
-        return f"{override}: {detail}{moved_hint(key)}"
-    return text
