@@ -138,12 +138,25 @@ def save_model(run_dir: str | Path, card: ModelCard, weights: dict[str, Tensor])
     return folder
 
 
+def kept_no_model(run_dir: Path) -> bool:
+    """Whether ``run_dir/results.json``'s config says ``checkpoint.save_model=false`` (the run wrote no model/)."""
+    try:
+        config = json.loads((run_dir / "results.json").read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return False
+    checkpoint = config.get("checkpoint") if isinstance(config, dict) else None
+    return isinstance(checkpoint, dict) and checkpoint.get("save_model") is False
+
+
 def read_card(run_dir: str | Path) -> ModelCard:
     """The card of ``run_dir/model``; a one-line ``DataError`` when there is no finished model."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run folder")
     path = run_dir / MODEL_DIR / CARD
+    if not (run_dir / MODEL_DIR).exists() and kept_no_model(run_dir):
+        raise DataError(f"{run_dir}: this run kept no model (it ran with checkpoint.save_model=false); run it "
+                        "again without that override to use it with sdnn.predict or sdnn.export")
     if not path.is_file():
         done = (run_dir / "results.json").is_file()
         why = ("the run finished before runs kept their model (run it again to get one)" if done

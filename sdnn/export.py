@@ -35,7 +35,7 @@ import torch
 
 from sdnn.artifact import LoadedModel, load_model
 from sdnn.errors import DataError
-from sdnn.predict import OneLineParser, atomic_output, with_one_line_errors
+from sdnn.predict.cli import OneLineParser, atomic_output, with_one_line_errors
 
 FORMATS = ("onnx", "torchscript")
 INPUT, OUTPUTS = "input", ("logits", "scores")

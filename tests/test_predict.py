@@ -531,6 +531,35 @@ def test_bad_inputs_are_one_line_errors_that_write_nothing(runs, capsys, tmp_pat
     assert list(out_dir.iterdir()) == []
 
 
+def test_a_run_made_with_save_model_false_says_so_in_one_line(runs, capsys, tmp_path):
+    """checkpoint.save_model=false: no model/ and results.json's config says so; predict and export name the
+    override. Without that config value a missing model/ keeps the usual message."""
+    run_dir, _ = runs["sdnn"]
+    kept_none = tmp_path / "kept_none"
+    shutil.copytree(run_dir, kept_none)
+    shutil.rmtree(kept_none / MODEL_DIR)
+    results = json.loads((kept_none / "results.json").read_text())
+    assert results["config"]["checkpoint"].get("save_model", True) is not False
+    results["config"]["checkpoint"]["save_model"] = False
+    (kept_none / "results.json").write_text(json.dumps(results))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    why = ["kept_none: this run kept no model", "checkpoint.save_model=false", "without that override"]
+    for args in ([kept_none, "--input", runs["images"], "--key", "x_test", "--output", out_dir / "p.csv"],
+                 [kept_none, "--split", "test"]):
+        code, _, err = predict(args, capsys)
+        _one_line_error(code, err, *why)
+    code = sdnn_export.main([str(kept_none), "--format", "torchscript", "--output", str(out_dir / "m.pt")])
+    _one_line_error(code, capsys.readouterr().err, *why)
+    assert list(out_dir.iterdir()) == []
+
+    results["config"]["checkpoint"]["save_model"] = True  # model/ lost some other way: the usual message
+    (kept_none / "results.json").write_text(json.dumps(results))
+    code, _, err = predict([kept_none, "--split", "test"], capsys)
+    _one_line_error(code, err, "no finished model", "model.json")
+    assert "save_model" not in err
+
+
 def test_float_runs_take_integer_arrays_but_not_uint8(runs, capsys, tmp_path):
     """As the npz reader: integers are converted to float32; uint8 would have been divided by 255."""
     run_dir, _ = runs["baseline"]

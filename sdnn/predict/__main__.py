@@ -1,0 +1,7 @@
+"""``python -m sdnn.predict``."""
+
+import sys
+
+from sdnn.predict.cli import main
+
+sys.exit(main())

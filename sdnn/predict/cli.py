@@ -1,0 +1,209 @@
+"""``python -m sdnn.predict RUN_DIR``: use a finished run's model (its ``model/`` folder, ``sdnn.artifact``)
+without training data or training code.
+
+    python -m sdnn.predict RUN_DIR --input FILE.npz [--key x] --output OUT.csv
+    python -m sdnn.predict RUN_DIR --input IMAGES/ --output OUT.csv     # a class-per-folder or flat folder
+    python -m sdnn.predict RUN_DIR --input 'shards*.tfrecord' --output OUT.csv   # YouTube-8M runs
+    python -m sdnn.predict RUN_DIR --split test                         # re-evaluates results.json's test
+
+``--input`` takes raw inputs in the form the run was trained on (the run's own preprocessing is
+applied: ``model/model.json`` ``preprocessing``): an ``.npz`` (``--key`` names the array; a YouTube-8M
+run also takes ``mean_rgb`` and ``mean_audio``) or ``.npy`` file, a folder of images, or YouTube-8M
+TFRecord shards. OUT.csv has one row per input: ``index,class,score`` (+ ``name`` where the run knows
+class names; ``file`` or ``id`` for image folders and shards), or, for multilabel runs and
+``--top-k K``, the K best classes: ``index,class_1,score_1,...``. ``class`` is the class of the
+arg-max output unit (the run's own evaluation); ``score`` is that class's score: the sigmoid of the
+max over its subclasses' logits (sigmoid-loss runs, the default), or the softmax probability of its
+units, summed (softmax losses such as ``loss=ce``). Labels (``--labels KEY``, the folders of a
+class-per-folder tree, or the shards' own) add the accuracy, or YouTube-8M's four metrics.
+
+``--split test|val`` reloads the run's dataset from its stored configuration (no training) and
+prints the metric ``results.json`` reports for that split, computed as the run computed it.
+
+Every error a user can fix is one line on stderr with exit status 2, and nothing is written then
+(the CSV is written to a temporary file and renamed at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from sdnn.artifact import launch_dir_of, load_model
+from sdnn.errors import DataError, user_message
+from sdnn.predict.infer import compare_with_results, format_metrics, predict
+from sdnn.predict.sources import input_source, split_source, working_directory
+from sdnn.runlog import PlainProgress
+
+DEFAULT_TOP_K = 20  # multilabel runs
+
+
+# ----------------------------------------------------------------------------- command line plumbing
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``error: ...``, exit status 2), like the rest of sdnn."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False); "
+                        "use --device cpu or auto")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path | None, what: str = "--output"):
+    """A temporary file beside ``path`` (created now, so an unwritable place fails before any work),
+    renamed to ``path`` when the block succeeds and removed when it fails. ``None``: no file."""
+    if path is None:
+        yield None
+        return
+    if path.is_dir():
+        raise DataError(f"{what} {path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise DataError(f"{what} {path}: cannot write it (folder {path.parent} does not exist)")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise DataError(f"{what} {path}: cannot write it ({exc.strerror or exc})") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 → what a plain open() would give
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class Progress:
+    """A rich bar on a terminal; elsewhere ``runlog.PlainProgress``'s lines on stderr (only for inputs of
+    4 batches or more)."""
+
+    def __init__(self, total: int | None, description: str, unit: str, enabled: bool = True, batches: int = 1):
+        self.total, self.description, self.unit = total, description, unit
+        self.enabled = enabled and batches >= 4  # large inputs only
+        self._bar = self._task = self._lines = None
+
+    def __enter__(self):
+        if self.enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
+                TimeRemainingColumn
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.description, total=self.total)
+        elif self.enabled:
+            self._lines = PlainProgress(lambda line: print(line, file=sys.stderr, flush=True), self.description,
+                                        self.total or 0, self.unit)
+        return self
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+        elif self._lines is not None:
+            self._lines.advance(n)
+
+    def __exit__(self, kind, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(kind, *exc)
+        elif self._lines is not None and kind is None:
+            self._lines.finish()
+        return False
+
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(prog="python -m sdnn.predict", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run's folder (it holds model/)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--input", metavar="PATH", help="an .npz/.npy file, a folder of images, or TFRecord shards")
+    what.add_argument("--split", choices=["test", "val"], help="re-evaluate the run's own split")
+    parser.add_argument("--key", help="the array of the .npz to predict (default: x, or the only array)")
+    parser.add_argument("--labels", metavar="KEY", help="an array of the .npz with the inputs' class labels: "
+                        "prints the accuracy")
+    parser.add_argument("--output", metavar="OUT.csv", help="the predictions (required with --input)")
+    parser.add_argument("--top-k", type=int, default=None, help=f"classes per row (default: 1; multilabel runs "
+                        f"{DEFAULT_TOP_K})")
+    parser.add_argument("--batch-size", type=int, default=None, help="inputs per batch (default: the run's "
+                        "evaluation batch, 4 × dataset.batch_size)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    args = parser.parse_args(argv)
+    if args.input is not None and args.output is None:
+        parser.error("--input needs --output OUT.csv")
+    if args.top_k is not None and args.top_k < 1:
+        parser.error(f"--top-k {args.top_k}: must be >= 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.split and (args.key or args.labels):
+        parser.error("--key and --labels go with --input, not --split")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir).expanduser().resolve()
+    output = Path(args.output).expanduser().resolve() if args.output else None
+    model = load_model(run_dir)
+    card = model.card
+    device = pick_device(args.device)
+    top_k = min(args.top_k or (DEFAULT_TOP_K if card.multilabel else 1), card.num_classes)
+    batch_size = args.batch_size or card.eval_batch_size
+    with contextlib.ExitStack() as stack:
+        if args.split:
+            stack.enter_context(working_directory(launch_dir_of(card)))  # the run's relative data paths
+            source = split_source(model, args.split, batch_size)
+        else:
+            source = input_source(args.input, args.key, args.labels, card, batch_size)
+        out = stack.enter_context(atomic_output(output))
+        handle = stack.enter_context(open(out, "w", newline="", encoding="utf-8")) if out else None
+        batches = math.ceil(source.total / batch_size) if source.total else 10
+        bar = stack.enter_context(Progress(source.total, source.description, "inputs", not args.quiet, batches))
+        values = predict(model, source, device, top_k, csv.writer(handle) if handle else None, advance=bar.advance)
+    where = f"{args.split} split ({source.total} inputs)" if args.split else f"{args.input} ({source.total} inputs)"
+    if values is not None:
+        line = f"{where}: {format_metrics(values)}"
+        if args.split:
+            line += f"; {compare_with_results(run_dir, args.split, values)}"
+        print(line)
+    if output is not None:
+        print(f"predictions: {output}")
+    return 0
+
+
+def with_one_line_errors(action) -> int:
+    """``action()``'s exit status; an error a user can fix (``user_message``) is one line on stderr, status 2."""
+    try:
+        return action()
+    except Exception as exc:  # noqa: BLE001 — only ours and unwritable files become one line
+        message = user_message(exc, disk_fix="nothing was written")
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return with_one_line_errors(lambda: run(args))
+
