@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sdnn.build import build_job
 from sdnn.errors import Interrupted
 from sdnn.job import Job
 from sdnn.lit.progress import PHASE_TITLES
+from sdnn.lit.resume import config_fingerprint
 from sdnn.pipeline import RECIPES
 from sdnn.pipeline import run as run_recipe
 from sdnn.results import Results, format_summary
@@ -31,6 +33,13 @@ def run(cfg: DictConfig | None, run_dir: str | Path, job: Job | None = None) -> 
     quiet()  # as the CLI: also for sdnn.study and in-process runs
     run_dir = Path(run_dir)
     job = job or build_job(cfg, run_dir)
+    finished = finished_run(job)
+    if finished is not None:
+        job.say(f"{run_dir}: this run is complete (results.json, written with the same configuration); nothing "
+                "to train (checkpoint.resume=false trains it again). Its summary:")
+        job.say(format_summary(finished))
+        job.say(f"results: {run_dir / 'results.json'}")
+        return finished
     for phase in RECIPES[job.method].phases:
         job.training.checkpoints(phase).resume_path()  # another configuration's checkpoint: an error now
     try:
@@ -38,7 +47,8 @@ def run(cfg: DictConfig | None, run_dir: str | Path, job: Job | None = None) -> 
     except KeyboardInterrupt:
         raise Interrupted(saved(job)) from None
     if rank_zero_only.rank == 0:
-        keep_model(job, results)
+        if job.settings.checkpoint.save_model:
+            keep_model(job, results)
         path = results.write(run_dir)
         job.training.loggers.publish_results(results)
         job.say(format_summary(results))
@@ -48,6 +58,20 @@ def run(cfg: DictConfig | None, run_dir: str | Path, job: Job | None = None) -> 
                     f"e.g. {skipped[0]}; all listed in results.json under data_skipped")
         job.say(f"results: {path}")
     return results
+
+
+def finished_run(job: Job) -> Results | None:
+    """The results of this run folder when it finished with the same configuration (its ``results.json`` and
+    the run's fingerprint agree: ``sdnn.lit.resume``), unless ``checkpoint.resume=false`` asks to start over."""
+    path = job.run_dir / "results.json"
+    if job.settings.checkpoint.resume == "false" or not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+        same = config_fingerprint(payload.get("config") or {}) == config_fingerprint(job.config)
+        return Results.from_json(payload) if same else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged: the run is trained again
+        return None
 
 
 def keep_model(job: Job, results: Results) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import QUICK_GUARD, ROOT, RUN_GUARD, read_results, run_cli
+from tests.conftest import FAST, QUICK_GUARD, ROOT, RUN_GUARD, compose_config, read_results, run_cli
 
 # digits with the small CNN: 19 steps per epoch in each phase; the learning
 # rate steps down after epoch 1, so a resumed run must also restore the schedule
@@ -181,3 +181,21 @@ def test_what_an_interrupted_run_says_was_saved(tmp_path):
         f"Saved:\n  phase 1: neglect scores — complete, in the phase-1 cache {tmp_path / 'cache' / 'key'}")
     last.write_bytes(b"not a checkpoint")
     assert saved(job(Method.sdnn)) == f"Saved:\n  phase 1: neglect scores — {last} (unreadable)"
+
+
+def test_a_finished_run_run_again_says_it_is_complete_and_trains_nothing(tmp_path, capsys):
+    """The same configuration into a finished run folder prints its summary; another one, or resume=false, trains."""
+    from sdnn.app import run
+
+    run_dir, base = tmp_path / "run", [*FAST, f"phase1.cache_dir={tmp_path / 'cache'}", "model=mlp"]
+    first = run(compose_config([*base, "checkpoint.save_model=false"]), run_dir)
+    assert not (run_dir / "model").exists() and (run_dir / "results.json").is_file()  # save_model=false: no model/
+    stamp = (run_dir / "results.json").stat().st_mtime_ns
+    capsys.readouterr()
+    again = run(compose_config(base), run_dir)  # save_model is not part of what was trained
+    out = capsys.readouterr().out
+    assert "this run is complete" in out and "phase 1" not in out.split("Its summary:")[0]
+    assert json.dumps(again.to_json()) == json.dumps(first.to_json())
+    assert (run_dir / "results.json").stat().st_mtime_ns == stamp and not (run_dir / "model").exists()
+    run(compose_config([*base, "checkpoint.resume=false"]), run_dir)  # start over: trained again, model/ kept
+    assert "this run is complete" not in capsys.readouterr().out and (run_dir / "model" / "model.json").is_file()

@@ -103,6 +103,7 @@ class CheckpointConfig:
 
     every_n_epochs: int = 1
     resume: str = "true"
+    save_model: bool = True
 
     def __post_init__(self):
         require(self.every_n_epochs >= 0, "checkpoint.every_n_epochs", self.every_n_epochs,

@@ -161,7 +161,7 @@ class FiniteLossGuard(pl.Callback):
             "input data for extreme values.")
 
 
-def _fingerprint(cfg_container: dict[str, Any]) -> dict[str, Any]:
+def config_fingerprint(cfg_container: dict[str, Any]) -> dict[str, Any]:
     """The configuration values a checkpoint depends on, flattened (``a.b.c: value``)."""
     cosmetic = {"logger", "observe", "checkpoint", "hydra"}
     trainer_cosmetic = {"enable_progress_bar", "enable_model_summary", "log_every_n_steps", "callbacks",
@@ -196,7 +196,7 @@ class CheckpointPlan:
         self.phase = phase
         self.every_n_epochs = int(every_n_epochs)
         self.resume = resume
-        self.fingerprint = _fingerprint(cfg_container)  # the values themselves: sdnn.validate.validate_config
+        self.fingerprint = config_fingerprint(cfg_container)  # the values themselves
 
     @property
     def enabled(self) -> bool:
