@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sdnn.config import Settings, one_line, validate_config
+from sdnn.config import Settings, TrainerSettings, one_line, validate_config
 from sdnn.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -49,13 +49,16 @@ def build_job(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = 
     backbone = build_backbone(cfg.model.backbone, settings, tuple(loaded.input_shape))
     optimizer = instantiate_group("optim", cfg.optim)
     scheduler = instantiate_group("scheduler", cfg.scheduler)
+    trainer = import_target("trainer._target_", settings.trainer.target), callback_factories(settings.trainer)
+    logger = logger_factory(cfg.get("logger"))
     snapshot = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     return assemble(settings, run_dir, source, loaded, backbone, loss, partitioner, augmenter, optimizer, scheduler,
-                    cfg.get("logger"), snapshot)
+                    trainer, logger, snapshot)
 
 
 def assemble(settings: Settings, run_dir: Path, source: Any, loaded: Any, backbone: Callable[..., Any], loss: Any,
-             partitioner: Any, augmenter: Any, optimizer: Any, scheduler: Any, logger: Mapping[str, Any] | None,
+             partitioner: Any, augmenter: Any, optimizer: Any, scheduler: Any,
+             trainer: tuple[Callable[..., Any], list[Callable[[], Any]]], logger: Callable[..., Any] | None,
              snapshot: dict[str, Any]) -> Job:
     """The ``Job`` of built parts (Lightning is imported from here on)."""
     from sdnn.data.module import data_module
@@ -65,15 +68,14 @@ def assemble(settings: Settings, run_dir: Path, source: Any, loaded: Any, backbo
     from sdnn.lit.progress import Console
     from sdnn.lit.trainer import Training
 
-    trainer, perf = settings.trainer, settings.performance
-    data = data_module(source, loaded, progress=trainer.enable_progress_bar)
+    (make_trainer, callbacks), perf, bars = trainer, settings.performance, settings.trainer.enable_progress_bar
+    data = data_module(source, loaded, progress=bars)
     model = ModelSpec(backbone=backbone, optimizer=optimizer, scheduler=scheduler, channels_last=perf.channels_last,
                       compile=perf.compile, compile_backend=perf.compile_backend)
-    loggers = LoggerFactory(OmegaConf.to_container(logger, resolve=True) if isinstance(logger, DictConfig) else logger,
-                            run_dir, snapshot)
-    training = Training(run_dir=run_dir, seed=settings.seed, trainer=trainer, loggers=loggers, config=snapshot,
+    training = Training(run_dir=run_dir, seed=settings.seed, trainer=settings.trainer, make_trainer=make_trainer,
+                        callbacks=callbacks, loggers=LoggerFactory(logger, run_dir, snapshot), config=snapshot,
                         checkpoint=settings.checkpoint, per_class_test_acc=settings.observe.per_class_test_acc,
-                        console=Console(trainer.enable_progress_bar))
+                        console=Console(bars))
     return Job(settings=settings, run_dir=run_dir, data=data, model=model, loss=loss, partitioner=partitioner,
                augmenter=augmenter, training=training, cache=phase1_cache(snapshot, settings), config=snapshot,
                backbone_config=snapshot["model"]["backbone"])
@@ -126,15 +128,34 @@ def build_backbone(node: DictConfig, settings: Settings, input_shape: tuple[int,
     return build
 
 
+def callback_factories(trainer: TrainerSettings) -> list[Callable[[], Any]]:
+    """``trainer.callbacks``: each ``_target_`` entry as a factory (every phase gets fresh callbacks)."""
+    return [instantiate_group("trainer.callbacks", node, keep_name=True, _partial_=True)
+            if isinstance(node, Mapping) and "_target_" in node else (lambda node=node: node)
+            for node in trainer.callbacks or []]
+
+
+def logger_factory(node: Mapping[str, Any] | None) -> Callable[..., Any] | None:
+    """The ``logger`` group's class with its arguments (each phase's logger is made from it); None: no logger."""
+    if not node or node.get("_target_") is None:
+        return None
+    return instantiate_group("logger", node, keep_name=True, _partial_=True)
+
+
 def import_class(target: str) -> type:
     """The class a backbone's ``_target_`` names; a one-line error if it cannot be imported."""
+    return import_target("model.backbone._target_", target)
+
+
+def import_target(key: str, target: str) -> Any:
+    """What a ``_target_`` names; a one-line error naming ``key`` if it cannot be imported."""
     from hydra.utils import get_class
 
     try:
         return get_class(target)
     except Exception as exc:  # noqa: BLE001 — any import failure is the user's target
         cause = exc.__cause__ or exc
-        raise ConfigError(f"model.backbone._target_={target}: cannot import it ({type(cause).__name__}: {cause}); "
+        raise ConfigError(f"{key}={target}: cannot import it ({type(cause).__name__}: {cause}); "
                           "is its package on PYTHONPATH?") from None
 
 
@@ -144,7 +165,8 @@ def instantiate_group(group: str, node: Mapping[str, Any], keep_name: bool = Fal
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    if not isinstance(node, Mapping) or "_target_" not in node or OmegaConf.is_missing(node, "_target_"):
+    missing = isinstance(node, DictConfig) and "_target_" in node and OmegaConf.is_missing(node, "_target_")
+    if not isinstance(node, Mapping) or "_target_" not in node or missing:
         raise ConfigError(f"{group}._target_ is not set: give the class, e.g. {group}._target_=mypackage.MyClass")
     try:
         arguments = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)

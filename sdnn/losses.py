@@ -227,23 +227,6 @@ class LabelSmoothingCrossEntropy(_SoftmaxClassLoss):
         return -(1 - s) * log_p.gather(1, targets[:, None]).squeeze(1) - s * log_p.mean(1)
 
 
-LOSSES: dict[str, type[nn.Module]] = {"bce": SigmoidCrossEntropy, "ce": SoftmaxCrossEntropy, "focal": FocalLoss,
-                                      "poly1": Poly1CrossEntropy, "encouraging": EncouragingLoss,
-                                      "ldr_kl": LDRKLLoss, "label_smoothing": LabelSmoothingCrossEntropy}
-
-
 def has_subclass_form(loss: nn.Module | type) -> bool:
     """Whether a loss (or loss class) has ``for_subclasses``: what every method other than baseline needs."""
     return callable(getattr(loss, "for_subclasses", None))
-
-
-def build_loss(name: str, subclass_to_class: Tensor | None = None, sibling_weight: float = 1.0) -> nn.Module:
-    """A loss by its ``loss=`` name; with a subclass map, its subclass form."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")
-    loss = LOSSES[name]()
-    if subclass_to_class is None:
-        return loss
-    if not has_subclass_form(loss):
-        raise ValueError(f"loss {name!r} has no subclass form (method=baseline only)")
-    return loss.for_subclasses(subclass_to_class, sibling_weight)

@@ -57,15 +57,22 @@ def test_every_option_of_a_picked_group_names_its_class(group, option):
 
 
 def test_the_registries_are_the_lists_of_options():
-    from sdnn.losses import LOSSES
+    """Backbones: the timm-style registry equals conf/model/; losses: conf/loss/ is the only list."""
+    from torch import nn
+
     from sdnn.models import BACKBONES
 
     models = {path.stem: yaml.safe_load(path.read_text())["backbone"]["_target_"]
               for path in (ROOT / "conf" / "model").glob("*.yaml") if path.stem != "custom"}
     assert {name: get_class(target) for name, target in models.items()} == BACKBONES
     losses = {path.stem: yaml.safe_load(path.read_text()) for path in (ROOT / "conf" / "loss").glob("*.yaml")}
-    assert {name: get_class(node["_target_"]) for name, node in losses.items()} == LOSSES
+    classes = {name: get_class(node["_target_"]) for name, node in losses.items()}
+    assert all(cls.__module__ == "sdnn.losses" and issubclass(cls, nn.Module) for cls in classes.values())
     assert all(node["name"] == name for name, node in losses.items())
+    from sdnn.checks import subclass_losses
+
+    assert subclass_losses() == sorted(name for name, cls in classes.items() if hasattr(cls, "for_subclasses"))
+    assert {"bce", "ce"} <= set(subclass_losses()) and "focal" not in subclass_losses()
 
 
 def test_the_recipe_is_short_and_names_no_dataset_kind():

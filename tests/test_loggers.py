@@ -46,8 +46,10 @@ def test_tensorboard_logger(run_pipeline, tmp_path):
 def test_wandb_is_not_given_the_anonymous_setting_it_warns_about(tmp_path):
     """Lightning's WandbLogger passes anonymous=None, which W&B answers with "The anonymous setting has no effect"."""
     pytest.importorskip("wandb")
+    from sdnn.build import instantiate_group
     from sdnn.lit.loggers import LoggerFactory
 
-    logger = LoggerFactory({"_target_": "pytorch_lightning.loggers.WandbLogger", "project": "sdnn"}, tmp_path,
-                           {}).make("phase1")  # no W&B run starts before the first log
+    make = instantiate_group("logger", {"_target_": "pytorch_lightning.loggers.WandbLogger", "project": "sdnn"},
+                             keep_name=True, _partial_=True)
+    logger = LoggerFactory(make, tmp_path, {}).make("phase1")  # no W&B run starts before the first log
     assert "anonymous" not in logger._wandb_init and logger._wandb_init["job_type"] == "phase1"

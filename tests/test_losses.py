@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sdnn.losses import SigmoidCrossEntropy, SoftmaxCrossEntropy, SubclassBCELoss, build_loss
+from sdnn.losses import SigmoidCrossEntropy, SoftmaxCrossEntropy, SubclassBCELoss
 
 
 # ----------------------------------------------------------------------------- reference
@@ -243,10 +243,9 @@ def test_gradcheck():
 
 # ----------------------------------------------------------------------------- kept from the previous version
 # (factory and argument checks: outside the definitions above, but part of the module's API)
-def test_factory_and_bad_values():
-    assert isinstance(build_loss("bce"), SigmoidCrossEntropy)
-    assert isinstance(build_loss("bce", S2C, 0.5), SubclassBCELoss)
-    assert isinstance(build_loss("ce", S2C), SoftmaxCrossEntropy)
+def test_subclass_forms_and_bad_values():
+    assert isinstance(SigmoidCrossEntropy().for_subclasses(S2C, 0.5), SubclassBCELoss)
+    assert isinstance(SoftmaxCrossEntropy().for_subclasses(S2C), SoftmaxCrossEntropy)
     with pytest.raises(ValueError, match="sibling_weight"):
         SubclassBCELoss(S2C, sibling_weight=1.2)
     with pytest.raises(ValueError, match="multilabel"):

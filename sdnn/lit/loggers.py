@@ -7,11 +7,9 @@ artifacts. TensorBoard: the figures as images. CSV: nothing more (the PNGs are i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from hydra.utils import instantiate
 
 from sdnn.results import Results
 
@@ -30,30 +28,31 @@ def sweep_group(run_dir: Path) -> str:
 
 
 class LoggerFactory:
-    """``make(phase)``: the configured logger (``_target_``) writing under ``run_dir``, or False
-    (``logger=none``). ``config``: the resolved configuration, W&B's run config."""
+    """``make(phase)``: the configured logger writing under ``run_dir``, or False (``logger=none``).
+    ``make_logger``: the ``logger`` group's class with its arguments (``sdnn.build``), None for none;
+    ``config``: the resolved configuration, W&B's run config."""
 
-    def __init__(self, node: Mapping[str, Any] | None, run_dir: Path, config: dict[str, Any]):
-        self.node = dict(node) if node else {}
+    def __init__(self, make_logger: Callable[..., Any] | None, run_dir: Path, config: dict[str, Any]):
+        self.make_logger = make_logger
         self.run_dir, self.config = Path(run_dir), config
 
     @property
     def target(self) -> str:
-        return str(self.node.get("_target_") or "")
+        func = getattr(self.make_logger, "func", self.make_logger)
+        return f"{func.__module__}.{func.__qualname__}" if func is not None else ""
 
     def make(self, phase: str):
-        if not self.target:
+        if self.make_logger is None:
             return False
         if self.target.endswith("WandbLogger"):  # one W&B run per phase, grouped by sweep
-            group = self.node.get("group") or sweep_group(self.run_dir)
-            make = instantiate(self.node, save_dir=str(self.run_dir), name=f"{self.run_dir.name}/{phase}",
-                               group=group, job_type=phase, _partial_=True)  # `config` would clash with instantiate's
-            logger = make(config=self.config)
+            group = getattr(self.make_logger, "keywords", {}).get("group") or sweep_group(self.run_dir)
+            logger = self.make_logger(save_dir=str(self.run_dir), name=f"{self.run_dir.name}/{phase}", group=group,
+                                      job_type=phase, config=self.config)
             init = getattr(logger, "_wandb_init", {})
             if "anonymous" in init and init["anonymous"] is None:  # Lightning's default; W&B warns it has no effect
                 del init["anonymous"]
             return logger
-        return instantiate(self.node, save_dir=str(self.run_dir), name=phase)
+        return self.make_logger(save_dir=str(self.run_dir), name=phase)
 
     @staticmethod
     def finish(logger) -> None:

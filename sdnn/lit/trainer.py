@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import get_class, instantiate
 
 from sdnn.config import CheckpointConfig, TrainerSettings
 from sdnn.data.module import SDNNData
@@ -33,6 +32,8 @@ class Training:
     run_dir: Path
     seed: int
     trainer: TrainerSettings
+    make_trainer: Callable[..., pl.Trainer]          # the ``trainer`` group's class
+    callbacks: Sequence[Callable[[], pl.Callback]]   # the user's ``trainer.callbacks``: a fresh one per phase
     loggers: LoggerFactory
     config: dict[str, Any]                  # the resolved configuration (checkpoint fingerprints)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -70,8 +71,7 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     pl.seed_everything(training.seed, workers=True, verbose=False)
     module = build()
     settings = training.trainer
-    trainer_class = get_class(settings.target)
-    configured = [instantiate(c) if isinstance(c, dict) and "_target_" in c else c for c in settings.callbacks or []]
+    configured = [make() for make in training.callbacks]
     ours = [*data.callbacks(), *callbacks]
     accuracy = None
     tensors = data.test_tensors()
@@ -102,7 +102,7 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
                      plugins=[*(arguments.get("plugins") or []), AtomicCheckpointIO()])
     if not data.has_validation:
         arguments["limit_val_batches"] = 0
-    trainer = trainer_class(**arguments)
+    trainer = training.make_trainer(**arguments)
     start = time.perf_counter()
     with interruptible(trainer):
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)  # sdnn.lit.resume: never code
