@@ -3,7 +3,9 @@
 Runs a fixed set of short CLI jobs (every method, dataset kind, partition space and optimiser the
 code has a path for) once with the code of REF (a ``git worktree`` in a temporary folder) and once
 with the working tree, on this machine's CPU, then compares their ``results.json`` (without
-wall-clock times, paths and the echoed ``config``), ``subclasses.json`` and ``partition.npz``.
+wall-clock times, paths and the echoed ``config``), ``subclasses.json`` and ``partition.npz``, and
+what ``sdnn.predict`` and ``sdnn.export`` make of the finished runs (predictions, printed metrics,
+the exported model's scores).
 Exit status 0 when every run agrees. A refactoring that claims "behaviour unchanged" runs this
 (docs/architecture.md). Jobs are written with today's keys; for a REF before the ``optim`` /
 ``scheduler`` groups they are translated to the keys it had.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,6 +54,22 @@ def jobs(data: Path) -> dict[str, list[str]]:
         "paper_cifar10_vgg16": ["experiment=paper/cifar10_vgg16", f"dataset.root={data}/cifar10", "dataset.batch_size=8",
                                 "phase1.epochs=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
                                 "+trainer.limit_test_batches=1", "observe.per_class_test_acc=false", *QUIET],
+        "class2str": ["method=class2str", "model=mlp", "phase1.epochs=2", "trainer.max_epochs=2", *QUIET],
+        "reweight": ["method=reweight", "model=lr", "phase1.epochs=2", "trainer.max_epochs=3", *QUIET],
+        "merged_lr": ["model=lr", "dataset.merge=[0,0,1,1,2,2,3,3,4,4]", "subclass.num_classes_to_repartition=2",
+                      "phase1.epochs=2", "trainer.max_epochs=3", *QUIET],
+    }
+
+
+def uses(data: Path) -> dict[str, tuple[str, list[str]]]:
+    """Uses of finished runs: (run, arguments of ``python -m sdnn.predict`` / ``sdnn.export``); ``{out}`` is
+    the folder the files go to."""
+    return {
+        "predict_split": ("default", ["sdnn.predict", "{run}", "--split", "test", "--quiet"]),
+        "predict_input": ("npz_lr", ["sdnn.predict", "{run}", "--input", f"{data}/vectors.npz", "--key", "x_test",
+                                     "--labels", "y_test", "--output", "{out}/predictions.csv", "--quiet"]),
+        "predict_merged": ("merged_lr", ["sdnn.predict", "{run}", "--split", "test", "--quiet"]),
+        "export_onnx": ("npz_lr", ["sdnn.export", "{run}", "--format", "onnx", "--output", "{out}/model.onnx"]),
     }
 
 
@@ -85,6 +104,47 @@ def run_all(code: Path, out: Path, data: Path) -> None:
         print(f"  {code.name}: {name} exit {proc.returncode}", flush=True)
         if proc.returncode != 0:
             print(proc.stderr[-2000:], file=sys.stderr)
+
+
+def use_all(code: Path, out: Path, data: Path) -> None:
+    """Each use's standard output (times masked) and files; an exported ONNX model's scores on the npz inputs."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(code)}
+    for name, (run, args) in uses(data).items():
+        folder = out / "uses" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        args = [a.format(run=out / run, out=folder) for a in args]
+        proc = subprocess.run([sys.executable, "-m", *args], cwd=code, capture_output=True, text=True, env=env)
+        (folder / "stdout.txt").write_text(re.sub(r"\d+(\.\d+)? s\b", "<time> s", proc.stdout))
+        print(f"  {code.name}: {name} exit {proc.returncode}", flush=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+        if (folder / "model.onnx").is_file():
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+            x = np.load(f"{data}/vectors.npz")["x_test"].astype(np.float32)
+            outputs = session.run(None, {session.get_inputs()[0].name: x})
+            np.savez(folder / "scores.npz", *outputs)
+            (folder / "model.onnx").unlink()  # the file holds paths and ids; its outputs are compared
+
+
+def compare_uses(a: Path, b: Path, names) -> bool:
+    same = True
+    for name in names:
+        fa, fb = a / "uses" / name, b / "uses" / name
+        files = sorted({p.name for p in fa.glob("*")} | {p.name for p in fb.glob("*")})
+        verdict = []
+        for file in files:
+            pa, pb = fa / file, fb / file
+            if file.endswith(".npz"):
+                ok = pa.is_file() and pb.is_file() and all(np.array_equal(x, y) for x, y in
+                                                           zip(np.load(pa).values(), np.load(pb).values()))
+            else:
+                ok = pa.is_file() and pb.is_file() and pa.read_bytes() == pb.read_bytes()
+            verdict.append(f"{file} " + ("same" if ok else "DIFFERENT"))
+        print(f"{name:22s} " + (", ".join(verdict) or "no output"))
+        same &= bool(verdict) and all("DIFFERENT" not in v for v in verdict)
+    return same
 
 
 def _strip(value):
@@ -134,9 +194,12 @@ def main(argv: list[str] | None = None) -> int:
             write_data(tmp / "data")
             print(f"{args.ref} (in {reference}):", flush=True)
             run_all(reference, tmp / "before", tmp / "data")
+            use_all(reference, tmp / "before", tmp / "data")
             print("working tree:", flush=True)
             run_all(ROOT, tmp / "after", tmp / "data")
+            use_all(ROOT, tmp / "after", tmp / "data")
             same = compare(tmp / "before", tmp / "after", jobs(tmp / "data"))
+            same &= compare_uses(tmp / "before", tmp / "after", uses(tmp / "data"))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(reference)], cwd=ROOT, check=False)
     print("every run agrees" if same else "some runs differ")
