@@ -6,7 +6,8 @@
 - θ against the per-class test error, with Spearman's ρ (:func:`plot_neglect_vs_error`).
 - The per-class test accuracy after each epoch of every trained phase, any method
   (:func:`plot_accuracy_per_epoch`).
-- Test accuracy against a swept setting (:func:`plot_sweep`, used by ``sdnn.report``).
+- Test accuracy against a swept numeric setting (:func:`plot_sweep`) or per setting, one bar each
+  (:func:`plot_setting_bars`), for ``sdnn.report``.
 - Class2Str's latent hierarchy: the binary tree of the classes' codes (:func:`plot_hierarchy_tree`).
 
 Every function takes plain numpy data, draws on its own ``Figure`` with the non-interactive Agg
@@ -384,6 +385,82 @@ def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc
     ax.grid(alpha=0.3)
     if groups:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_setting_bars(bars: list[dict], path: str | Path, panels: dict[str, str], pair_seeds: bool = True,
+                      note: str = "", scale: float = 100.0) -> Path:
+    """One bar per setting (``sdnn.report.bar_values``): mean ± std over seeds (bar and error bar) with each
+    seed's value as a dot on it, coloured by seed (up to 10 seeds), and, with ``pair_seeds``, a thin line
+    joining a seed's dots across the bars (the seeds pair: same data split and initialisation).
+
+    ``panels`` maps a metric of ``bar["values"]`` to its axis label (e.g. ``{"acc": "test accuracy (%)",
+    "val_acc": "validation accuracy (%)"}``); a panel is drawn for each metric some bar has, on one shared
+    y axis. Bars are coloured by ``bar["method"]``; the mean ± std is written under each bar's label;
+    ``note`` (settings every bar shares) goes in the title. Values are multiplied by ``scale``.
+    """
+    names = [name for name in panels if any(name in bar["values"] for bar in bars)]
+    seeds = sorted({seed for bar in bars for name in names for seed in bar["values"].get(name, {}).get("per_seed", {})},
+                   key=sort_key)
+    coloured = len(seeds) <= 10
+    seed_colour = {seed: colormaps["tab10"](k) if coloured else "0.3" for k, seed in enumerate(seeds)}
+    slots = np.linspace(-0.27, 0.27, len(seeds) + len(seeds) % 2)  # an even number: none on the error bar
+    offset = dict(zip(seeds, slots if len(seeds) > 1 else [0.0]))  # one seed: no error bar, the dot centred
+    methods = list(dict.fromkeys(str(bar.get("method")) for bar in bars))
+    method_colour = {m: colormaps["tab10"](k % 10) for k, m in enumerate(methods)}
+    lines = pair_seeds and len(bars) > 1 and any(
+        sum(seed in bar["values"].get(name, {}).get("per_seed", {}) for bar in bars) > 1 for name in names
+        for seed in seeds)
+    one_seed = all(bar["values"].get(name, {}).get("std") is None for bar in bars for name in names)
+    longest = max((len(line) for bar in bars for line in bar["label"].split("\n")), default=0)
+    per_bar = max(0.95, 0.075 * longest + 0.25)  # inches: the x labels (small font) never touch
+    fig = _figure(max(4.2, per_bar * len(bars) + 1.8) * len(names) + (1.2 if coloured else 0.2), 4.6)
+    axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]
+    x = np.arange(len(bars), dtype=float)
+    shown: list[float] = []
+    for ax, name in zip(axes, names):
+        ticks = []
+        for k, bar in enumerate(bars):
+            value = bar["values"].get(name)
+            if value is None or value["n"] == 0 or not math.isfinite(value["mean"]):
+                ticks.append(f"{bar['label']}\n(none)")
+                continue
+            mean = scale * value["mean"]
+            std = None if value["std"] is None else scale * value["std"]
+            ax.bar(x[k], mean, width=0.7, color=method_colour[str(bar.get("method"))], alpha=0.35, zorder=1,
+                   edgecolor="0.3", lw=0.8)
+            if std is not None:
+                ax.errorbar(x[k], mean, yerr=std, color="black", capsize=6, lw=1.6, zorder=3)
+            shown += [mean] if std is None else [mean - std, mean + std]
+            for seed, v in value["per_seed"].items():
+                ax.scatter(x[k] + offset[seed], scale * v, s=26, color=seed_colour[seed], edgecolor="white",
+                           lw=0.5, zorder=4, label=f"seed {seed}" if coloured else None)
+                shown.append(scale * v)
+            ticks.append(f"{bar['label']}\n{mean:.2f}" + (f" ± {std:.2f}" if std is not None else " (1 seed)"))
+        if lines:
+            for seed in seeds:
+                ys = [scale * bar["values"][name]["per_seed"][seed] if seed in bar["values"].get(name, {}).get(
+                    "per_seed", {}) else np.nan for bar in bars]
+                ax.plot(x + offset[seed], ys, color=seed_colour[seed], lw=0.8, alpha=0.5, zorder=2)
+        ax.set_xticks(x, ticks, fontsize="small")
+        ax.set_xlim(-0.6, len(bars) - 0.4)
+        ax.set_ylabel(panels[name])
+        ax.tick_params(axis="y", labelleft=True)
+        ax.grid(axis="y", alpha=0.3)
+    if shown:
+        low, high = min(shown), max(shown)
+        pad = max(0.5, 0.15 * (high - low))
+        axes[0].set_ylim(max(0.0, low - pad) if low >= 0 else low - pad, high + pad)
+    if coloured:  # one legend entry per seed, beside the panels
+        handles, labels = axes[0].get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        fig.legend(unique.values(), unique.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
+                   frameon=False)
+    how = "one seed, no error bars" if one_seed else "bar and error bar: mean ± std over seeds"
+    how += "" if len(seeds) == 1 else "; a dot per seed" + ("; a line joins a seed across the settings" if lines else "")
+    fig.suptitle(f"{' and '.join(panels[n].replace(' (%)', '') for n in names)} per setting\n({how}"
+                 + (f"; every run: {note}" if note else "") + ")", fontsize="medium")
     fig.tight_layout()
     return _save(fig, path)
 
