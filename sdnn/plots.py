@@ -26,6 +26,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from sdnn.stats import sort_key
@@ -104,13 +106,17 @@ def _legend_outside(fig: Figure, ax, columns: int = 1) -> None:
 def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.ndarray | None,
                               class_names: Sequence[str], path: str | Path,
                               epochs: np.ndarray | None = None, x_label: str = "epoch",
-                              acc_epochs: np.ndarray | None = None, selected: Sequence[int] = ()) -> Path:
+                              acc_epochs: np.ndarray | None = None, selected: Sequence[int] = (),
+                              window_index: int | None = None, caption: str = "") -> Path:
     """Fig. 1: θ_i per class over epochs (left) and the per-class test accuracy CCR_i (right, if given).
 
     ``theta_per_epoch`` is (W, c) and ``acc_per_epoch`` (E, c), NaN allowed; ``epochs`` the x values of
     θ's windows (default 1..W; with ``x_label="step"``, the step each window ended at) and ``acc_epochs``
     those of the accuracy (default 1..E). Above 20 classes the ``selected`` classes and the 5 with the
-    largest final θ are coloured and named; the selected ones are drawn thick. The legend is outside the panels.
+    largest final θ are coloured and named; the selected ones are drawn thick and named "(selected)".
+    ``window_index``: the θ window that selected them (:func:`selecting_window`), a dotted line with a star
+    on each selected class; ``caption`` (:func:`selection_caption`) under the title. The legend is outside
+    the panels.
     """
     theta = np.asarray(theta_per_epoch, dtype=float)
     if theta.ndim != 2:
@@ -137,6 +143,11 @@ def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.nda
         label = (class_names[i] + (" (selected)" if i in chosen else "")) if style["legend"] else None
         ax_theta.plot(x, theta[:, i], color=style["color"], lw=style["lw"], zorder=style["zorder"],
                       marker="." if n_epochs < 30 else None, label=label)
+    if window_index is not None and 0 <= window_index < n_epochs:
+        ax_theta.axvline(x[window_index], color="0.4", ls=":", lw=1.2, zorder=1, label="θ window that selected")
+        if chosen:
+            ax_theta.scatter(x[[window_index] * len(chosen)], theta[window_index, chosen], marker="*", s=150,
+                             color=[styles[i]["color"] for i in chosen], edgecolor="black", lw=0.6, zorder=5)
     if x_label == "epoch":
         _integer_epochs(ax_theta, x)
     else:
@@ -156,19 +167,55 @@ def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.nda
         ax_acc.set_ylabel(r"test accuracy CCR$_i$ (%)")
         ax_acc.set_title("per-class test accuracy")
         ax_acc.grid(alpha=0.3)
-    fig.suptitle("Neglect score and per-class accuracy in phase 1 (paper Fig. 1)")
+    fig.suptitle("Neglect score and per-class accuracy in phase 1 (paper Fig. 1)"
+                 + (f"\n{caption} (" + ("dotted; " if window_index is not None else "")
+                    + "selected classes thick" + (", starred)" if window_index is not None else ")")
+                    if caption else ""))
     fig.tight_layout()
     _legend_outside(fig, ax_theta, columns=2 if 10 < c <= LEGEND_MAX_CLASSES else 1)
     return _save(fig, path)
 
 
+def selecting_window(history: list[dict]) -> dict[str, Any] | None:
+    """The θ window whose θ selects the classes (SPEC §2, as ``sdnn.neglect.last_window_theta``): the last
+    complete window of phase 1, or the last one where none completed. ``index`` (0-based), ``count`` (of
+    windows), ``complete``, ``epoch`` (0-based), ``first_batch``/``last_batch`` (the batches it averaged,
+    counted from phase 1's start as Fig. 2's steps are) and ``theta`` (NaN for null); None for no history."""
+    if not history:
+        return None
+    complete = [k for k, w in enumerate(history) if w.get("complete", True)]
+    index = complete[-1] if complete else len(history) - 1
+    first = int(sum(int(w.get("steps", 0)) for w in history[:index]))
+    window = history[index]
+    return {"index": index, "count": len(history), "complete": bool(complete), "epoch": int(window.get("epoch", index)),
+            "first_batch": first, "last_batch": first + max(int(window.get("steps", 1)), 1) - 1,
+            "theta": np.array([np.nan if t is None else float(t) for t in window["theta"]], dtype=float)}
+
+
+def selection_caption(window: dict[str, Any] | None, k: int, fixed: bool = False) -> str:
+    """One line saying which θ chose the selected classes (Fig. 1 and Fig. 2)."""
+    if fixed:
+        return "selected: fixed by subclass.classes, not chosen by θ"
+    if window is None:
+        return ""
+    where = (f"window {window['index'] + 1} of {window['count']}, "
+             + ("the last complete one" if window["complete"] else "partial: no window completed")
+             + f" (epoch {window['epoch'] + 1}, batches {window['first_batch']}–{window['last_batch']})")
+    return f"selected: the {k} largest θ of {where}"
+
+
 def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_names: Sequence[str],
-                        path: str | Path, max_classes: int = 10, selected: Sequence[int] = ()) -> Path:
+                        path: str | Path, max_classes: int = 10, selected: Sequence[int] = (),
+                        window: dict[str, Any] | None = None, caption: str = "") -> Path:
     """Fig. 2: ‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖ over steps, one subplot per class.
 
     ``norms`` holds "delta", "delta_hat", "delta_tilde", each (T, c). The ``selected`` classes come first
-    (in the order given, titles in red), then the classes with the largest mean ratio
-    (‖δ̂‖ + ‖δ̃‖) / ‖δ‖, up to ``max_classes`` panels (never fewer than the selected classes).
+    (in the order given), marked: a red frame, thick lines, a red bold title and a legend entry; then the
+    classes with the largest mean ratio (‖δ̂‖ + ‖δ̃‖) / ‖δ‖ over the recorded steps, up to ``max_classes``
+    panels (never fewer than the selected classes). ``window`` (:func:`selecting_window`): its batches are
+    shaded and every title gives the class's θ there and its rank, so that a class with a higher mean
+    ratio than a selected one shows why it was not picked; ``caption`` (:func:`selection_caption`) goes
+    under the title.
     """
     steps = np.asarray(steps, dtype=float)
     parts = {key: np.asarray(norms[key], dtype=float) for key in ("delta", "delta_hat", "delta_tilde")}
@@ -185,10 +232,12 @@ def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_n
     chosen = [int(i) for i in selected]
     rest = [i for i in (_top_indices(mean_ratio, c) or list(range(c))) if i not in chosen]
     shown = chosen + rest[:max(0, max_classes - len(chosen))]
+    theta = None if window is None else np.asarray(window["theta"], dtype=float)
+    theta_rank = {} if theta is None else {i: r + 1 for r, i in enumerate(_top_indices(theta, c))}
 
     ncols = min(len(shown), 5)
     nrows = math.ceil(len(shown) / ncols)
-    fig = _figure(3.4 * ncols, 2.8 * nrows)
+    fig = _figure(3.4 * ncols, 3.0 * nrows + 0.4)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
     labels = {"delta": r"$\|\delta_i\|$", "delta_hat": r"$\|\hat\delta_i\|$", "delta_tilde": r"$\|\tilde\delta_i\|$"}
     colors = {"delta": "black", "delta_hat": "tab:blue", "delta_tilde": "tab:red"}
@@ -197,22 +246,46 @@ def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_n
             ax.set_visible(False)
             continue
         i = shown[k]
+        is_selected = i in chosen
+        if window is not None:
+            ax.axvspan(window["first_batch"], window["last_batch"], color="gold", alpha=0.18, lw=0, zorder=0)
         for key, values in parts.items():
-            ax.plot(steps, values[:, i], color=colors[key], lw=1.0, label=labels[key])
-        mark = "selected, " if i in chosen else ""
-        ax.set_title(f"{class_names[i]}  ({mark}mean ratio {mean_ratio[i]:.2f})", fontsize="small",
-                     color="tab:red" if i in chosen else "black", fontweight="bold" if i in chosen else "normal")
+            ax.plot(steps, values[:, i], color=colors[key], lw=2.0 if is_selected else 1.0, label=labels[key])
+        about = f"mean ratio {mean_ratio[i]:.2f}"
+        if theta is not None:
+            about = (f"θ {theta[i]:.2f} (rank {theta_rank[i]}), " if np.isfinite(theta[i]) else
+                     "θ n/a (no positive), ") + about
+        ax.set_title(f"{class_names[i]}" + (": selected" if is_selected else "") + f"\n{about}", fontsize="small",
+                     color="tab:red" if is_selected else "black", fontweight="bold" if is_selected else "normal")
+        if is_selected:
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:red")
+                spine.set_linewidth(2.0)
         ax.grid(alpha=0.3)
         if k % ncols == 0:
             ax.set_ylabel("length")
         if k >= len(shown) - ncols:
-            ax.set_xlabel("step")
-    handles, legend_labels = axes[0, 0].get_legend_handles_labels()
-    order = "the selected classes first (red), then " if chosen else ""
-    fig.suptitle(f"Gradient lengths in phase 1 (paper Fig. 2): {order}the highest mean ratio "
-                 r"$(\|\hat\delta_i\| + \|\tilde\delta_i\|) / \|\delta_i\|$")
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    fig.legend(handles, legend_labels, loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=3, fontsize="small")
+            ax.set_xlabel("step (batch of phase 1)")
+    handles = [Line2D([], [], color=colors[key], lw=1.2) for key in parts]
+    legend_labels = [labels[key] for key in parts]
+    if chosen:
+        handles.append(Patch(facecolor="none", edgecolor="tab:red", lw=2.0))
+        legend_labels.append("selected class")
+    if window is not None:
+        handles.append(Patch(facecolor="gold", alpha=0.3))
+        legend_labels.append("batches of the θ window that selected")
+    order = "the selected classes first (red frame), then " if chosen else ""
+    title = (f"Gradient lengths in phase 1 (paper Fig. 2): {order}the highest mean ratio "
+             r"$(\|\hat\delta_i\| + \|\tilde\delta_i\|) / \|\delta_i\|$ over the recorded steps")
+    if caption:
+        title += f"\n{caption}" + ("; θ there, not the mean ratio, decides" if window is not None and
+                                    not caption.startswith("selected: fixed") else "")
+    height = 3.0 * nrows + 0.4
+    top = 1 - (0.62 if caption else 0.42) / height  # the legend's top, under the title's lines
+    fig.tight_layout(rect=(0, 0, 1, top - 0.3 / height))  # before the title, which it would make room for again
+    fig.suptitle(title, fontsize="medium", y=1 - 0.05 / height, va="top")
+    fig.legend(handles, legend_labels, loc="upper center", bbox_to_anchor=(0.5, top), ncol=len(handles),
+               fontsize="small", frameon=False)
     return _save(fig, path)
 
 
@@ -276,10 +349,13 @@ def _no_rank_correlation(theta: np.ndarray, error_percent: np.ndarray) -> str:
 
 def plot_phase1(run_dir: str | Path, history: list[dict], epoch_test_acc: list[dict], norms: dict | None,
                 theta: np.ndarray, error: np.ndarray | None, rho: float, selected: Sequence[int],
-                class_names: Sequence[str]) -> dict[str, Path]:
+                class_names: Sequence[str], fixed: bool = False) -> dict[str, Path]:
     """A run's phase-1 figures in ``run_dir``: Fig. 1 (θ_i and, per epoch, CCR_i), Fig. 2 (the three
     norms, if recorded; the ``selected`` classes first) and final θ against the per-class test ``error``
-    (if known) with ``rho``."""
+    (if known) with ``rho``. Fig. 1 and 2 mark the selected classes and say which window's θ chose them
+    (``fixed``: the user's ``subclass.classes``, not θ)."""
+    window = selecting_window(history)
+    caption = selection_caption(window, len(selected), fixed)
     run_dir = Path(run_dir)
     epochs, theta_per_window = theta_from_history(history)
     if len(set(epochs.tolist())) == len(epochs):  # one window per epoch (phase1.tau=null): epochs 1..E
@@ -290,11 +366,13 @@ def plot_phase1(run_dir: str | Path, history: list[dict], epoch_test_acc: list[d
     acc_epochs = np.array([a["epoch"] + 1 for a in epoch_test_acc], dtype=float) if epoch_test_acc else None
     drawn = {"fig1_neglect_and_accuracy": plot_neglect_and_accuracy(
         theta_per_window, accuracy, class_names, run_dir / "fig1_neglect_and_accuracy.png", epochs=x,
-        x_label=x_label, acc_epochs=acc_epochs, selected=selected)}
+        x_label=x_label, acc_epochs=acc_epochs, selected=selected,
+        window_index=None if window is None or fixed else window["index"], caption=caption)}
     if norms is not None and len(norms["steps"]):
         drawn["fig2_gradient_norms"] = plot_gradient_norms(
             norms["steps"], {k: norms[k] for k in ("delta", "delta_hat", "delta_tilde")}, class_names,
-            run_dir / "fig2_gradient_norms.png", selected=selected)
+            run_dir / "fig2_gradient_norms.png", selected=selected, window=None if fixed else window,
+            caption=caption)
     if error is not None:
         drawn["neglect_vs_error"] = plot_neglect_vs_error(theta, error, class_names, run_dir / "neglect_vs_error.png",
                                                           rho, selected=selected)
