@@ -536,7 +536,8 @@ def plot_setting_bars(bars: list[dict], path: str | Path, panels: dict[str, str]
         fig.legend(unique.values(), unique.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
                    frameon=False)
     how = "one seed, no error bars" if one_seed else "bar and error bar: mean ± std over seeds"
-    how += "" if len(seeds) == 1 else "; a dot per seed" + ("; a line joins a seed across the settings" if lines else "")
+    if len(seeds) > 1:
+        how += "; a dot per seed" + ("; a line joins a seed across the settings" if lines else "")
     fig.suptitle(f"{' and '.join(panels[n].replace(' (%)', '') for n in names)} per setting\n({how}"
                  + (f"; every run: {note}" if note else "") + ")", fontsize="medium")
     fig.tight_layout()
