@@ -20,8 +20,10 @@ from sdnn.results import Phase1Result, Results, Selection, nan_to_none
 from sdnn.stats import spearman
 
 
-def phase1_figures(run_dir: Path, phase1: Phase1Result, selection: Selection, names: list[str]) -> dict[str, Any]:
-    """Fig. 1, Fig. 2 and θ against the phase-1 network's per-class test error (Spearman's ρ)."""
+def phase1_figures(run_dir: Path, phase1: Phase1Result, selection: Selection, names: list[str],
+                   fixed: bool = False) -> dict[str, Any]:
+    """Fig. 1, Fig. 2 and θ against the phase-1 network's per-class test error (Spearman's ρ); ``fixed``: the
+    classes came from ``subclass.classes``, not from θ (the figures say so)."""
     theta = np.array([math.nan if t is None else t for t in selection.theta], dtype=float)
     per_class = (phase1.test or {}).get("per_class_acc")  # multiclass only
     error = 1.0 - np.asarray(per_class, dtype=float) if per_class else None
@@ -29,7 +31,7 @@ def phase1_figures(run_dir: Path, phase1: Phase1Result, selection: Selection, na
     if phase1.norms is not None and len(phase1.norms["steps"]):
         atomic_savez(run_dir / "gradient_norms.npz", phase1.norms)
     drawn = plot_phase1(run_dir, phase1.history, phase1.epoch_test_acc, phase1.norms, theta, error, rho,
-                        selection.classes, names)
+                        selection.classes, names, fixed=fixed)
     out: dict[str, Any] = {"figures": {k: v.name for k, v in drawn.items()}}
     if error is not None:
         out["neglect_vs_error"] = {"spearman": None if math.isnan(rho) else rho,
@@ -45,7 +47,8 @@ def phase1_keys(job: Job, phase1: Phase1Result | None, selection: Selection) -> 
     extra.update(theta=selection.theta, phase1=phase1.summary(selection.from_complete_window),
                  theta_history=[{**w, "theta": nan_to_none(w["theta"])} for w in phase1.history])
     if rank_zero_only.rank == 0 and job.observe.figures:
-        extra.update(phase1_figures(job.run_dir, phase1, selection, job.data.names()))
+        extra.update(phase1_figures(job.run_dir, phase1, selection, job.data.names(),
+                                    fixed=job.subclass.classes is not None))
     return extra
 
 

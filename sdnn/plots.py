@@ -6,7 +6,8 @@
 - θ against the per-class test error, with Spearman's ρ (:func:`plot_neglect_vs_error`).
 - The per-class test accuracy after each epoch of every trained phase, any method
   (:func:`plot_accuracy_per_epoch`).
-- Test accuracy against a swept setting (:func:`plot_sweep`, used by ``sdnn.report``).
+- Test accuracy against a swept numeric setting (:func:`plot_sweep`) or per setting, one bar each
+  (:func:`plot_setting_bars`), for ``sdnn.report``.
 - Class2Str's latent hierarchy: the binary tree of the classes' codes (:func:`plot_hierarchy_tree`).
 
 Every function takes plain numpy data, draws on its own ``Figure`` with the non-interactive Agg
@@ -25,6 +26,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from sdnn.stats import sort_key
@@ -103,13 +106,17 @@ def _legend_outside(fig: Figure, ax, columns: int = 1) -> None:
 def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.ndarray | None,
                               class_names: Sequence[str], path: str | Path,
                               epochs: np.ndarray | None = None, x_label: str = "epoch",
-                              acc_epochs: np.ndarray | None = None, selected: Sequence[int] = ()) -> Path:
+                              acc_epochs: np.ndarray | None = None, selected: Sequence[int] = (),
+                              window_index: int | None = None, caption: str = "") -> Path:
     """Fig. 1: θ_i per class over epochs (left) and the per-class test accuracy CCR_i (right, if given).
 
     ``theta_per_epoch`` is (W, c) and ``acc_per_epoch`` (E, c), NaN allowed; ``epochs`` the x values of
     θ's windows (default 1..W; with ``x_label="step"``, the step each window ended at) and ``acc_epochs``
     those of the accuracy (default 1..E). Above 20 classes the ``selected`` classes and the 5 with the
-    largest final θ are coloured and named; the selected ones are drawn thick. The legend is outside the panels.
+    largest final θ are coloured and named; the selected ones are drawn thick and named "(selected)".
+    ``window_index``: the θ window that selected them (:func:`selecting_window`), a dotted line with a star
+    on each selected class; ``caption`` (:func:`selection_caption`) under the title. The legend is outside
+    the panels.
     """
     theta = np.asarray(theta_per_epoch, dtype=float)
     if theta.ndim != 2:
@@ -136,6 +143,11 @@ def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.nda
         label = (class_names[i] + (" (selected)" if i in chosen else "")) if style["legend"] else None
         ax_theta.plot(x, theta[:, i], color=style["color"], lw=style["lw"], zorder=style["zorder"],
                       marker="." if n_epochs < 30 else None, label=label)
+    if window_index is not None and 0 <= window_index < n_epochs:
+        ax_theta.axvline(x[window_index], color="0.4", ls=":", lw=1.2, zorder=1, label="θ window that selected")
+        if chosen:
+            ax_theta.scatter(x[[window_index] * len(chosen)], theta[window_index, chosen], marker="*", s=150,
+                             color=[styles[i]["color"] for i in chosen], edgecolor="black", lw=0.6, zorder=5)
     if x_label == "epoch":
         _integer_epochs(ax_theta, x)
     else:
@@ -155,19 +167,55 @@ def plot_neglect_and_accuracy(theta_per_epoch: np.ndarray, acc_per_epoch: np.nda
         ax_acc.set_ylabel(r"test accuracy CCR$_i$ (%)")
         ax_acc.set_title("per-class test accuracy")
         ax_acc.grid(alpha=0.3)
-    fig.suptitle("Neglect score and per-class accuracy in phase 1 (paper Fig. 1)")
+    fig.suptitle("Neglect score and per-class accuracy in phase 1 (paper Fig. 1)"
+                 + (f"\n{caption} (" + ("dotted; " if window_index is not None else "")
+                    + "selected classes thick" + (", starred)" if window_index is not None else ")")
+                    if caption else ""))
     fig.tight_layout()
     _legend_outside(fig, ax_theta, columns=2 if 10 < c <= LEGEND_MAX_CLASSES else 1)
     return _save(fig, path)
 
 
+def selecting_window(history: list[dict]) -> dict[str, Any] | None:
+    """The θ window whose θ selects the classes (SPEC §2, as ``sdnn.neglect.last_window_theta``): the last
+    complete window of phase 1, or the last one where none completed. ``index`` (0-based), ``count`` (of
+    windows), ``complete``, ``epoch`` (0-based), ``first_batch``/``last_batch`` (the batches it averaged,
+    counted from phase 1's start as Fig. 2's steps are) and ``theta`` (NaN for null); None for no history."""
+    if not history:
+        return None
+    complete = [k for k, w in enumerate(history) if w.get("complete", True)]
+    index = complete[-1] if complete else len(history) - 1
+    first = int(sum(int(w.get("steps", 0)) for w in history[:index]))
+    window = history[index]
+    return {"index": index, "count": len(history), "complete": bool(complete), "epoch": int(window.get("epoch", index)),
+            "first_batch": first, "last_batch": first + max(int(window.get("steps", 1)), 1) - 1,
+            "theta": np.array([np.nan if t is None else float(t) for t in window["theta"]], dtype=float)}
+
+
+def selection_caption(window: dict[str, Any] | None, k: int, fixed: bool = False) -> str:
+    """One line saying which θ chose the selected classes (Fig. 1 and Fig. 2)."""
+    if fixed:
+        return "selected: fixed by subclass.classes, not chosen by θ"
+    if window is None:
+        return ""
+    where = (f"window {window['index'] + 1} of {window['count']}, "
+             + ("the last complete one" if window["complete"] else "partial: no window completed")
+             + f" (epoch {window['epoch'] + 1}, batches {window['first_batch']}–{window['last_batch']})")
+    return f"selected: the {k} largest θ of {where}"
+
+
 def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_names: Sequence[str],
-                        path: str | Path, max_classes: int = 10, selected: Sequence[int] = ()) -> Path:
+                        path: str | Path, max_classes: int = 10, selected: Sequence[int] = (),
+                        window: dict[str, Any] | None = None, caption: str = "") -> Path:
     """Fig. 2: ‖δ_i‖, ‖δ̂_i‖, ‖δ̃_i‖ over steps, one subplot per class.
 
     ``norms`` holds "delta", "delta_hat", "delta_tilde", each (T, c). The ``selected`` classes come first
-    (in the order given, titles in red), then the classes with the largest mean ratio
-    (‖δ̂‖ + ‖δ̃‖) / ‖δ‖, up to ``max_classes`` panels (never fewer than the selected classes).
+    (in the order given), marked: a red frame, thick lines, a red bold title and a legend entry; then the
+    classes with the largest mean ratio (‖δ̂‖ + ‖δ̃‖) / ‖δ‖ over the recorded steps, up to ``max_classes``
+    panels (never fewer than the selected classes). ``window`` (:func:`selecting_window`): its batches are
+    shaded and every title gives the class's θ there and its rank, so that a class with a higher mean
+    ratio than a selected one shows why it was not picked; ``caption`` (:func:`selection_caption`) goes
+    under the title.
     """
     steps = np.asarray(steps, dtype=float)
     parts = {key: np.asarray(norms[key], dtype=float) for key in ("delta", "delta_hat", "delta_tilde")}
@@ -184,10 +232,12 @@ def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_n
     chosen = [int(i) for i in selected]
     rest = [i for i in (_top_indices(mean_ratio, c) or list(range(c))) if i not in chosen]
     shown = chosen + rest[:max(0, max_classes - len(chosen))]
+    theta = None if window is None else np.asarray(window["theta"], dtype=float)
+    theta_rank = {} if theta is None else {i: r + 1 for r, i in enumerate(_top_indices(theta, c))}
 
     ncols = min(len(shown), 5)
     nrows = math.ceil(len(shown) / ncols)
-    fig = _figure(3.4 * ncols, 2.8 * nrows)
+    fig = _figure(3.4 * ncols, 3.0 * nrows + 0.4)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
     labels = {"delta": r"$\|\delta_i\|$", "delta_hat": r"$\|\hat\delta_i\|$", "delta_tilde": r"$\|\tilde\delta_i\|$"}
     colors = {"delta": "black", "delta_hat": "tab:blue", "delta_tilde": "tab:red"}
@@ -196,22 +246,46 @@ def plot_gradient_norms(steps: np.ndarray, norms: dict[str, np.ndarray], class_n
             ax.set_visible(False)
             continue
         i = shown[k]
+        is_selected = i in chosen
+        if window is not None:
+            ax.axvspan(window["first_batch"], window["last_batch"], color="gold", alpha=0.18, lw=0, zorder=0)
         for key, values in parts.items():
-            ax.plot(steps, values[:, i], color=colors[key], lw=1.0, label=labels[key])
-        mark = "selected, " if i in chosen else ""
-        ax.set_title(f"{class_names[i]}  ({mark}mean ratio {mean_ratio[i]:.2f})", fontsize="small",
-                     color="tab:red" if i in chosen else "black", fontweight="bold" if i in chosen else "normal")
+            ax.plot(steps, values[:, i], color=colors[key], lw=2.0 if is_selected else 1.0, label=labels[key])
+        about = f"mean ratio {mean_ratio[i]:.2f}"
+        if theta is not None:
+            about = (f"θ {theta[i]:.2f} (rank {theta_rank[i]}), " if np.isfinite(theta[i]) else
+                     "θ n/a (no positive), ") + about
+        ax.set_title(f"{class_names[i]}" + (": selected" if is_selected else "") + f"\n{about}", fontsize="small",
+                     color="tab:red" if is_selected else "black", fontweight="bold" if is_selected else "normal")
+        if is_selected:
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:red")
+                spine.set_linewidth(2.0)
         ax.grid(alpha=0.3)
         if k % ncols == 0:
             ax.set_ylabel("length")
         if k >= len(shown) - ncols:
-            ax.set_xlabel("step")
-    handles, legend_labels = axes[0, 0].get_legend_handles_labels()
-    order = "the selected classes first (red), then " if chosen else ""
-    fig.suptitle(f"Gradient lengths in phase 1 (paper Fig. 2): {order}the highest mean ratio "
-                 r"$(\|\hat\delta_i\| + \|\tilde\delta_i\|) / \|\delta_i\|$")
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    fig.legend(handles, legend_labels, loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=3, fontsize="small")
+            ax.set_xlabel("step (batch of phase 1)")
+    handles = [Line2D([], [], color=colors[key], lw=1.2) for key in parts]
+    legend_labels = [labels[key] for key in parts]
+    if chosen:
+        handles.append(Patch(facecolor="none", edgecolor="tab:red", lw=2.0))
+        legend_labels.append("selected class")
+    if window is not None:
+        handles.append(Patch(facecolor="gold", alpha=0.3))
+        legend_labels.append("batches of the θ window that selected")
+    order = "the selected classes first (red frame), then " if chosen else ""
+    title = (f"Gradient lengths in phase 1 (paper Fig. 2): {order}the highest mean ratio "
+             r"$(\|\hat\delta_i\| + \|\tilde\delta_i\|) / \|\delta_i\|$ over the recorded steps")
+    if caption:
+        title += f"\n{caption}" + ("; θ there, not the mean ratio, decides" if window is not None and
+                                    not caption.startswith("selected: fixed") else "")
+    height = 3.0 * nrows + 0.4
+    top = 1 - (0.62 if caption else 0.42) / height  # the legend's top, under the title's lines
+    fig.tight_layout(rect=(0, 0, 1, top - 0.3 / height))  # before the title, which it would make room for again
+    fig.suptitle(title, fontsize="medium", y=1 - 0.05 / height, va="top")
+    fig.legend(handles, legend_labels, loc="upper center", bbox_to_anchor=(0.5, top), ncol=len(handles),
+               fontsize="small", frameon=False)
     return _save(fig, path)
 
 
@@ -275,10 +349,13 @@ def _no_rank_correlation(theta: np.ndarray, error_percent: np.ndarray) -> str:
 
 def plot_phase1(run_dir: str | Path, history: list[dict], epoch_test_acc: list[dict], norms: dict | None,
                 theta: np.ndarray, error: np.ndarray | None, rho: float, selected: Sequence[int],
-                class_names: Sequence[str]) -> dict[str, Path]:
+                class_names: Sequence[str], fixed: bool = False) -> dict[str, Path]:
     """A run's phase-1 figures in ``run_dir``: Fig. 1 (θ_i and, per epoch, CCR_i), Fig. 2 (the three
     norms, if recorded; the ``selected`` classes first) and final θ against the per-class test ``error``
-    (if known) with ``rho``."""
+    (if known) with ``rho``. Fig. 1 and 2 mark the selected classes and say which window's θ chose them
+    (``fixed``: the user's ``subclass.classes``, not θ)."""
+    window = selecting_window(history)
+    caption = selection_caption(window, len(selected), fixed)
     run_dir = Path(run_dir)
     epochs, theta_per_window = theta_from_history(history)
     if len(set(epochs.tolist())) == len(epochs):  # one window per epoch (phase1.tau=null): epochs 1..E
@@ -289,11 +366,13 @@ def plot_phase1(run_dir: str | Path, history: list[dict], epoch_test_acc: list[d
     acc_epochs = np.array([a["epoch"] + 1 for a in epoch_test_acc], dtype=float) if epoch_test_acc else None
     drawn = {"fig1_neglect_and_accuracy": plot_neglect_and_accuracy(
         theta_per_window, accuracy, class_names, run_dir / "fig1_neglect_and_accuracy.png", epochs=x,
-        x_label=x_label, acc_epochs=acc_epochs, selected=selected)}
+        x_label=x_label, acc_epochs=acc_epochs, selected=selected,
+        window_index=None if window is None or fixed else window["index"], caption=caption)}
     if norms is not None and len(norms["steps"]):
         drawn["fig2_gradient_norms"] = plot_gradient_norms(
             norms["steps"], {k: norms[k] for k in ("delta", "delta_hat", "delta_tilde")}, class_names,
-            run_dir / "fig2_gradient_norms.png", selected=selected)
+            run_dir / "fig2_gradient_norms.png", selected=selected, window=None if fixed else window,
+            caption=caption)
     if error is not None:
         drawn["neglect_vs_error"] = plot_neglect_vs_error(theta, error, class_names, run_dir / "neglect_vs_error.png",
                                                           rho, selected=selected)
@@ -384,6 +463,83 @@ def plot_sweep(rows: list[dict], x_key: str, path: str | Path, y_key: str = "acc
     ax.grid(alpha=0.3)
     if groups:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_setting_bars(bars: list[dict], path: str | Path, panels: dict[str, str], pair_seeds: bool = True,
+                      note: str = "", scale: float = 100.0) -> Path:
+    """One bar per setting (``sdnn.report.bar_values``): mean ± std over seeds (bar and error bar) with each
+    seed's value as a dot on it, coloured by seed (up to 10 seeds), and, with ``pair_seeds``, a thin line
+    joining a seed's dots across the bars (the seeds pair: same data split and initialisation).
+
+    ``panels`` maps a metric of ``bar["values"]`` to its axis label (e.g. ``{"acc": "test accuracy (%)",
+    "val_acc": "validation accuracy (%)"}``); a panel is drawn for each metric some bar has, on one shared
+    y axis. Bars are coloured by ``bar["method"]``; the mean ± std is written under each bar's label;
+    ``note`` (settings every bar shares) goes in the title. Values are multiplied by ``scale``.
+    """
+    names = [name for name in panels if any(name in bar["values"] for bar in bars)]
+    seeds = sorted({seed for bar in bars for name in names for seed in bar["values"].get(name, {}).get("per_seed", {})},
+                   key=sort_key)
+    coloured = len(seeds) <= 10
+    seed_colour = {seed: colormaps["tab10"](k) if coloured else "0.3" for k, seed in enumerate(seeds)}
+    slots = np.linspace(-0.27, 0.27, len(seeds) + len(seeds) % 2)  # an even number: none on the error bar
+    offset = dict(zip(seeds, slots if len(seeds) > 1 else [0.0]))  # one seed: no error bar, the dot centred
+    methods = list(dict.fromkeys(str(bar.get("method")) for bar in bars))
+    method_colour = {m: colormaps["tab10"](k % 10) for k, m in enumerate(methods)}
+    lines = pair_seeds and len(bars) > 1 and any(
+        sum(seed in bar["values"].get(name, {}).get("per_seed", {}) for bar in bars) > 1 for name in names
+        for seed in seeds)
+    one_seed = all(bar["values"].get(name, {}).get("std") is None for bar in bars for name in names)
+    longest = max((len(line) for bar in bars for line in bar["label"].split("\n")), default=0)
+    per_bar = max(0.95, 0.075 * longest + 0.25)  # inches: the x labels (small font) never touch
+    fig = _figure(max(4.2, per_bar * len(bars) + 1.8) * len(names) + (1.2 if coloured else 0.2), 4.6)
+    axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]
+    x = np.arange(len(bars), dtype=float)
+    shown: list[float] = []
+    for ax, name in zip(axes, names):
+        ticks = []
+        for k, bar in enumerate(bars):
+            value = bar["values"].get(name)
+            if value is None or value["n"] == 0 or not math.isfinite(value["mean"]):
+                ticks.append(f"{bar['label']}\n(none)")
+                continue
+            mean = scale * value["mean"]
+            std = None if value["std"] is None else scale * value["std"]
+            ax.bar(x[k], mean, width=0.7, color=method_colour[str(bar.get("method"))], alpha=0.35, zorder=1,
+                   edgecolor="0.3", lw=0.8)
+            if std is not None:
+                ax.errorbar(x[k], mean, yerr=std, color="black", capsize=6, lw=1.6, zorder=3)
+            shown += [mean] if std is None else [mean - std, mean + std]
+            for seed, v in value["per_seed"].items():
+                ax.scatter(x[k] + offset[seed], scale * v, s=26, color=seed_colour[seed], edgecolor="white",
+                           lw=0.5, zorder=4, label=f"seed {seed}" if coloured else None)
+                shown.append(scale * v)
+            ticks.append(f"{bar['label']}\n{mean:.2f}" + (f" ± {std:.2f}" if std is not None else " (1 seed)"))
+        if lines:
+            for seed in seeds:
+                ys = [scale * bar["values"][name]["per_seed"][seed] if seed in bar["values"].get(name, {}).get(
+                    "per_seed", {}) else np.nan for bar in bars]
+                ax.plot(x + offset[seed], ys, color=seed_colour[seed], lw=0.8, alpha=0.5, zorder=2)
+        ax.set_xticks(x, ticks, fontsize="small")
+        ax.set_xlim(-0.6, len(bars) - 0.4)
+        ax.set_ylabel(panels[name])
+        ax.tick_params(axis="y", labelleft=True)
+        ax.grid(axis="y", alpha=0.3)
+    if shown:
+        low, high = min(shown), max(shown)
+        pad = max(0.5, 0.15 * (high - low))
+        axes[0].set_ylim(max(0.0, low - pad) if low >= 0 else low - pad, high + pad)
+    if coloured:  # one legend entry per seed, beside the panels
+        handles, labels = axes[0].get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        fig.legend(unique.values(), unique.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
+                   frameon=False)
+    how = "one seed, no error bars" if one_seed else "bar and error bar: mean ± std over seeds"
+    if len(seeds) > 1:
+        how += "; a dot per seed" + ("; a line joins a seed across the settings" if lines else "")
+    fig.suptitle(f"{' and '.join(panels[n].replace(' (%)', '') for n in names)} per setting\n({how}"
+                 + (f"; every run: {note}" if note else "") + ")", fontsize="medium")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -5,8 +5,9 @@ Every run writes ``results.json`` (SPEC §7) into its own folder; this module co
 mean ± sample std over seeds of the test metrics, the paired difference to the baseline with the
 same seed (the comparison of the paper's Tables 1 and 2; a baseline trained with another loss,
 e.g. ``loss=focal``, is compared with the plain baseline, ``loss=bce``), and the training time. It writes
-``report.md``, ``report.csv`` and, when a numeric setting was swept, ``report.png``
-(:func:`sdnn.plots.plot_sweep`). Nothing here imports torch, Lightning or Hydra.
+``report.md``, ``report.csv`` and ``report.png``: the main metric against the swept setting when a numeric
+one was swept (:func:`sdnn.plots.plot_sweep`), else one bar per row of the table with each seed's value on it
+(:func:`bar_values`, :func:`sdnn.plots.plot_setting_bars`). Nothing here imports torch, Lightning or Hydra.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sdnn.plots import plot_sweep
+from sdnn.plots import plot_setting_bars, plot_sweep
 from sdnn.results import Results
-from sdnn.stats import sort_key
+from sdnn.stats import seed_mean_std, sort_key
 
 import numpy as np
 
@@ -43,6 +44,7 @@ SWEEP_KEYS = ("dataset", "model", *SHARED_SETTINGS, *SDNN_SETTINGS)
 PAIR_KEYS = ("dataset", "model", *SHARED_SETTINGS)  # a baseline is paired on these and the seed
 PLAIN_LOSS = "bce"  # the plain baseline's loss (eq. 3): a baseline with another loss is compared with it
 PREFERRED_X = "num_classes_to_repartition"
+VAL_METRIC = "val_acc"  # results.json val.acc: the accuracy on the validation split, where the run has one
 BASELINE = "baseline"
 
 
@@ -66,6 +68,7 @@ def _row(payload: dict, run_dir: str) -> dict[str, Any]:
     row: dict[str, Any] = {"run_dir": run_dir, "method": method, "dataset": results.dataset,
                            "model": results.model, "seed": results.seed}
     row["acc"] = test.get("acc")
+    row["val_acc"] = results.val.get("acc") if isinstance(results.val, dict) else None
     for metric in METRICS[1:]:
         if metric in test:
             row[metric] = test[metric]
@@ -149,12 +152,9 @@ def summarize(rows: list[dict], by: Sequence[str] | None = None) -> list[dict[st
             key = (*(_hashable(row.get(k)) for k in PAIR_KEYS), row["seed"])
             baseline.setdefault(key, []).append(float(row[metric]))
 
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(_hashable(row.get(k)) for k in by), []).append(row)
+    groups = _groups(rows, by)
     summary = []
-    for key in sorted(groups, key=lambda values: tuple(sort_key(v) for v in values)):
-        members = groups[key]
+    for key, members in groups.items():
         entry: dict[str, Any] = dict(zip(by, key))
         seeds = sorted({row["seed"] for row in members}, key=sort_key)
         entry.update(n=len(seeds), runs=len(members), seeds=seeds)
@@ -171,6 +171,14 @@ def summarize(rows: list[dict], by: Sequence[str] | None = None) -> list[dict[st
         entry["delta_vs_baseline"] = _delta(members, metric, baseline)
         summary.append(entry)
     return summary
+
+
+def _groups(rows: list[dict], by: Sequence[str]) -> dict[tuple, list[dict]]:
+    """The runs of each combination of the ``by`` values, in the table's order."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(_hashable(row.get(k)) for k in by), []).append(row)
+    return {key: groups[key] for key in sorted(groups, key=lambda values: tuple(sort_key(v) for v in values))}
 
 
 def _is_plain_baseline(row: dict) -> bool:
@@ -293,21 +301,58 @@ def plot_key(summary: list[dict]) -> str | None:
     return numeric[0] if numeric else None
 
 
-def write_plot(summary: list[dict], path: str | Path) -> Path | None:
-    """Mean ± std of the main metric against :func:`plot_key`, one line per other grouping; None if
-    nothing numeric was swept."""
+def bar_values(rows: list[dict], summary: list[dict]) -> list[dict[str, Any]]:
+    """What report.png's bar chart draws: one bar per ``summary`` entry (a row of report.md, same order).
 
+    Each bar: ``label`` (the settings that differ between the bars, one per line: the method, then
+    ``key=value``; a setting that does not apply, None, is left out), ``method``, ``settings`` (every
+    grouping key's value) and ``values``: for the main test metric and, where any run has a validation
+    split, ``val_acc``, ``{"per_seed": {seed: value}, "mean", "std", "n"}`` over the seeds of the group
+    (repeated runs of a seed averaged first; std with ddof 1, None for one seed), as report.md states them.
+    """
+    keys = _group_keys(summary)
+    groups = _groups(rows, keys)
+    metric = (_metrics_in(summary) or ["acc"])[0]
+    drawn = [metric] + ([VAL_METRIC] if any(row.get(VAL_METRIC) is not None for row in rows) else [])
+    varying = [key for key in keys if len({_hashable(entry.get(key)) for entry in summary}) > 1]
+    bars = []
+    for entry in summary:
+        members = groups[tuple(_hashable(entry.get(key)) for key in keys)]
+        values = {}
+        for name in drawn:
+            by_seed = _mean_by_seed(members, name)
+            per_seed = {seed: by_seed[seed] for seed in sorted(by_seed, key=sort_key)}
+            mean, std = seed_mean_std(list(per_seed.values()))
+            values[name] = {"per_seed": per_seed, "mean": mean, "std": std, "n": len(per_seed)}
+        lines = [str(entry[key]) if key == "method" else f"{key}={_cell(entry[key])}"
+                 for key in varying if entry.get(key) is not None]
+        bars.append({"label": "\n".join(lines) or str(entry.get("method") or "all runs"),
+                     "method": entry.get("method"), "settings": {key: entry.get(key) for key in keys},
+                     "values": values})
+    return bars
+
+
+def write_plot(summary: list[dict], path: str | Path, rows: list[dict]) -> Path:
+    """report.png: with a numeric setting swept (:func:`plot_key`), mean ± std of the main metric against
+    it, one line per other grouping; otherwise (methods, losses, partitioners, or only seeds) one bar per
+    row of the table, mean ± std over seeds with each seed's value on it (:func:`bar_values`), the
+    validation accuracy in a second panel where the runs have it."""
+    metric = (_metrics_in(summary) or ["acc"])[0]
     x_key = plot_key(summary)
     if x_key is None:
-        return None
+        keys = _group_keys(summary)
+        shared = [f"{key}={_cell(summary[0].get(key))}" for key in keys
+                  if summary[0].get(key) is not None and len({_hashable(e.get(key)) for e in summary}) == 1]
+        panels = {metric: f"test {METRIC_NAMES.get(metric, metric)} (%)", VAL_METRIC: "validation accuracy (%)"}
+        return plot_setting_bars(bar_values(rows, summary), path, panels, pair_seeds="seed" not in keys,
+                                 note=", ".join(shared))
     others = [key for key in _group_keys(summary) if key != x_key]
-    rows = []
+    labelled = []
     for entry in summary:
         label = " ".join(str(entry[k]) if k == "method" else f"{k}={_cell(entry[k])}"
                          for k in others if k == "method" or entry.get(k) is not None)
-        rows.append({**entry, "group": label or "all"})
-    metric = (_metrics_in(summary) or ["acc"])[0]
-    return plot_sweep(rows, x_key, path, y_key=f"{metric}_mean", err_key=f"{metric}_std", group_key="group",
+        labelled.append({**entry, "group": label or "all"})
+    return plot_sweep(labelled, x_key, path, y_key=f"{metric}_mean", err_key=f"{metric}_std", group_key="group",
                       y_label=f"test {METRIC_NAMES.get(metric, metric)} (%)")
 
 
@@ -335,9 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(rows)} run(s) under {args.root}\n")
     print(format_markdown(summary))
     written = [write_markdown(summary, out / "report.md"), write_csv(summary, out / "report.csv")]
-    plot = write_plot(summary, out / "report.png")
-    if plot is not None:
-        written.append(plot)
+    written.append(write_plot(summary, out / "report.png", rows))
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 

@@ -55,3 +55,12 @@ def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def seed_mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample std (ddof 1) of per-seed values, as ``sdnn.report`` states them: std None for one
+    seed (no spread to estimate); NaN, None for none."""
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None

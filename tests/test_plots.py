@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.image import imread
 from scipy.stats import spearmanr
 
@@ -136,7 +137,16 @@ def drawn(monkeypatch):
                         "ticks": [[t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
                                   for ax in fig.axes if ax.get_visible()],
                         "titles": [ax.get_title() for ax in fig.axes if ax.get_visible()],
-                        "texts": [t.get_text() for ax in fig.axes for t in ax.texts]})
+                        "texts": [t.get_text() for ax in fig.axes for t in ax.texts],
+                        "frames": [to_hex(ax.spines["left"].get_edgecolor()) for ax in fig.axes if ax.get_visible()],
+                        "widths": [sorted({line.get_linewidth() for line in ax.lines}) for ax in fig.axes
+                                   if ax.get_visible()],
+                        "spans": [[(float(p.get_x()), float(p.get_x() + p.get_width())) for p in ax.patches]
+                                  for ax in fig.axes if ax.get_visible()],
+                        "stars": [np.asarray(col.get_offsets()).tolist() for ax in fig.axes for col in ax.collections],
+                        "vlines": [float(line.get_xdata()[0]) for ax in fig.axes for line in ax.lines
+                                   if line.get_label() == "θ window that selected"],
+                        "legend_texts": [t.get_text() for legend in fig.legends for t in legend.get_texts()]})
         return save(fig, path)
 
     monkeypatch.setattr(plots, "_save", keep)
@@ -173,7 +183,7 @@ def test_fig2_shows_the_selected_classes_first(tmp_path, drawn):
     norms = {"delta": delta, "delta_hat": delta * ratio / 2, "delta_tilde": delta * ratio / 2}
     plot_gradient_norms(steps, norms, names(c), tmp_path / "fig2.png", max_classes=4, selected=[1, 0])
     titles = drawn[0]["titles"]
-    assert [t.split()[0] for t in titles] == ["class1", "class0", "class5", "class4"]
+    assert [t.split("\n")[0].split(":")[0] for t in titles] == ["class1", "class0", "class5", "class4"]
     assert "selected" in titles[0] and "selected" in titles[1] and "selected" not in titles[2]
     assert "selected classes first" in drawn[0]["title"]
 
@@ -207,3 +217,71 @@ def test_a_sweep_of_one_seed_has_no_error_bars_and_says_so(tmp_path, drawn):
             for k in (1, 2)]
     plot_sweep(rows, "num_classes_to_repartition", tmp_path / "sweep.png")
     assert "one seed: no error bars" in drawn[0]["titles"][0]
+
+
+# ------------------------------------------------------- Fig. 1 and 2 mark the selected classes (Newcomer 3, part 8)
+
+def _windows_with_a_partial_last(c: int) -> list[dict]:
+    """Three windows of 10 batches, the last one partial (4 batches): selection uses window 2 (SPEC §2)."""
+    rng = np.random.default_rng(5)
+    return [{"step": 10 * (k + 1), "epoch": k, "steps": 4 if k == 2 else 10, "complete": k < 2,
+             "theta": (1 + rng.permutation(c) / 2).tolist()} for k in range(3)]
+
+
+def test_fig1_and_fig2_mark_exactly_the_selected_classes_and_name_the_window(tmp_path, drawn):
+    from sdnn.neglect import last_window_theta
+    from sdnn.plots import plot_phase1
+    from sdnn.repartition import select_classes
+
+    c = 6
+    history = _windows_with_a_partial_last(c)
+    theta, complete = last_window_theta(history)  # the pipeline's own rule
+    assert complete and theta == history[1]["theta"]
+    selected = select_classes(theta, 2)
+    not_picked = [i for i in range(c) if i not in selected]
+    steps = np.arange(0, 24, 2)
+    ratio = np.full(c, 1.5)
+    ratio[not_picked[0]] = 9.0  # a class not selected with by far the highest mean ratio over phase 1
+    delta = np.ones((len(steps), c))
+    norms = {"steps": steps, "delta": delta, "delta_hat": delta * ratio / 2, "delta_tilde": delta * ratio / 2}
+    plot_phase1(tmp_path, history, [], norms, np.array(theta), None, math.nan, selected, names(c))
+    fig1, fig2 = drawn[0], drawn[1]
+
+    # Fig. 2: the selected first, then the highest mean ratio; a red frame and thick lines exactly on the selected.
+    shown = [t.split("\n")[0].split(":")[0] for t in fig2["titles"]]
+    assert shown[:3] == [f"class{i}" for i in selected] + [f"class{not_picked[0]}"]
+    marked = [name for name, frame in zip(shown, fig2["frames"]) if frame == to_hex("tab:red")]
+    assert marked == [f"class{i}" for i in selected]
+    thick = [name for name, widths in zip(shown, fig2["widths"]) if widths == [2.0]]
+    assert thick == marked and all(widths == [1.0] for name, widths in zip(shown, fig2["widths"]) if name not in marked)
+    assert [": selected" in t for t in fig2["titles"]] == [name in marked for name in shown]
+    rank = {i: r + 1 for r, i in enumerate(np.argsort(-np.array(theta), kind="stable"))}
+    top_ratio = fig2["titles"][2]  # why the class with the highest mean ratio was not picked: its θ there
+    assert f"θ {theta[not_picked[0]]:.2f} (rank {rank[not_picked[0]]})" in top_ratio
+    assert "selected class" in fig2["legend_texts"] and "batches of the θ window that selected" in fig2["legend_texts"]
+    assert all(spans == [(10.0, 19.0)] for spans in fig2["spans"])  # window 2: batches 10..19
+    assert "window 2 of 3, the last complete one (epoch 2, batches 10–19)" in fig2["title"]
+    assert "the 2 largest θ" in fig2["title"]
+
+    # Fig. 1: "(selected)" in the legend exactly for the selected; the window marked, a star on each selected.
+    selected_entries = [t for t in fig1["legend_texts"] if t.endswith("(selected)")]
+    assert selected_entries == [f"class{i} (selected)" for i in sorted(selected)]
+    assert fig1["vlines"] == [2.0]  # window 2 drawn at x = 2 (one window per epoch: epochs 1..3)
+    assert sorted(y for x, y in fig1["stars"][0]) == pytest.approx(sorted(theta[i] for i in selected))
+    assert "window 2 of 3, the last complete one" in fig1["title"]
+
+
+def test_fixed_classes_are_said_to_be_fixed_not_chosen_by_theta(tmp_path, drawn):
+    from sdnn.plots import plot_phase1
+
+    c = 4
+    history = _windows_with_a_partial_last(c)
+    steps = np.arange(0, 24, 2)
+    delta = np.ones((len(steps), c))
+    norms = {"steps": steps, "delta": delta, "delta_hat": delta, "delta_tilde": delta}
+    plot_phase1(tmp_path, history, [], norms, np.array(history[1]["theta"]), None, math.nan, [3], names(c),
+                fixed=True)
+    for fig in drawn[:2]:
+        assert "fixed by subclass.classes" in fig["title"] and "largest θ" not in fig["title"]
+    assert drawn[0]["vlines"] == [] and all(spans == [] for spans in drawn[1]["spans"])
+    assert [f == to_hex("tab:red") for f in drawn[1]["frames"]] == [True, False, False, False]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdnn.report import collect_runs, format_markdown, main, summarize
+from matplotlib.collections import PathCollection
+from matplotlib.image import imread
+
+from sdnn.report import bar_values, collect_runs, format_markdown, main, summarize
 from tests.conftest import QUICK_GUARD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,12 +167,126 @@ def test_empty_folder_exits_with_a_clear_message(tmp_path):
         collect_runs(tmp_path)
 
 
-def test_no_numeric_sweep_means_no_plot(multirun, tmp_path):
+def test_a_categorical_grouping_still_draws_report_png(multirun, tmp_path):
     out = tmp_path / "report"
     main([str(multirun), "--by", "method", "--out", str(out)])
-    assert (out / "report.md").exists() and (out / "report.csv").exists() and not (out / "report.png").exists()
+    assert (out / "report.md").exists() and (out / "report.csv").exists()
+    assert_png(out / "report.png")
     summary = summarize(collect_runs(multirun), by=["method"])
     assert "| sdnn | 3 | 0 1 2 |" in format_markdown(summary)
+
+
+# ----------------------------------------------------------------- report.png for categorical sweeps (Newcomer 3)
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def write_sweep(root: Path, runs: list[dict], val: dict | None = None) -> Path:
+    """One results.json per run (``fake_results`` keywords); ``val``: job number -> validation accuracy."""
+    for job, run in enumerate(runs):
+        payload = fake_results(**run)
+        if val and job in val:
+            payload["val"] = {"acc": val[job]}
+        (root / str(job)).mkdir(parents=True)
+        (root / str(job) / "results.json").write_text(json.dumps(payload))
+    return root
+
+
+RNG = np.random.default_rng(7)
+SWEEPS = {
+    "method": [{"method": m, "seed": s, "acc": float(RNG.uniform(0.7, 0.9))} for m in ("baseline", "sdnn")
+               for s in SEEDS],
+    "loss": [{"method": "baseline", "seed": s, "acc": float(RNG.uniform(0.7, 0.9)), "loss": loss}
+             for loss in ("bce", "focal", "poly1") for s in SEEDS],
+    "seed_only": [{"method": "sdnn", "seed": s, "acc": float(RNG.uniform(0.7, 0.9))} for s in range(5)],
+    "one_run": [{"method": "sdnn", "seed": 0, "acc": 0.8}],
+}
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list[dict]:
+    """What each figure sdnn.plots saves holds, read from its artists before it is saved and cleared."""
+    import sdnn.plots as plots
+
+    figures = []
+    save = plots._save
+
+    def keep(fig, path):
+        panels = [{"ylabel": ax.get_ylabel(), "heights": [patch.get_height() for patch in ax.patches],
+                   "dots": sorted(float(y) for col in ax.collections if isinstance(col, PathCollection)
+                                  for _, y in col.get_offsets())}
+                  for ax in fig.axes]
+        figures.append({"panels": panels, "title": fig._suptitle.get_text() if fig._suptitle else "",
+                        "legend": [t.get_text() for legend in fig.legends for t in legend.get_texts()]})
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def independent_bars(root: Path, keys: tuple[str, ...]) -> dict[tuple, dict[int, float]]:
+    """From the results.json files alone: (method, *keys' config values) -> seed -> mean test accuracy."""
+    runs: dict[tuple, dict[int, list[float]]] = {}
+    for path in root.rglob("results.json"):
+        payload = json.loads(path.read_text())
+        group = (payload["method"], *(payload["config"][key]["name"] for key in keys))
+        runs.setdefault(group, {}).setdefault(payload["seed"], []).append(payload["test"]["acc"])
+    return {group: {seed: statistics.fmean(v) for seed, v in by_seed.items()} for group, by_seed in runs.items()}
+
+
+@pytest.mark.parametrize("sweep", list(SWEEPS))
+def test_every_sweep_writes_report_png_and_the_bars_are_the_results(sweep, tmp_path, drawn):
+    root = write_sweep(tmp_path / sweep, SWEEPS[sweep])
+    keys = ("loss",) if sweep == "loss" else ()
+    expected = independent_bars(root, keys)
+    assert main([str(root)]) == 0
+    assert_png(root / "report.png")
+
+    rows = collect_runs(root)
+    bars = bar_values(rows, summarize(rows))
+    assert [tuple(b["settings"].get(k) for k in ("method", *keys)) for b in bars] == sorted(expected)
+    for bar in bars:
+        per_seed = expected[tuple(bar["settings"].get(k) for k in ("method", *keys))]
+        acc = bar["values"]["acc"]
+        assert acc["per_seed"] == pytest.approx(per_seed) and list(acc["per_seed"]) == sorted(per_seed)
+        assert acc["mean"] == pytest.approx(statistics.fmean(per_seed.values()))
+        assert acc["std"] == (pytest.approx(statistics.stdev(per_seed.values())) if len(per_seed) > 1 else None)
+        assert "val_acc" not in bar["values"]  # no validation split in these runs
+    # What the figure draws: one bar per group at the mean, one dot per seed at its value (percent).
+    panel = drawn[0]["panels"][0]
+    assert panel["heights"] == pytest.approx([100 * b["values"]["acc"]["mean"] for b in bars])
+    assert panel["dots"] == pytest.approx(sorted(100 * v for g in expected.values() for v in g.values()))
+    assert panel["ylabel"] == "test accuracy (%)" and len(drawn[0]["panels"]) == 1
+    assert len(bars) == {"method": 2, "loss": 3, "seed_only": 1, "one_run": 1}[sweep]
+
+
+def test_bars_with_validation_average_repeated_seeds_and_draw_a_validation_panel(tmp_path, drawn):
+    runs = [{"method": m, "seed": s, "acc": float(RNG.uniform(0.7, 0.9))} for m in ("baseline", "sdnn") for s in SEEDS]
+    runs.append({"method": "sdnn", "seed": 0, "acc": 0.5})  # a repeated seed: averaged with the first run
+    val = {job: float(RNG.uniform(0.6, 0.8)) for job in range(len(runs)) if job != 1}  # one run without val
+    root = write_sweep(tmp_path / "val", runs, val)
+    main([str(root)])
+    rows = collect_runs(root)
+    bars = {b["method"]: b for b in bar_values(rows, summarize(rows))}
+    sdnn_seed0 = statistics.fmean([runs[3]["acc"], 0.5])
+    assert bars["sdnn"]["values"]["acc"]["per_seed"][0] == pytest.approx(sdnn_seed0)
+    val_seeds = {"baseline": {0: val[0], 2: val[2]}, "sdnn": {0: statistics.fmean([val[3], val[6]]), 1: val[4],
+                                                               2: val[5]}}
+    for method, expected in val_seeds.items():
+        got = bars[method]["values"]["val_acc"]
+        assert got["per_seed"] == pytest.approx(expected) and got["n"] == len(expected)
+        assert got["std"] == pytest.approx(statistics.stdev(expected.values()))
+    test_panel, val_panel = drawn[0]["panels"]
+    assert (test_panel["ylabel"], val_panel["ylabel"]) == ("test accuracy (%)", "validation accuracy (%)")
+    assert val_panel["heights"] == pytest.approx([100 * statistics.fmean(val_seeds[m].values())
+                                                  for m in ("baseline", "sdnn")])
+    assert val_panel["dots"] == pytest.approx(sorted(100 * v for g in val_seeds.values() for v in g.values()))
+    assert drawn[0]["legend"] == [f"seed {s}" for s in SEEDS]
+    assert "mean ± std over seeds" in drawn[0]["title"]
 
 
 def test_cli_end_to_end(multirun):
