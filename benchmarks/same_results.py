@@ -114,7 +114,8 @@ def use_all(code: Path, out: Path, data: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         args = [a.format(run=out / run, out=folder) for a in args]
         proc = subprocess.run([sys.executable, "-m", *args], cwd=code, capture_output=True, text=True, env=env)
-        (folder / "stdout.txt").write_text(re.sub(r"\d+(\.\d+)? s\b", "<time> s", proc.stdout))
+        text = re.sub(r"\d+(\.\d+)? s\b", "<time> s", proc.stdout).replace(str(out), "<out>")
+        (folder / "stdout.txt").write_text(text)  # times and the output folder (before/after) differ
         print(f"  {code.name}: {name} exit {proc.returncode}", flush=True)
         if proc.returncode != 0:
             print(proc.stderr[-2000:], file=sys.stderr)

@@ -166,7 +166,7 @@ def test_what_an_interrupted_run_says_was_saved(tmp_path):
     from sdnn.lit.resume import CheckpointPlan
 
     def job(method, every=1, cached=False):
-        training = SimpleNamespace(max_epochs=30, checkpoint_every=every,
+        training = SimpleNamespace(max_epochs=30, checkpoint=SimpleNamespace(every_n_epochs=every),
                                    checkpoints=lambda phase: CheckpointPlan(tmp_path, phase, {}, every))
         return SimpleNamespace(method=method, phase1=SimpleNamespace(use_cache=True, epochs=5.0), training=training,
                                cache=SimpleNamespace(has_phase1=lambda: cached, dir=tmp_path / "cache" / "key"))
