@@ -103,3 +103,24 @@ def test_a_label_set_to_another_option_is_an_error_not_a_mislabelled_run(overrid
         validate_config(compose_config([override]))
     validate_config(compose_config([f"{group}={label}"]))  # the option itself is fine
     validate_config(compose_config(["partitioner.name=my_split"]))  # a label of your own, too
+
+
+def test_the_yaml_and_the_schema_agree_on_every_default():
+    """conf/config.yaml shows each plain key's default; the schema (RunConfig) types it: the two must not drift."""
+    import dataclasses
+
+    from sdnn.config import RunConfig
+
+    cfg = compose_config([])
+    for group in dataclasses.fields(RunConfig):
+        if not dataclasses.is_dataclass(group.default_factory if group.default_factory is not dataclasses.MISSING
+                                        else None):
+            continue
+        schema = group.default_factory()
+        for item in dataclasses.fields(schema):
+            if (group.name, item.name) == ("phase1", "cache_dir"):  # ${oc.env:SDNN_CACHE_DIR,...} in the YAML
+                continue
+            value, default = cfg[group.name][item.name], getattr(schema, item.name)
+            if isinstance(default, str):  # checkpoint.resume: `true` in the YAML is the option "true"
+                value = str(value).lower()
+            assert value == default, f"{group.name}.{item.name}"
