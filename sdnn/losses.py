@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["SigmoidCrossEntropy", "SoftmaxCrossEntropy", "SubclassBCELoss", "FocalLoss", "Poly1CrossEntropy",
-           "EncouragingLoss", "LDRKLLoss", "LabelSmoothingCrossEntropy", "build_loss"]
+           "EncouragingLoss", "LDRKLLoss", "LabelSmoothingCrossEntropy"]
 
 
 def _is_index_target(targets: Tensor) -> bool:

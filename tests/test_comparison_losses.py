@@ -26,8 +26,7 @@ from sdnn.checks import check_loss as check_built_loss
 from sdnn.config import validate_config
 from sdnn.data.yt8m_synth import write_synthetic_shards
 from sdnn.errors import ConfigError
-from sdnn.losses import (EncouragingLoss, FocalLoss, LabelSmoothingCrossEntropy, LDRKLLoss, Poly1CrossEntropy,
-                         build_loss)
+from sdnn.losses import EncouragingLoss, FocalLoss, LabelSmoothingCrossEntropy, LDRKLLoss, Poly1CrossEntropy
 from tests.conftest import FAST, QUICK_GUARD, compose_config, read_results, run_cli
 
 
@@ -179,9 +178,10 @@ def test_softmax_losses_refuse_multihot_targets_and_have_no_subclass_form():
         assert loss.multilabel is False and not hasattr(loss, "for_subclasses")
         with pytest.raises(ValueError, match="loss=bce for multilabel"):
             loss(torch.randn(2, 3), torch.ones(2, 3))
-    assert isinstance(build_loss("focal"), FocalLoss)
-    with pytest.raises(ValueError, match="no subclass form"):
-        build_loss("focal", torch.tensor([0, 1, 1]))
+    focal = check_loss(compose_config(["method=baseline", "loss=focal"]))
+    assert isinstance(focal, FocalLoss)
+    with pytest.raises(ConfigError, match="no subclass form|subclass"):
+        check_loss(compose_config(["method=sdnn", "loss=focal"]))
 
 
 # ----------------------------------------------------------------------------- bad values
