@@ -14,9 +14,12 @@ def test_wandb_offline_has_theta_per_class_accuracy_figures_table_and_artifacts(
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     results = run_pipeline(["logger=wandb", "model=mlp", "phase1.epochs=2"], run_dir=tmp_path / "w")
-    runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    # in the order they ran (folder names tie within a second, then sort by a random id)
+    runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"),
+                  key=lambda r: next(r.glob("run-*.wandb")).stat().st_mtime_ns)
     assert len(runs) == 3
     records = [next(r.glob("run-*.wandb")).read_bytes() for r in runs]
+    assert [b"w/phase1" in r for r in records] == [True, False, False]
     phase1, phase2, summary = records
     for i in range(10):
         assert f"theta/{i}".encode() in phase1 and f"epoch_test/acc_class_{i}".encode() in phase1

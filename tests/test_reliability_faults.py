@@ -84,8 +84,11 @@ def trained(tmp_path_factory):
 
 
 def _copy(trained, tmp_path) -> Path:
+    """The folder of a run killed after its last checkpoint: the checkpoints, no results.json (a finished run
+    folder is reported complete, and nothing in it is loaded)."""
     run_dir = tmp_path / "run"
     shutil.copytree(trained[0] / "run", run_dir)
+    (run_dir / "results.json").unlink()
     return run_dir
 
 
