@@ -11,6 +11,7 @@ from dataclasses import replace
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from sdnn.assess import assess
 from sdnn.cache import atomic_savez, atomic_write_json
 from sdnn.class2str import from_settings
 from sdnn.config import Method
@@ -58,6 +59,7 @@ def sdnn(job: Job) -> Results:
     quality = data.partition_quality(partition)
     if quality is not None:
         job.say(f"partition quality against the fine labels: mean NMI {quality['nmi']:.3f}, ARI {quality['ari']:.3f}")
+    indicators = assess(job, selection, partition, phase1)
     if rank_zero_only.rank == 0:
         atomic_write_json(job.run_dir / "subclasses.json", {"settings": settings, "subclass_sizes": sizes})
     s2c = data.subclass_to_class(partition)
@@ -73,14 +75,16 @@ def sdnn(job: Job) -> Results:
     epochs = {"phase1": phase1.epoch_test_acc if phase1 else [], "phase2": result.epoch_test_acc}
     return job.results(s2c, result, epochs, subclass_sizes={str(k): v for k, v in sizes.items()},
                        partition_seconds=partition_seconds, augmenter=job.augmenter.name, partition_quality=quality,
-                       **extra)
+                       split_indicators=indicators, **extra)
 
 
 def reweight(job: Job) -> Results:
     """The control "emphasis without a split" (SPEC §7b): SDNN's selection, then eq. 3 with the selected
-    classes' positive term × H."""
+    classes' positive term × H; its split indicators are those of SDNN's split of the same classes."""
     phase1 = run_phase1(job) if job.subclass.classes is None else None
     selection = select(job, phase1)
+    indicators = assess(job, selection, partition_once(job, selection, phase1)[0], phase1) \
+        if job.observe.split_indicators else None
     identity = torch.arange(job.data.num_classes)
     weights = torch.ones(job.data.num_classes)
     weights[selection.classes] = float(job.subclass.per_class)
@@ -90,7 +94,7 @@ def reweight(job: Job) -> Results:
     result = train_phase("reweight", job.data, lambda: job.model.build(job.data, identity, loss),
                          job.training.max_epochs, job.training)
     epochs = {"phase1": phase1.epoch_test_acc if phase1 else [], "reweight": result.epoch_test_acc}
-    return job.results(identity, result, epochs, positive_weight=weights.tolist(),
+    return job.results(identity, result, epochs, positive_weight=weights.tolist(), split_indicators=indicators,
                        **phase1_keys(job, phase1, selection))
 
 

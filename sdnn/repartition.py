@@ -24,7 +24,8 @@ from sdnn.errors import DataError
 from sdnn.partition import Partitioner, StreamingMedianSplit, distances_to
 from sdnn.subclass import build_subclass_to_class, subclass_targets
 
-__all__ = ["select_classes", "Partition", "Repartition", "repartition", "VideoSubclasses", "stream_repartition"]
+__all__ = ["select_classes", "Partition", "Repartition", "repartition", "VideoSubclasses", "stream_repartition",
+           "embed_chunks"]
 
 
 class Partition(Protocol):
@@ -126,7 +127,8 @@ class Repartition:
         )
 
 
-def _embed_chunks(embed: Embed, x: Tensor, chunk_size: int) -> np.ndarray:
+def embed_chunks(embed: Embed, x: Tensor, chunk_size: int = 2048) -> np.ndarray:
+    """``embed`` over ``x`` a chunk at a time, as one (n, f) float array."""
     parts = [embed(x[i:i + chunk_size]).detach().float().reshape(min(chunk_size, len(x) - i), -1).cpu()
              for i in range(0, len(x), chunk_size)]
     return torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
@@ -174,7 +176,7 @@ def repartition(
             pool = torch.cat([x[src_t], sample_pairing(x[src_t], x[pair_t])])
         else:
             pool = x[torch.as_tensor(members)]
-        vectors = _embed_chunks(embed, pool, chunk_size)
+        vectors = embed_chunks(embed, pool, chunk_size)
         numbers = np.asarray(partitioner.split(vectors, n_subclasses, mean, seed, rng), dtype=np.int64)
         subclass_of_train[members] = numbers[: len(members)]
         if kind == "sample_pairing":

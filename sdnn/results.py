@@ -94,12 +94,13 @@ class Results:
     partition_quality: dict[str, Any] | None = None   # NMI / ARI against fine labels; None without them
     positive_weight: list[float] | None = None        # method=reweight: eq. 3's weight of each class's positive term
     hierarchy: dict[str, Any] | None = None           # method=class2str: the classes' codes, parameter counts
+    split_indicators: dict[str, Any] | None = None    # sdnn/reweight: label-free indicators of the split (sdnn.assess)
     module: Any = field(default=None, repr=False, compare=False)  # the network trained last (not serialised)
 
     ORDER = ("method", "dataset", "model", "seed", "selected_classes", "theta", "theta_history", "phase1",
              "epoch_test_acc", "figures", "neglect_vs_error", "subclass_to_class", "test", "val", "train_seconds",
-             "subclass_sizes", "partition_seconds", "partition_quality", "augmenter", "positive_weight",
-             "hierarchy", "class_names", "config", "data_skipped")
+             "subclass_sizes", "partition_seconds", "partition_quality", "split_indicators", "augmenter",
+             "positive_weight", "hierarchy", "class_names", "config", "data_skipped")
     ALWAYS = set(REQUIRED_KEYS) | {"val", "epoch_test_acc", "class_names", "data_skipped", "partition_quality"}
 
     def to_json(self) -> dict[str, Any]:
@@ -178,6 +179,8 @@ def format_summary(results: Results) -> str:
                           for k, v in quality["per_class"].items())
         lines.append(f"partition quality against the fine labels (NMI/ARI; 1 = the subclasses are the fine classes): "
                      f"{parts}; mean {quality['nmi']:.2f}/{quality['ari']:.2f}")
+    if results.split_indicators:
+        lines.append(_indicators_line(results.split_indicators, class_names))
     if results.hierarchy:
         lines.append(_hierarchy_line(results.hierarchy))
     if results.positive_weight:
@@ -191,6 +194,18 @@ def format_summary(results: Results) -> str:
     if results.figures:
         lines.append("figures: " + ", ".join(results.figures.values()))
     return "\n".join(lines)
+
+
+def _indicators_line(indicators: dict[str, Any], class_names: list[str]) -> str:
+    """The split's label-free indicators (sdnn.assess): per class the gap and stability, the probe's Δ."""
+    parts = ", ".join(f"{class_names[int(k)]} {v['gap']:.2f}/{v['stability']:.2f}"
+                      for k, v in indicators["per_class"].items())
+    line = f"split indicators (gap vs one mode / stability; about 0 = no modes): {parts}"
+    probe = indicators.get("probe")
+    if probe:
+        line += (f"; probe on the phase-1 features: subclass heads {probe['delta']:+.2f} ± {probe['delta_se']:.2f} "
+                 "points over class heads")
+    return line
 
 
 def _hierarchy_line(hierarchy: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["build_subclass_to_class", "subclass_targets", "class_scores", "class_predictions"]
+__all__ = ["build_subclass_to_class", "subclass_targets", "subclass_numbers", "class_scores", "class_predictions"]
 
 
 def build_subclass_to_class(num_classes: int, subclasses_per_class: dict[int, int]) -> Tensor:
@@ -32,6 +32,20 @@ def subclass_targets(class_labels: Tensor, subclass_numbers: Tensor, subclass_to
     subclass_numbers = torch.as_tensor(subclass_numbers, dtype=torch.long)
     base = _first_extra_unit(subclass_to_class, _num_classes(subclass_to_class))[class_labels]
     return torch.where(subclass_numbers == 0, class_labels, base + subclass_numbers)
+
+
+def subclass_numbers(units: Tensor, subclass_to_class: Tensor, cls: int) -> tuple[Tensor, Tensor]:
+    """The observations of class ``cls`` and their subclass numbers 0..H−1, from their output units:
+    ``units`` (n,) unit indices, or an (n, S) multi-hot (each positive class contributes one unit)."""
+    own = torch.nonzero(subclass_to_class == cls).flatten()  # the class's own unit first, then its extra ones
+    if units.ndim == 1:
+        members = torch.nonzero(torch.isin(units, own)).flatten()
+        rank = torch.empty(int(own.max()) + 1, dtype=torch.long)
+        rank[own] = torch.arange(len(own))
+        return members, rank[units[members]]
+    hot = units[:, own] > 0
+    members = torch.nonzero(hot.any(1)).flatten()
+    return members, hot[members].float().argmax(1)
 
 
 def _num_classes(subclass_to_class: Tensor) -> int:

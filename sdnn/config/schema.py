@@ -92,6 +92,7 @@ class ObserveConfig:
     figures: bool = True
     norms_every: int = 10
     per_class_test_acc: bool = True
+    split_indicators: bool = True
 
     def __post_init__(self):
         require(self.norms_every >= 0, "observe.norms_every", self.norms_every, "must be an integer >= 0 (0 = off)")

@@ -7,6 +7,7 @@ and give phase 2's data from it (SPEC §3, §4).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,17 @@ from sdnn.results import Selection
 from sdnn.subclass import build_subclass_to_class, subclass_targets
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class IndicatorSample:
+    """Training observations for the label-free indicators (``sdnn.indicators``): raw inputs as the loaders
+    give them, their classes ((n,) indices or an (n, c) multi-hot) and their phase-2 output units ((n,) unit
+    indices or an (n, S) multi-hot), before any augmented copy."""
+
+    x: torch.Tensor
+    labels: torch.Tensor
+    units: torch.Tensor
 
 
 class SDNNData(pl.LightningDataModule):
@@ -109,6 +121,10 @@ class SDNNData(pl.LightningDataModule):
         """NMI / ARI of the subclasses against the fine labels (merged or coarse classes); None without them."""
         return None
 
+    def indicator_sample(self, partition: Partition, max_rows: int) -> IndicatorSample:
+        """At most ``max_rows`` training observations (a seeded subset) with their classes and units."""
+        raise NotImplementedError
+
 
 def data_module(source: InMemoryDataset | YT8MData, loaded: TensorSplits | YT8MData, progress: bool = True) -> SDNNData:
     """The SDNNData of a loaded dataset: tensors in memory, or YouTube-8M's streams."""
@@ -186,6 +202,14 @@ class InMemoryData(SDNNData):
         return partition_quality(splits.y_train, partition.subclass_of_train, splits.fine_train, partition.classes,
                                  splits.fine_names)
 
+    def indicator_sample(self, partition: Repartition, max_rows: int) -> IndicatorSample:
+        x, y = self.splits.x_train, self.splits.y_train
+        units = subclass_targets(y, torch.as_tensor(partition.subclass_of_train), self.subclass_to_class(partition))
+        if len(y) > max_rows:
+            keep = torch.as_tensor(np.sort(np.random.default_rng(self.seed).choice(len(y), max_rows, replace=False)))
+            x, y, units = x[keep], y[keep], units[keep]
+        return IndicatorSample(x, y, units)
+
     def for_phase2(self, partition: Repartition) -> InMemoryData:
         x, y, numbers = partition.apply(self.splits.x_train, self.splits.y_train)
         targets = subclass_targets(y, numbers, self.subclass_to_class(partition))
@@ -262,6 +286,20 @@ class StreamedData(SDNNData):
 
     def partition_from_arrays(self, arrays):
         return VideoSubclasses.from_arrays(arrays)
+
+    def indicator_sample(self, partition: VideoSubclasses, max_rows: int) -> IndicatorSample:
+        """The first ``max_rows`` training videos in the partition's fixed order, with their subclass targets."""
+        xs, ys, units, count = [], [], [], 0
+        for x, y, ids in self._training_videos():
+            x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
+            rows, cols = np.nonzero(y > 0)
+            inputs, targets = partition.batch(x, rows, cols, list(ids))
+            take = min(len(x), max_rows - count)
+            xs.append(inputs[:take]), ys.append(torch.as_tensor(y[:take]).float()), units.append(targets[:take])
+            count += take
+            if count >= max_rows:
+                break
+        return IndicatorSample(torch.cat(xs), torch.cat(ys), torch.cat(units))
 
     def for_phase2(self, partition: VideoSubclasses) -> StreamedData:
         return StreamedData(self.shards, recipe=partition.prepare(), progress=self.progress)

@@ -1,0 +1,205 @@
+"""Label-free indicators of whether splitting the selected classes can pay off (issue 25): computed from
+phase 1 and the partition alone, with the class labels but never the fine labels.
+
+* ``separation_gap``: how much more the partition explains of a class's spread than the same partitioner
+  explains of a one-mode reference with the class's mean and covariance (a gap statistic, Tibshirani,
+  Walther & Hastie 2001, with a Gaussian reference): ≈ 0 for one elongated mode, > 0 for distinct modes.
+* ``split_stability``: the adjusted Rand index between the splits of two random subsamples, on the
+  observations they share (a label-free stand-in for the NMI against fine labels). k-means splits one
+  elongated mode stably too, so stability alone does not tell modes apart; it flags splits that are noise.
+* ``ridge_probe``: the payoff itself, on the frozen phase-1 features: cross-fitted ridge heads with class
+  targets (eq. 3's one unit per class), subclass targets (a class scores the max of its units, SPEC §5)
+  and the reweight control (the selected classes' positives weighted by H), scored at class level on
+  the held-out folds; the paired per-observation differences give Δ and its standard error.
+
+Pure numpy / torch / scikit-learn: no Lightning, no configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sdnn.subclass import class_scores
+
+__all__ = ["Resplit", "separation_gap", "split_stability", "ClassIndicators", "class_indicators", "ProbeResult",
+           "ridge_probe", "probe_targets"]
+
+# (vectors, seed) -> subclass numbers 0..H-1: the run's partitioner applied again (for references, subsamples)
+Resplit = Callable[[np.ndarray, int], np.ndarray]
+
+
+def _within(vectors: np.ndarray, labels: np.ndarray) -> float:
+    """Σ over subclasses of the squared distances to their means (W_H of the gap statistic)."""
+    total = 0.0
+    for label in np.unique(labels):
+        part = vectors[labels == label]
+        total += float(((part - part.mean(0)) ** 2).sum())
+    return total
+
+
+def _explained_log(vectors: np.ndarray, labels: np.ndarray) -> float:
+    """log(W_H / W_1): the log share of the spread the split leaves within its subclasses (≤ 0)."""
+    whole = _within(vectors, np.zeros(len(vectors), dtype=np.int64))
+    return float(np.log(max(_within(vectors, labels), 1e-300) / max(whole, 1e-300)))
+
+
+def gaussian_reference(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """As many draws as ``vectors`` from a Gaussian with their mean and sample covariance (one mode)."""
+    centred = vectors - vectors.mean(0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    draws = rng.standard_normal((len(vectors), len(s)))
+    return vectors.mean(0) + (draws * (s / np.sqrt(max(len(vectors) - 1, 1)))) @ vt
+
+
+def separation_gap(vectors: np.ndarray, subclasses: np.ndarray, resplit: Resplit, rng: np.random.Generator,
+                   references: int = 3) -> tuple[float, float]:
+    """``(gap, z)``: mean over one-mode references of log(W_H/W_1)(reference, split anew) − log(W_H/W_1)(data),
+    and the gap in units of the references' standard deviation (floored, so a tie is not infinite)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    data = _explained_log(vectors, np.asarray(subclasses))
+    ref = []
+    for r in range(references):
+        reference = gaussian_reference(vectors, rng)
+        ref.append(_explained_log(reference, np.asarray(resplit(reference, r + 1))))
+    gap = float(np.mean(ref) - data)
+    spread = max(float(np.std(ref, ddof=1)) if references > 1 else 0.0, 0.01 * abs(float(np.mean(ref))), 1e-6)
+    return gap, gap / spread
+
+
+def split_stability(vectors: np.ndarray, resplit: Resplit, rng: np.random.Generator, pairs: int = 3,
+                    fraction: float = 0.8) -> float:
+    """Mean adjusted Rand index between the splits of two random ``fraction``-subsamples, on their overlap."""
+    from sklearn.metrics import adjusted_rand_score
+
+    n = len(vectors)
+    size = max(2, int(round(fraction * n)))
+    scores = []
+    for p in range(pairs):
+        first, second = rng.choice(n, size, replace=False), rng.choice(n, size, replace=False)
+        a, b = np.full(n, -1), np.full(n, -1)
+        a[first] = resplit(vectors[first], 100 + 2 * p)
+        b[second] = resplit(vectors[second], 101 + 2 * p)
+        shared = (a >= 0) & (b >= 0)
+        scores.append(adjusted_rand_score(a[shared], b[shared]))
+    return float(np.mean(scores))
+
+
+@dataclass
+class ClassIndicators:
+    """The indicators of one split class (``to_json`` is its entry in results.json ``split_indicators``)."""
+
+    n: int              # observations used (a seeded subsample of the class above ``max_rows``)
+    gap: float          # separation_gap
+    gap_z: float
+    stability: float    # split_stability (ARI)
+
+    def to_json(self) -> dict[str, float]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, resplit: Resplit, seed: int,
+                     max_rows: int = 2000) -> ClassIndicators:
+    """Gap and stability of one class's split (its vectors in the partition's space, its subclass numbers)."""
+    rng = np.random.default_rng(seed)
+    vectors = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
+    subclasses = np.asarray(subclasses)
+    if len(vectors) > max_rows:  # bounded cost: the class's shape is clear from a few thousand observations
+        keep = np.sort(rng.choice(len(vectors), max_rows, replace=False))
+        vectors, subclasses = vectors[keep], subclasses[keep]
+    gap, z = separation_gap(vectors, subclasses, resplit, rng)
+    return ClassIndicators(n=len(vectors), gap=gap, gap_z=z, stability=split_stability(vectors, resplit, rng))
+
+
+# ----------------------------------------------------------------------------------------------- the probe
+
+@dataclass
+class ProbeResult:
+    """Cross-fitted class-level accuracy of ridge heads on frozen features, in percentage points: ``plain``
+    (one unit per class); ``delta`` (subclass head − plain) and ``reweight`` (reweighted − plain), each with
+    its standard error over the ``n`` held-out observations (paired). Multilabel: hit@1 instead of accuracy."""
+
+    plain: float
+    delta: float
+    delta_se: float
+    reweight: float | None
+    reweight_se: float | None
+    n: int
+    folds: int
+
+    def to_json(self) -> dict[str, float | int | None]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def probe_targets(labels: Tensor, subclass_units: Tensor, num_classes: int, units: int) -> tuple[Tensor, Tensor]:
+    """Class and unit indicator matrices ``(n, c)``, ``(n, S)`` for the probe. ``labels``: class indices (n,)
+    or a multi-hot (n, c); ``subclass_units``: the output unit of each observation (n,), or a multi-hot over
+    the S units (multilabel: each positive selected class contributes its assigned subclass, SPEC §4)."""
+    if labels.ndim == 1:
+        classes = torch.nn.functional.one_hot(labels.long(), num_classes).double()
+    else:
+        classes = labels.double()
+    if subclass_units.ndim == 1:
+        unit = torch.nn.functional.one_hot(subclass_units.long(), units).double()
+    else:
+        unit = subclass_units.double()
+    return classes, unit
+
+
+def _standardised(features: Tensor) -> Tensor:
+    """z-scored columns and a constant column (the bias), float64: the ridge penalty then means the same
+    for every feature scale."""
+    x = features.double().reshape(len(features), -1)
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-8)
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+
+
+def ridge_probe(features: Tensor, class_targets: Tensor, unit_targets: Tensor, subclass_to_class: Tensor,
+                selected: Sequence[int], per_class: int, seed: int, folds: int = 5, ridge: float = 1e-2,
+                reweight: bool = True) -> ProbeResult:
+    """Ridge heads W = (XᵀX + λI)⁻¹ XᵀY on ``features`` (n, f), fitted on all folds but one and scored on it:
+    class targets (n, c), unit targets (n, S) (a class's score: the max of its units), and, with ``reweight``,
+    the class head whose selected classes' positives carry weight H (eq. 3 reweighted; one solve per selected
+    class). λ = ``ridge`` × the mean diagonal of XᵀX. A held-out observation counts as right when its top class
+    is one of its classes (multiclass: accuracy; multilabel: hit@1)."""
+    x = _standardised(features)
+    n, d = x.shape
+    yc, yu = class_targets.double(), unit_targets.double()
+    c = yc.shape[1]
+    fold = torch.as_tensor(np.random.default_rng(seed).permutation(n) % folds)
+    grams = [x[fold == f].T @ x[fold == f] for f in range(folds)]  # one pass over the data for every fold
+    gram = sum(grams)
+    penalty = ridge * torch.trace(gram) / d * torch.eye(d, dtype=x.dtype)
+    right = {name: torch.zeros(n, dtype=torch.float64) for name in ("plain", "units", "reweight")}
+    s2c = torch.as_tensor(subclass_to_class)
+    extra = float(per_class - 1)
+    for f in range(folds):
+        held, kept = fold == f, fold != f
+        a = gram - grams[f] + penalty
+        chol = torch.linalg.cholesky(a)
+        xk = x[kept]
+        w_class = torch.cholesky_solve(xk.T @ yc[kept], chol)
+        w_unit = torch.cholesky_solve(xk.T @ yu[kept], chol)
+        xh, yh = x[held], yc[held]
+        right["plain"][held] = _hits(xh @ w_class, yh)
+        right["units"][held] = _hits(class_scores(xh @ w_unit, s2c, c), yh)
+        if reweight:
+            w_re = w_class.clone()
+            for k in selected:  # weighted least squares for the k-th column: positives count H times
+                pos = xk[yc[kept][:, k] > 0]
+                w_re[:, k] = torch.linalg.solve(a + extra * pos.T @ pos, xk.T @ yc[kept][:, k] + extra * pos.sum(0))
+            right["reweight"][held] = _hits(xh @ w_re, yh)
+    units, re = right["units"] - right["plain"], right["reweight"] - right["plain"]
+    se = (lambda diff: 100 * float(diff.std(unbiased=True)) / np.sqrt(n))
+    return ProbeResult(plain=100 * float(right["plain"].mean()), delta=100 * float(units.mean()), delta_se=se(units),
+                       reweight=100 * float(re.mean()) if reweight else None, reweight_se=se(re) if reweight else None,
+                       n=n, folds=folds)
+
+
+def _hits(scores: Tensor, targets: Tensor) -> Tensor:
+    """1.0 where the top-scoring class is one of the observation's classes."""
+    return targets.gather(1, scores.argmax(1, keepdim=True)).squeeze(1).clamp_max(1)
