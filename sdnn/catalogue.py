@@ -190,7 +190,7 @@ def _mapping(path: Path, keys: set[str]) -> dict[str, Any]:
         raise ConfigError(f"{_shown(path)}: must be a mapping of {', '.join(sorted(keys))}")
     unknown = sorted(str(k) for k in spec if k not in keys)
     if unknown:
-        raise ConfigError(f"{_shown(path)}: unknown key(s) {unknown}; a study file has {', '.join(sorted(keys))}")
+        raise ConfigError(f"{_shown(path)}: unknown key(s) {unknown}; the keys are {', '.join(sorted(keys))}")
     return spec
 
 

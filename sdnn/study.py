@@ -328,8 +328,8 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("name", nargs="?", help="a study of the catalogue, conf/study/<name>.yaml")
     parser.add_argument("--on", nargs="+", metavar="OVERRIDE",
                         help="a study on the data and model these run.py overrides choose (instead of a name), "
-                             "e.g. --on dataset=npz dataset.path=features.npz model=lr; default variants: main, "
-                             "partitioner=random, reweight (--variants all: conf/study/variants/regime.yaml)")
+                             "e.g. --on dataset=npz dataset.path=features.npz model=lr (its seeds and default "
+                             "variants, SDNN and its controls: conf/study/on.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the study's own seeds")
     parser.add_argument("--variants", nargs="+", help="variant names, or 'all' (default: the study's defaults)")
     parser.add_argument("--out", type=Path, help="default: studies/<name> (--on: studies/on-<overrides>)")

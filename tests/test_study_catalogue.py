@@ -232,3 +232,11 @@ def test_the_help_lists_the_catalogue(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in study_names():
         assert f"  {name} " in proc.stdout
+
+
+def test_a_broken_base_file_is_named(shelf):
+    (shelf / "base" / "typo.yaml").write_text("overides: [model=lr]\n")
+    (shelf / "x.yaml").write_text("seeds: [0]\nbase: [typo]\nvariants: [regime]\n")
+    with pytest.raises(ConfigError, match=r"base/typo.yaml: unknown key\(s\) \['overides'\]; the keys are files, "
+                                          r"overrides$"):
+        load_study("x")
