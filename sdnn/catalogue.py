@@ -9,8 +9,9 @@
   ``schedule`` also changes the baseline, which then gets its own);
 * ``default_variants`` (default ``[main]``), ``about`` (one line), ``regime`` (its row in the regime map).
 
-A base or study may declare ``files: {name: path}``: ``{name}`` in an override is that file, the path relative to
-the repository unless the environment variable ``SDNN_<NAME>`` gives another (relative to the working folder).
+A base or study may declare ``files: {name: path}``: ``{name}`` in one of its overrides or its variants' is that
+file, the path relative to the repository unless the environment variable ``SDNN_<NAME>`` gives another
+(relative to the working folder).
 ``conf/study/on.yaml`` is the template of ``python -m sdnn.study --on <overrides>`` (the overrides are its base).
 
 Files are read with ``yaml.safe_load``: data only. Anything malformed is a one-line ``ConfigError`` naming the file.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,15 +125,13 @@ def adhoc_study(overrides: Sequence[str], name: str) -> Study:
     overrides = [str(o) for o in overrides]
     if not overrides:
         raise ConfigError("--on needs the run's overrides, e.g. --on dataset=npz dataset.path=features.npz model=lr")
-    from shlex import join
-
-    return _study(name, CATALOGUE / f"{ADHOC}.yaml", invocation="--on " + join(overrides), given=overrides)
+    return _study(name, CATALOGUE / f"{ADHOC}.yaml", invocation="--on " + shlex.join(overrides), given=overrides)
 
 
 def _study(name: str, path: Path, invocation: str, given: Sequence[str] = ()) -> Study:
     spec = _mapping(path, STUDY_KEYS)
     files = dict(_files(path, spec))
-    base: list[str] = [*given]
+    base: list[str] = []
     for base_name in _strings(path, spec, "base"):
         base_path = CATALOGUE / "base" / f"{base_name}.yaml"
         if not re.fullmatch(r"[\w.-]+", base_name) or not base_path.is_file():
@@ -146,12 +146,14 @@ def _study(name: str, path: Path, invocation: str, given: Sequence[str] = ()) ->
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
         raise ConfigError(f"{_shown(path)}: seeds must be a non-empty list of integers >= 0, e.g. [0, 1, 2]")
-    variants = _variants(path, spec.get("variants"), ())
+    variants = {name: Variant(overrides=tuple(_fill(path, o, files) for o in v.overrides),
+                              schedule=tuple(_fill(path, o, files) for o in v.schedule), method=v.method)
+                for name, v in _variants(path, spec.get("variants"), ()).items()}
     defaults = _strings(path, spec, "default_variants") or ["main"]
     for key in ("about", "regime"):
         if not isinstance(spec.get(key, ""), str):
             raise ConfigError(f"{_shown(path)}: {key} must be one line of text")
-    study = Study(name=name, base=tuple(_fill(path, o, files) for o in base), seeds=tuple(seeds), variants=variants,
+    study = Study(name=name, base=(*given, *(_fill(path, o, files) for o in base)), seeds=tuple(seeds), variants=variants,
                   about=spec.get("about", ""), regime=spec.get("regime", ""), default_variants=tuple(defaults),
                   files=tuple(files.values()), invocation=invocation)
     missing = [v for v in study.default_variants if v not in variants]

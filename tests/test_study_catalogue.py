@@ -208,15 +208,18 @@ def test_a_variant_set_that_includes_itself_is_an_error(shelf):
 def test_a_new_study_is_one_small_file_with_its_own_data_file(shelf, tmp_path, monkeypatch):
     """What the next regime cell looks like: a features file, a base from the catalogue, a variant set."""
     (shelf / "features_lr.yaml").write_text(
-        "about: LR on my features\nregime: features × LR\nfiles: {features: data/features.npz}\n"
+        "about: LR on my features\nregime: features × LR\n"
+        "files: {features: data/features.npz, audio: data/audio.npz}\n"
         "overrides: [dataset=npz, 'dataset.path={features}', model=lr]\nseeds: [3, 4]\n"
-        "variants: [regime, {k=1: {overrides: [subclass.num_classes_to_repartition=1]}}]\n"
+        "variants: [regime, {k=1: {overrides: [subclass.num_classes_to_repartition=1]}},\n"
+        "           {audio: {overrides: ['dataset.path={audio}']}}]\n"
         "default_variants: [main, reweight]\n")
     monkeypatch.setattr(catalogue, "REPOSITORY", tmp_path)
     study = load_study("features_lr")
     assert study.base == ("dataset=npz", f"dataset.path={tmp_path / 'data' / 'features.npz'}", "model=lr")
     assert study.seeds == (3, 4) and study.pick(None) == ["main", "reweight"]
-    assert list(study.variants)[-1] == "k=1" and study.pick(["all"])[0] == "main"
+    assert list(study.variants)[-2:] == ["k=1", "audio"] and study.pick(["all"])[0] == "main"
+    assert study.variants["audio"].overrides == (f"dataset.path={tmp_path / 'data' / 'audio.npz'}",)
     assert study.variants["loss=focal"] == Variant(overrides=("loss=focal",), method="baseline")
     assert "features_lr" in study_names()
     with pytest.raises(ConfigError, match="features.npz: no such file .*SDNN_FEATURES=/path/to/features.npz"):
