@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import re
 from collections.abc import Sequence
@@ -58,6 +59,13 @@ class CheckpointError(SDNNError):
 
 class DiskError(SDNNError):
     """A file of the run could not be written (disk full, read-only, no permission)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``error: ...``, exit status 2), like the rest of sdnn."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
 
 
 class Interrupted(KeyboardInterrupt):

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from sdnn.artifact import launch_dir_of, load_model
-from sdnn.errors import DataError, user_message
+from sdnn.errors import DataError, OneLineParser, user_message
 from sdnn.predict.infer import compare_with_results, format_metrics, predict
 from sdnn.predict.sources import input_source, split_source, working_directory
 from sdnn.runlog import PlainProgress
@@ -47,13 +47,6 @@ DEFAULT_TOP_K = 20  # multilabel runs
 
 
 # ----------------------------------------------------------------------------- command line plumbing
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line (``error: ...``, exit status 2), like the rest of sdnn."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {self.prog}: {message}\n")
-
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
