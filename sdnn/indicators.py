@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from sdnn.subclass import class_scores
@@ -111,8 +112,10 @@ def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, resplit: Respl
     if len(vectors) > max_rows:  # bounded cost: the class's shape is clear from a few thousand observations
         keep = np.sort(rng.choice(len(vectors), max_rows, replace=False))
         vectors, subclasses = vectors[keep], subclasses[keep]
-    gap, z = separation_gap(vectors, subclasses, resplit, rng)
-    return ClassIndicators(n=len(vectors), gap=gap, gap_z=z, stability=split_stability(vectors, resplit, rng))
+    with threadpool_limits(1):  # a few thousand rows: one BLAS/OpenMP thread beats a contended pool many times over
+        gap, z = separation_gap(vectors, subclasses, resplit, rng)
+        stability = split_stability(vectors, resplit, rng)
+    return ClassIndicators(n=len(vectors), gap=gap, gap_z=z, stability=stability)
 
 
 # ----------------------------------------------------------------------------------------------- the probe
