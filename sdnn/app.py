@@ -21,8 +21,8 @@ from sdnn.errors import Interrupted
 from sdnn.job import Job
 from sdnn.lit.progress import PHASE_TITLES
 from sdnn.lit.resume import config_fingerprint
-from sdnn.pipeline import RECIPES
-from sdnn.pipeline import run as run_recipe
+from sdnn.recipes import RECIPES
+from sdnn.recipes import run as run_recipe
 from sdnn.results import Results, format_summary
 from sdnn.runlog import quiet
 

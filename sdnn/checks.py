@@ -31,6 +31,9 @@ def check_loss(settings: Settings, loss: Any) -> None:
     """Every method other than baseline needs the loss's subclass form (``for_subclasses``), so a loss without
     one (focal, poly1, ...) is an error naming the fix; reweight and class2str need eq. 3 itself."""
     method, name = settings.method, settings.loss_name
+    if method == Method.auto and not (hasattr(loss, "reweighted") and has_subclass_form(loss)):
+        raise ConfigError(f"method=auto trains the baseline, reweight and SDNN with eq. 3 / eq. 11 (the sigmoid CE): "
+                          f"use loss=bce, not loss={name}")
     if method == Method.reweight and not hasattr(loss, "reweighted"):
         raise ConfigError(f"method=reweight weights the positive term of eq. 3 (the sigmoid CE): use loss=bce, "
                           f"not loss={name}")
@@ -80,7 +83,7 @@ def check_classes(settings: Settings, data: TensorSplits) -> None:
         fix = "lower dataset.val_fraction (e.g. 0.1)" if fraction else "every class needs training samples"
         raise ConfigError(f"{cause} class(es) {listed(empty)} have no training sample left ({len(data.y_train)} "
                           f"training samples in all); {fix}")
-    if settings.method != Method.sdnn or getattr(data, "streamed", False):
+    if settings.method not in (Method.sdnn, Method.auto) or getattr(data, "streamed", False):
         return
     candidates = sub.classes if sub.classes is not None else range(c)  # eq. 10 may select any class
     smallest = min(candidates, key=lambda k: (int(counts[k]), k))
@@ -103,6 +106,12 @@ def check_against_data(settings: Settings, data: TensorSplits | YT8MData, loss: 
     c, sub = data.num_classes, settings.subclass
     if c < 2:
         raise DataError(f"dataset '{name}' has {c} class: a classifier needs at least 2 classes (labels 0..c-1)")
+    if settings.method == Method.auto and getattr(data, "x_val", None) is None:
+        raise ConfigError(f"method=auto chooses on a validation split, and dataset '{name}' has none; add "
+                          "dataset.val_fraction=0.2 (the test split is never used to choose)")
+    if settings.method == Method.auto and sub.classes is not None:
+        raise ConfigError(f"method=auto chooses how many classes to split (auto.candidates: sdnn-k<k>); leave "
+                          f"subclass.classes={sub.classes} out, or use method=sdnn with it")
     if settings.method in (Method.sdnn, Method.reweight):
         if sub.classes is not None:
             unknown = [k for k in sub.classes if not 0 <= k < c]
@@ -111,7 +120,7 @@ def check_against_data(settings: Settings, data: TensorSplits | YT8MData, loss: 
         elif sub.num_classes_to_repartition >= c:
             raise ConfigError(f"subclass.num_classes_to_repartition={sub.num_classes_to_repartition} but dataset "
                               f"'{name}' has {c} classes; choose 1..{c - 1}")
-    if settings.method == Method.sdnn:
+    if settings.method in (Method.sdnn, Method.auto):
         if online and not partitioner.online:
             raise ConfigError(f"partitioner={partitioner.name} needs each class in memory; for "
                               f"dataset={name} use partitioner=median_split (Algorithm 1, on-line over the "

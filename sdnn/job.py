@@ -35,6 +35,7 @@ class Job:
     cache: Phase1Cache
     config: dict[str, Any]     # the resolved configuration: an opaque snapshot for results.json
     backbone_config: dict[str, Any]   # the backbone's ``_target_`` and arguments: the model card rebuilds it
+    shared_phase1: Any = None   # a Phase1Result the recipe takes instead of running phase 1 (method=auto's candidates)
 
     @property
     def method(self) -> Method:

@@ -14,10 +14,9 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from sdnn.assess import assess
 from sdnn.cache import atomic_savez, atomic_write_json
 from sdnn.class2str import from_settings
-from sdnn.config import Method
 from sdnn.errors import ConfigError
-from sdnn.figures import hierarchy_keys, phase1_keys, with_accuracy_figure
-from sdnn.job import Job, Recipe
+from sdnn.figures import hierarchy_keys, phase1_keys
+from sdnn.job import Job
 from sdnn.lit import NeglectCallback
 from sdnn.lit.module import embedder
 from sdnn.lit.progress import short
@@ -26,10 +25,6 @@ from sdnn.losses import SigmoidCrossEntropy
 from sdnn.neglect import last_window_theta
 from sdnn.repartition import Partition, select_classes
 from sdnn.results import Phase1Result, Results, Selection, nan_to_none
-
-
-def run(job: Job) -> Results:
-    return with_accuracy_figure(job, RECIPES[job.method].run(job))
 
 
 def baseline(job: Job) -> Results:
@@ -111,13 +106,10 @@ def class2str(job: Job) -> Results:
                        phase1=phase1.summary(), **hierarchy_keys(job, result.module.head))
 
 
-RECIPES = {Method.baseline: Recipe(baseline, ("baseline",)), Method.sdnn: Recipe(sdnn, ("phase1", "phase2")),
-           Method.reweight: Recipe(reweight, ("phase1", "reweight")),
-           Method.class2str: Recipe(class2str, ("phase1", "class2str"))}
-
-
 def run_phase1(job: Job) -> Phase1Result:
     """θ history and phase-1 weights, from the cache when the same phase 1 was run before."""
+    if job.shared_phase1 is not None:
+        return job.shared_phase1
     cache, use_cache, data = job.cache, job.phase1.use_cache, job.data
     absent = not (use_cache and cache.has_phase1())
     cached = cache.load_phase1() if use_cache else None  # None: not there, or damaged (said so; computed again)

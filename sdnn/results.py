@@ -95,12 +95,13 @@ class Results:
     positive_weight: list[float] | None = None        # method=reweight: eq. 3's weight of each class's positive term
     hierarchy: dict[str, Any] | None = None           # method=class2str: the classes' codes, parameter counts
     split_indicators: dict[str, Any] | None = None    # sdnn/reweight: label-free indicators of the split (sdnn.assess)
+    auto: dict[str, Any] | None = None                # method=auto: the candidates' validation records, the choice
     module: Any = field(default=None, repr=False, compare=False)  # the network trained last (not serialised)
 
     ORDER = ("method", "dataset", "model", "seed", "selected_classes", "theta", "theta_history", "phase1",
              "epoch_test_acc", "figures", "neglect_vs_error", "subclass_to_class", "test", "val", "train_seconds",
              "subclass_sizes", "partition_seconds", "partition_quality", "split_indicators", "augmenter",
-             "positive_weight", "hierarchy", "class_names", "config", "data_skipped")
+             "positive_weight", "hierarchy", "auto", "class_names", "config", "data_skipped")
     ALWAYS = set(REQUIRED_KEYS) | {"val", "epoch_test_acc", "class_names", "data_skipped", "partition_quality"}
 
     def to_json(self) -> dict[str, Any]:
@@ -133,7 +134,8 @@ class Results:
 
 
 # the network whose test accuracy a run reports, per method (the summary names it)
-FINAL_PHASE = {"sdnn": "phase 2", "baseline": "baseline", "reweight": "reweight", "class2str": "class2str"}
+FINAL_PHASE = {"sdnn": "phase 2", "baseline": "baseline", "reweight": "reweight", "class2str": "class2str",
+               "auto": "chosen"}
 
 
 def format_summary(results: Results) -> str:
@@ -155,7 +157,7 @@ def format_summary(results: Results) -> str:
     columns = [("class", 12, lambda i: class_names[i][:12])]
     if results.theta is not None:
         columns.append(("θ after phase 1", 15, lambda i: "-" if theta[i] is None else f"{theta[i]:.3f}"))
-    if results.method in ("sdnn", "reweight"):
+    if results.method in ("sdnn", "reweight", "auto"):
         columns.append(("selected", 8, lambda i: "yes" if i in selected else ""))
     if results.subclass_sizes is not None:
         columns.append(("subclass sizes", 14, lambda i: "/".join(str(s) for s in sizes.get(str(i), []))))
@@ -181,6 +183,8 @@ def format_summary(results: Results) -> str:
                      f"{parts}; mean {quality['nmi']:.2f}/{quality['ari']:.2f}")
     if results.split_indicators:
         lines.append(_indicators_line(results.split_indicators, class_names))
+    if results.auto:
+        lines += _auto_lines(results.auto)
     if results.hierarchy:
         lines.append(_hierarchy_line(results.hierarchy))
     if results.positive_weight:
@@ -206,6 +210,22 @@ def _indicators_line(indicators: dict[str, Any], class_names: list[str]) -> str:
         line += (f"; probe on the phase-1 features: subclass heads {probe['delta']:+.2f} ± {probe['delta_se']:.2f} "
                  "points over class heads")
     return line
+
+
+def _auto_lines(auto: dict[str, Any]) -> list[str]:
+    """method=auto: each candidate's validation accuracy and gain over the baseline; the choice and why."""
+    lines = ["method=auto, candidates on the validation split (test: the chosen one only):",
+             f"  {'candidate':>10}  {'val acc':>8}  {'gain (points)':>13}  {'in SEs':>6}  {'lower bound':>11}"]
+    for name, r in auto["candidates"].items():
+        if "skipped" in r:
+            lines.append(f"  {name:>10}  skipped: {r['skipped']}")
+            continue
+        gain = (f"{100 * r['val_gain']:+13.2f}  {r['z']:6.1f}  {100 * r['val_gain_lower']:+11.2f}"
+                if "val_gain" in r else f"{'':13}  {'':6}  {'':11}")
+        mark = "  <- chosen" if name == auto["chosen"] else ""
+        lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%  {gain}{mark}")
+    lines.append(f"chosen: {auto['why']}")
+    return lines
 
 
 def _hierarchy_line(hierarchy: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import collections
 import dataclasses
 import enum
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -34,6 +35,7 @@ class Method(str, enum.Enum):
     baseline = "baseline"
     reweight = "reweight"   # control: SDNN's selection, no split, the selected classes' positive term × H
     class2str = "class2str"  # the latent-hierarchy classifier of Class2Str (Saha et al., ICPR 2018)
+    auto = "auto"           # the best of baseline, reweight and SDNN on the validation split (sdnn.auto)
 
     def __str__(self) -> str:
         return self.value
@@ -170,6 +172,29 @@ class Class2StrConfig:
 
 
 @dataclass
+class AutoConfig:
+    """``method=auto`` (sdnn.auto): the candidates, each trained from one phase 1 and compared on validation only."""
+
+    candidates: list[str] = field(default_factory=lambda: ["baseline", "reweight", "sdnn-k1", "sdnn-k2", "sdnn-k3"])
+    confidence: float = 0.95   # a candidate beats the baseline when the paired bootstrap's lower bound is above 0
+    bootstrap: int = 2000      # resamples of the validation observations
+    skip_hopeless: bool = True  # skip a candidate whose expected Δ (sdnn.advise's 80% interval) lies below 0
+
+    def __post_init__(self):
+        names = list(self.candidates)
+        bad = [n for n in names if not (n in ("baseline", "reweight") or re.fullmatch(r"sdnn-k[1-9]\d*", n))]
+        require(bool(names) and not bad, "auto.candidates", names,
+                "must list baseline, reweight and sdnn-k<k> (SDNN splitting the k most neglected classes), e.g. "
+                "[baseline,reweight,sdnn-k1,sdnn-k2,sdnn-k3]")
+        require(len(set(names)) == len(names), "auto.candidates", names, "names a candidate twice")
+        require("baseline" in names, "auto.candidates", names,
+                "must include baseline (the reference every other candidate has to beat on validation)")
+        require(0.5 <= self.confidence < 1, "auto.confidence", self.confidence,
+                "must be in [0.5, 1) (one-sided confidence that a candidate's validation gain is above 0)")
+        require(self.bootstrap >= 100, "auto.bootstrap", self.bootstrap, "must be an integer >= 100 (resamples)")
+
+
+@dataclass
 class RunConfig:
     """The whole configuration: the plain keys typed, the picked groups (``_target_`` nodes) as they are."""
 
@@ -181,6 +206,7 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     class2str: Class2StrConfig = field(default_factory=Class2StrConfig)
+    auto: AutoConfig = field(default_factory=AutoConfig)
     dataset: Any = MISSING
     model: Any = MISSING
     loss: Any = MISSING
@@ -403,6 +429,7 @@ class Settings:
     checkpoint: CheckpointConfig
     performance: PerformanceConfig
     class2str: Class2StrConfig
+    auto: AutoConfig
     dataset: DatasetKeys
     optim: OptimizerKeys
     scheduler: SchedulerKeys
@@ -439,7 +466,7 @@ def validate_config(cfg: DictConfig) -> Settings:
     plain = {name: typed(schema, cfg.get(name), name)
              for name, schema in (("phase1", Phase1Config), ("subclass", SubclassConfig), ("observe", ObserveConfig),
                                   ("checkpoint", CheckpointConfig), ("performance", PerformanceConfig),
-                                  ("class2str", Class2StrConfig))}
+                                  ("class2str", Class2StrConfig), ("auto", AutoConfig))}
     dataset = cfg.dataset
     dataset_keys = typed(DatasetKeys, dataset, "dataset")
     if "augment" in dataset:

@@ -57,6 +57,7 @@ class SDNNModule(pl.LightningModule):
             self.test_acc = MulticlassAccuracy(num_classes, average="micro")
             self.test_per_class = MulticlassStatScores(num_classes, average=None)  # per class: tp, fp, tn, fn, n
         self.test_results: dict[str, Any] = {}
+        self.val_hits: list[Tensor] = []  # the last validation pass, per observation (method=auto's paired guard)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self.backbone(x)
@@ -84,10 +85,19 @@ class SDNNModule(pl.LightningModule):
         self.log("train/loss", loss)
         return {"loss": loss, "features": features.detach(), "logits": logits.detach(), "targets": targets}
 
+    def on_validation_epoch_start(self):
+        self.val_hits = []
+
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.val_acc.update(class_predictions(self(x)[1], self.subclass_to_class), y)
+        pred = class_predictions(self(x)[1], self.subclass_to_class)
+        self.val_acc.update(pred, y)
+        self.val_hits.append(pred == y)
         self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def val_correct(self) -> Tensor:
+        """1 where the last validation pass classified the observation right, in the validation loader's order."""
+        return torch.cat(self.val_hits).cpu() if self.val_hits else torch.zeros(0, dtype=torch.bool)
 
     def test_step(self, batch, batch_idx):
         x, y = batch

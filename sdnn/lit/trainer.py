@@ -39,6 +39,7 @@ class Training:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     per_class_test_acc: bool = True
     console: Console = field(default_factory=Console)
+    test: bool = True   # False: train and validate only (method=auto tests the chosen candidate alone)
 
     @property
     def max_epochs(self) -> int:
@@ -67,7 +68,10 @@ def interruptible(trainer: pl.Trainer):
 def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epochs: float, training: Training,
                 callbacks: Sequence[pl.Callback] = ()) -> PhaseResult:
     """Train a fresh network (``build()`` after seeding, so a cached phase 1 leaves phase 2
-    unchanged) for ``epochs`` (fractions allowed), then test it."""
+    unchanged) for ``epochs`` (fractions allowed), then test it. ``training.test=False`` (method=auto's
+    candidates): no look at the test split at all; one validation pass of the final weights instead (also after
+    a resume, which trains no epoch)."""
+    test = training.test
     pl.seed_everything(training.seed, workers=True, verbose=False)
     module = build()
     settings = training.trainer
@@ -75,7 +79,7 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     ours = [*data.callbacks(), *callbacks]
     accuracy = None
     tensors = data.test_tensors()
-    if training.per_class_test_acc and tensors is not None:
+    if test and training.per_class_test_acc and tensors is not None:
         accuracy = PerClassAccuracyHistory(*tensors, batch_size=4 * data.batch_size)
         ours.append(accuracy)
     live = training.bars and training.console.interactive  # a rich bar on a terminal; else a line per epoch
@@ -107,11 +111,27 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     with interruptible(trainer):
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)  # sdnn.lit.resume: never code
     seconds = time.perf_counter() - start
+    with interruptible(trainer):
+        if not test:
+            trainer.validate(module, datamodule=data, verbose=False)
     val = trainer.callback_metrics.get("val/acc")  # the validation split's accuracy after the last epoch
     with interruptible(trainer):
-        trainer.test(module, datamodule=data, verbose=False)
+        if test:
+            trainer.test(module, datamodule=data, verbose=False)
     training.loggers.finish(logger)
     return PhaseResult(test=module.test_results,
                        val={"acc": float(val)} if val is not None and data.has_validation else None,
                        seconds=seconds, epoch_test_acc=accuracy.history if accuracy is not None else [],
                        module=module)
+
+
+def test_module(module: SDNNModule, data: SDNNData, training: Training) -> dict[str, Any]:
+    """The test metrics of a trained ``module`` (method=auto's chosen candidate: the one test of the run)."""
+    settings = training.trainer
+    trainer = training.make_trainer(accelerator=settings.accelerator, devices=settings.devices,
+                                    num_nodes=settings.num_nodes, precision=settings.precision, logger=False,
+                                    enable_progress_bar=False, enable_checkpointing=False, use_distributed_sampler=False,
+                                    default_root_dir=str(training.run_dir), enable_model_summary=False)
+    with interruptible(trainer):
+        trainer.test(module, datamodule=data, verbose=False)
+    return module.test_results
