@@ -56,14 +56,15 @@ RECIPE = {Method.baseline: baseline, Method.reweight: reweight, Method.sdnn: sdn
 
 
 def candidates_of(job: Job) -> list[Candidate]:
-    """The configured candidates, checked against the data (k below the number of classes)."""
+    """The configured candidates that fit the data: ``sdnn-k<k>`` with k at least the number of classes is left
+    out, and the run says so."""
     candidates = [Candidate.parse(name) for name in job.settings.auto.candidates]
     c = job.data.num_classes
-    too_many = [cand.name for cand in candidates if cand.k is not None and cand.k >= c]
-    if too_many:
-        raise ConfigError(f"auto.candidates: {', '.join(too_many)} would split {too_many[0].removeprefix('sdnn-k')} "
-                          f"or more of the {c} classes; choose sdnn-k1 .. sdnn-k{c - 1}")
-    return candidates
+    left_out = [cand.name for cand in candidates if cand.k is not None and cand.k >= c]
+    if left_out:
+        job.say(f"auto: leaving out {', '.join(left_out)} (dataset '{job.data.name}' has {c} classes; SDNN splits "
+                f"1 to {c - 1} of them)")
+    return [cand for cand in candidates if cand.name not in left_out]
 
 
 def candidate_job(job: Job, candidate: Candidate, phase1: Phase1Result) -> Job:

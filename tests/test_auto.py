@@ -1,0 +1,171 @@
+"""method=auto (sdnn/auto.py): the candidates trained from one phase 1 and chosen on validation, on hand-made data
+whose answer is known; the guard against slow references; determinism, resume between candidates, the errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sdnn.stats import paired_bootstrap
+from tests.conftest import QUICK_GUARD, compose_config, run_cli
+
+QUIET = ["logger=none", "trainer.enable_progress_bar=false", "observe.figures=false", "observe.norms_every=0",
+         "observe.per_class_test_acc=false"]
+SHORT = ["phase1.epochs=3", "trainer.max_epochs=8", "optim.lr=0.1", "scheduler.milestones=[6]",
+         "dataset.batch_size=64", "model=lr", "checkpoint.every_n_epochs=0", *QUIET]
+
+
+def write_blobs(path, multimodal: bool, seed: int = 0, per_class: int = 300, with_val: bool = True):
+    """Three classes in the plane (padded to 4 features). ``multimodal``: class 0 is two blobs on either side of
+    class 1's one, which no hyperplane separates, and which class 0's subclasses (its blobs) let a linear head
+    tell apart; else one well-separated blob a class (nothing for subclasses to buy)."""
+    rng = np.random.default_rng(seed)
+    if multimodal:
+        centres = [[(-5, 0), (5, 0)], [(0, 0)], [(0, 6)]]
+    else:
+        centres = [[(-5, 0)], [(0, 3)], [(5, 0)]]
+
+    def draw(n):
+        x, y = [], []
+        for label, modes in enumerate(centres):
+            for mode in range(n):
+                x.append(np.r_[np.asarray(modes[mode % len(modes)]) + 0.8 * rng.standard_normal(2),
+                               rng.standard_normal(2)])
+                y.append(label)
+        order = rng.permutation(len(y))
+        return np.asarray(x, dtype=np.float32)[order], np.asarray(y, dtype=np.int64)[order]
+
+    arrays = {}
+    for split, n in (("train", per_class), ("test", per_class // 2)) + ((("val", per_class // 2),) if with_val else ()):
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = draw(n)
+    np.savez(path, **arrays)
+    return path
+
+
+def _auto(tmp_path, data, extra=(), name="run"):
+    from sdnn.app import run
+
+    cfg = compose_config([f"dataset=npz", f"dataset.path={data}", "method=auto", *SHORT,
+                          f"phase1.cache_dir={tmp_path / 'cache'}", *extra])
+    return run(cfg, tmp_path / name).to_json()
+
+
+def test_auto_picks_sdnn_where_a_class_is_two_modes(tmp_path):
+    results = _auto(tmp_path, write_blobs(tmp_path / "modes.npz", multimodal=True))
+    auto = results["auto"]
+    assert auto["chosen"].startswith("sdnn-k"), auto["why"]
+    chosen = auto["candidates"][auto["chosen"]]
+    assert chosen["val_gain"] > 0.05 and chosen["val_gain_lower"] > 0
+    assert results["method"] == "auto" and 0 in results["selected_classes"]
+    assert results["val"]["acc"] == pytest.approx(chosen["val_acc"])
+    # the chosen network is the run's model, and its test accuracy the one test of the run
+    card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
+    assert card["subclass_to_class"] == results["subclass_to_class"] and len(results["subclass_to_class"]) > 3
+    assert list(auto["candidates"]) == ["baseline", "reweight", "sdnn-k1", "sdnn-k2"]  # sdnn-k3: 3 classes only
+    for k in (1, 2):  # each candidate is a run of its own in auto/<name>/
+        assert len(json.loads((tmp_path / "run" / "auto" / f"sdnn-k{k}" / "subclasses.json").read_text())
+                   ["settings"]["classes"]) == k
+
+
+def test_auto_keeps_the_baseline_where_nothing_beats_it(tmp_path):
+    results = _auto(tmp_path, write_blobs(tmp_path / "blobs.npz", multimodal=False))
+    auto = results["auto"]
+    assert auto["chosen"] == "baseline", auto["why"]
+    assert all(r.get("val_gain_lower", -1) <= 0 for n, r in auto["candidates"].items() if n != "baseline")
+    assert results["subclass_to_class"] == [0, 1, 2] and "no candidate" in auto["why"]
+
+
+def test_auto_is_deterministic_and_resumes_between_candidates_to_the_same_choice(tmp_path, monkeypatch):
+    """A run interrupted after its first candidate, run again in its folder, ends as an uninterrupted one."""
+    import sdnn.auto
+    from sdnn.config import Method
+    from sdnn.errors import Interrupted
+
+    data = write_blobs(tmp_path / "modes.npz", multimodal=True, seed=1)
+    resumable = ["checkpoint.every_n_epochs=1", "auto.candidates=[baseline,reweight,sdnn-k1]"]
+    whole = _auto(tmp_path, data, resumable, name="whole")
+    again = _auto(tmp_path, data, resumable, name="again")
+
+    def _strip(results):
+        skip = {"seconds", "train_seconds", "partition_seconds", "cache_dir", "origin", "cached"}
+
+        def walk(value):
+            if isinstance(value, dict):
+                return {k: walk(v) for k, v in value.items() if k not in skip}
+            return [walk(v) for v in value] if isinstance(value, list) else value
+        return walk(results)
+
+    assert _strip(whole) == _strip(again)
+
+    original = sdnn.auto.RECIPE[Method.reweight]
+
+    def killed(job):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sdnn.auto.RECIPE, Method.reweight, killed)
+    with pytest.raises(Interrupted):
+        _auto(tmp_path, data, resumable, name="killed")
+    assert (tmp_path / "killed" / "auto" / "baseline" / "baseline" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "killed" / "results.json").exists()
+    monkeypatch.setitem(sdnn.auto.RECIPE, Method.reweight, original)
+    resumed = _auto(tmp_path, data, resumable, name="killed")
+    assert _strip(resumed) == _strip(whole)
+
+
+def test_the_guard_chooses_only_a_gain_clear_of_the_noise():
+    from types import SimpleNamespace
+
+    from sdnn.auto import choose
+    from sdnn.config import AutoConfig
+
+    job = SimpleNamespace(settings=SimpleNamespace(auto=AutoConfig()), seed=0)
+    rng = np.random.default_rng(0)
+    base = (rng.random(400) < 0.8).astype(float)
+    clear = base.copy()
+    clear[np.flatnonzero(base == 0)[:40]] = 1  # 40 more right, none worse: +10 points
+    slight = base.copy()
+    slight[np.flatnonzero(base == 0)[:2]] = 1  # +0.5 points: 2 observations
+    chosen, records, why = choose({"baseline": base, "reweight": slight, "sdnn-k1": clear}, job)
+    assert chosen == "sdnn-k1" and records["sdnn-k1"]["val_gain"] == pytest.approx(0.1)
+    chosen, records, why = choose({"baseline": base, "reweight": slight}, job)
+    assert chosen == "baseline" and "clear of the noise" in why
+    worse = 1 - base
+    chosen, _, _ = choose({"baseline": base, "sdnn-k2": worse}, job)
+    assert chosen == "baseline"
+    chosen, _, _ = choose({"baseline": base, "sdnn-k1": clear, "sdnn-k2": clear.copy()}, job)
+    assert chosen == "sdnn-k1"  # equal: the first listed
+
+
+def test_paired_bootstrap_against_a_loop():
+    rng = np.random.default_rng(3)
+    d = rng.integers(-1, 2, 150).astype(float)
+    out = paired_bootstrap(d, resamples=500, seed=7, confidence=0.9)
+    again = np.random.default_rng(7)
+    means = []
+    for _ in range(2):  # the same draws, block by block, one resample at a time
+        block = again.integers(0, len(d), (256 if not means else 500 - 256, len(d)))
+        means += [float(np.mean(d[row])) for row in block]
+    assert out["mean"] == pytest.approx(d.mean())
+    assert out["se"] == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)))
+    assert out["lower"] == pytest.approx(np.quantile(means, 0.1))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["no validation split"], "dataset.val_fraction"),
+    (["loss=ce"], "use loss=bce"),
+    (["subclass.classes=[0]"], "leave subclass.classes=[0] out"),
+    (["auto.candidates=[reweight,sdnn-k1]"], "must include baseline"),
+    (["auto.candidates=[baseline,sdnn-two]"], "sdnn-k<k>"),
+    (["auto.confidence=1.5"], "auto.confidence=1.5"),
+])
+def test_auto_errors_are_one_line(tmp_path, extra, message):
+    data = write_blobs(tmp_path / "modes.npz", multimodal=True, per_class=30, with_val=extra != ["no validation split"])
+    extra = [] if extra == ["no validation split"] else extra
+    proc = run_cli(["dataset=npz", f"dataset.path={data}", "method=auto", *SHORT, f"hydra.run.dir={tmp_path / 'r'}",
+                    f"phase1.cache_dir={tmp_path / 'cache'}", *extra], timeout=QUICK_GUARD)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r" / "phase1").exists()
