@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from sdnn.config.wording import CONF
 NOT_CHOSEN = ("base", "local")  # groups that options build on, or the user's own file: never typed as group=option
 
 

@@ -1,5 +1,6 @@
 """The wording of configuration errors: one line that names the key, the value as typed and the fix
-(``require``), OmegaConf's and Hydra's errors reworded (``one_line``, ``composition_error``) and where a key
+(``require``), OmegaConf's and Hydra's errors reworded (``one_line``, ``composition_error``: an override Hydra
+cannot parse, an unknown key or option with the closest known one, from ``sdnn.config.names``) and where a key
 of an earlier layout went (``moved_hint``). No torch, no Hydra at import."""
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def shown(value: Any) -> str:
     return str(value)
 
 
+_ABSENT = object()
+
+
 def _given(values: Mapping[str, Any], key: str) -> Any:
     """The value at ``key`` (``a.b``, ``a[1]``) in ``values``; ``_ABSENT`` where there is none."""
     node: Any = values
@@ -62,8 +66,6 @@ def _given(values: Mapping[str, Any], key: str) -> Any:
             return _ABSENT
     return node
 
-
-_ABSENT = object()
 
 
 def one_line(exc: OmegaConfBaseException, prefix: str = "", given: Mapping[str, Any] | None = None) -> str:
