@@ -4,6 +4,7 @@ a configuration that cannot work with this data fails in seconds with one line."
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 import yaml
 
 from sdnn.config import Method, Settings, TrainerSettings
+from sdnn.config.names import closest
 from sdnn.config.wording import shown
 from sdnn.data.tensors import TensorSplits
 from sdnn.data.yt8m import YT8MData
@@ -89,6 +91,19 @@ def check_devices(trainer: TrainerSettings) -> None:
         raise ConfigError(f"trainer.devices={devices} starts {processes} training processes, which needs a DDP "
                           f"strategy: use trainer={option} trainer.devices={devices} (conf/trainer/{option}.yaml), "
                           "or trainer.devices=1")
+
+
+def check_trainer_arguments(trainer_class: type, trainer: TrainerSettings) -> None:
+    """Every other key of the ``trainer`` group (``+trainer.gradient_clip_val=1``) is an argument of its class: a
+    misspelled one would be a TypeError with a traceback when the first phase starts."""
+    parameters = inspect.signature(trainer_class).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(trainer.arguments) - set(parameters))
+    if unknown:
+        near = closest(unknown[0], list(parameters))
+        fix = f"did you mean trainer.{near}?" if near else f"its arguments: {', '.join(parameters)}"
+        raise ConfigError(f"trainer.{unknown[0]} is not an argument of {trainer.target}; {fix}")
 
 
 def cpu_cores() -> int:

@@ -23,7 +23,8 @@ of ``BAD_FILES`` below. In-process (``validate_config``, ``sdnn.build.build_job`
 | 28   | trainer.devices above the CPU cores, or > 1 without a DDP strategy (CPU and GPU) | the cores, trainer=ddp_cpu / ddp |
 
 Issue 28 through the CLI: ``+key`` without a value and another override Hydra cannot parse, a value of the wrong
-type (shown as typed), a misspelled group name or key (with and without ``+``: "did you mean"), more DDP processes
+type (shown as typed), a misspelled group name or key (with and without ``+``, a Trainer argument: "did you
+mean"), more DDP processes
 than cores and more than one without DDP; every one of them, and every other case through the CLI, is exactly one
 line on stderr, and run.log has no other package's line (tests/test_config.py: the wording of each kind).
 """
@@ -119,6 +120,7 @@ BAD_FILES = {
     (["trainer.max_epochs=1.5"], "trainer.max_epochs=1.5:"),                  # the value as typed
     (["modle=cnn"], "did you mean model=cnn?"),
     (["+subclass.per_clas=3"], "did you mean subclass.per_class?"),
+    (["+trainer.gradient_clip_vall=1"], "did you mean trainer.gradient_clip_val?"),      # a Trainer argument
     (["trainer=ddp_cpu", f"trainer.devices={cpu_cores() + 1}"], f"this machine has {cpu_cores()} CPU core"),
     pytest.param(["trainer.devices=2", "trainer.accelerator=cpu"], "needs a DDP strategy", marks=TWO_CORES),
 ])
