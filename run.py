@@ -2,8 +2,8 @@
 
 Compose (types checked by the schema, sdnn/config/) → validate (ranges, no torch) → ``sdnn.build.build_job``
 (every group built, the data loaded and checked) → ``sdnn.app.run``: the recipe, results.json and model/. Every error a
-user can fix is one line on stderr and exit status 2 (Hydra's own errors before it: status 1 where they are not
-reworded); Ctrl-C says what was saved and the command that resumes, with exit status 130.
+user can fix is one line on stderr and exit status 2 (Hydra's own composition errors too: ``cli``); Ctrl-C says what
+was saved and the command that resumes, with exit status 130.
 
 The value ``main`` returns (what a Hydra sweeper such as Optuna reads) is the validation accuracy,
 ``results.json`` ``val.acc``, never a test metric; without a validation split it is None, and a sweeper
@@ -112,11 +112,13 @@ def _run_dir() -> str:
 
 
 def cli() -> None:
-    """``main`` with Hydra's own errors (an unknown option, a value of the wrong type) as one line."""
+    """``main`` with Hydra's own errors (an override it cannot parse, an unknown option or key, a value of the
+    wrong type) as one line and exit status 2."""
     from sdnn.config import composition_error
 
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; composition_error words it
+    quiet()  # before Hydra imports a sweeper (Optuna's imports log their set-up)
     try:
         main()
     except BrokenPipeError:  # the reader of a pipe left early (python run.py --help | head): no traceback

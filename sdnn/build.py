@@ -50,6 +50,7 @@ def build_job(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = 
     optimizer = instantiate_group("optim", cfg.optim)
     scheduler = instantiate_group("scheduler", cfg.scheduler)
     trainer = import_target("trainer._target_", settings.trainer.target), callback_factories(settings.trainer)
+    checks.check_trainer_arguments(trainer[0], settings.trainer)
     logger = logger_factory(cfg.get("logger"))
     snapshot = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     return assemble(settings, run_dir, source, loaded, backbone, loss, partitioner, augmenter, optimizer, scheduler,

@@ -4,6 +4,8 @@ a configuration that cannot work with this data fails in seconds with one line."
 
 from __future__ import annotations
 
+import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import torch
 import yaml
 
 from sdnn.config import Method, Settings, TrainerSettings
+from sdnn.config.names import closest
+from sdnn.config.wording import shown
 from sdnn.data.tensors import TensorSplits
 from sdnn.data.yt8m import YT8MData
 from sdnn.errors import ConfigError, DataError, listed
@@ -49,26 +53,65 @@ def check_loss(settings: Settings, loss: Any) -> None:
 
 
 def check_devices(trainer: TrainerSettings) -> None:
-    """``trainer.accelerator`` and ``trainer.devices`` against the devices this machine has (Lightning would
-    refuse them only when the first Trainer is built, after the data is read)."""
+    """``trainer.accelerator`` and ``trainer.devices`` against the devices this machine has, and more than one
+    device only with a DDP strategy (Lightning would refuse the first only when the first Trainer is built, after
+    the data is read, and start the processes of the second without being asked)."""
     accelerator, devices = trainer.accelerator.lower(), trainer.devices
-    if accelerator in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            build = " (this torch is a CPU-only build)" if torch.version.cuda is None else ""
-            raise ConfigError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible here{build}; use "
-                              "trainer.accelerator=cpu (or auto: a GPU where there is one), or run on a GPU machine")
+    wanted = str(devices).strip() if isinstance(devices, (int, str)) else list(devices)
+    if isinstance(wanted, str) and "," in wanted:
+        wanted = [int(p) for p in wanted.split(",") if p.strip()]
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        build = " (this torch is a CPU-only build)" if torch.version.cuda is None else ""
+        raise ConfigError(f"trainer.accelerator={accelerator} but no CUDA GPU is visible here{build}; use "
+                          "trainer.accelerator=cpu (or auto: a GPU where there is one), or run on a GPU machine")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator=mps but the Apple-silicon GPU (MPS) is not available here; use "
+                          "trainer.accelerator=cpu or auto")
+    if gpu:
         count = torch.cuda.device_count()
-        wanted = str(devices).strip() if isinstance(devices, (int, str)) else list(devices)
-        if isinstance(wanted, str) and "," in wanted:
-            wanted = [int(p) for p in wanted.split(",") if p.strip()]
         too_many = (max(wanted) >= count if isinstance(wanted, list) else
                     wanted not in ("auto", "-1") and int(wanted) > count)  # validate_config checked the form
         if too_many:
             raise ConfigError(f"trainer.devices={devices} but {count} GPU(s) are visible here (indices "
                               f"0..{count - 1}); choose fewer, or -1 for every GPU")
-    elif accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.accelerator=mps but the Apple-silicon GPU (MPS) is not available here; use "
-                          "trainer.accelerator=cpu or auto")
+        processes = len(wanted) if isinstance(wanted, list) else count if wanted in ("auto", "-1") else int(wanted)
+    elif accelerator in ("cpu", "auto"):
+        cores = cpu_cores()
+        if isinstance(wanted, list):
+            raise ConfigError(f"trainer.devices={shown(devices)} lists GPU indices, but this run is on the CPU, where "
+                              "trainer.devices is a number of processes (e.g. trainer=ddp_cpu trainer.devices=2)")
+        processes = 1 if wanted == "auto" else cores if wanted == "-1" else int(wanted)
+        if processes > cores:
+            raise ConfigError(f"trainer.devices={devices} but this machine has {cores} CPU core(s) for this "
+                              f"process, and on the CPU each device is a training process: choose "
+                              f"trainer.devices=1..{cores}")
+    else:
+        processes = 1
+    strategy = trainer.arguments.get("strategy")
+    if processes > 1 and (strategy is None or str(strategy).lower() == "auto"):
+        option = "ddp" if gpu else "ddp_cpu"
+        raise ConfigError(f"trainer.devices={devices} starts {processes} training processes, which needs a DDP "
+                          f"strategy: use trainer={option} trainer.devices={devices} (conf/trainer/{option}.yaml), "
+                          "or trainer.devices=1")
+
+
+def check_trainer_arguments(trainer_class: type, trainer: TrainerSettings) -> None:
+    """Every other key of the ``trainer`` group (``+trainer.gradient_clip_val=1``) is an argument of its class: a
+    misspelled one would be a TypeError with a traceback when the first phase starts."""
+    parameters = inspect.signature(trainer_class).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(trainer.arguments) - set(parameters))
+    if unknown:
+        near = closest(unknown[0], list(parameters))
+        fix = f"did you mean trainer.{near}?" if near else f"its arguments: {', '.join(parameters)}"
+        raise ConfigError(f"trainer.{unknown[0]} is not an argument of {trainer.target}; {fix}")
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_classes(settings: Settings, data: TensorSplits) -> None:

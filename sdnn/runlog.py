@@ -4,8 +4,10 @@ before the configuration is checked):
 - ``record(message)``: a line into the run's log file, ``<run dir>/run.log``, which Hydra's job logging
   opens as a ``logging.FileHandler`` on the root logger; nothing happens where no such handler exists
   (in-process runs, ``hydra/job_logging=disabled``). ``say(message)``: print it and ``record`` it.
-- ``quiet()``: Lightning's start-up chatter and the warnings that do not apply, off (the CLI and
-  ``sdnn.app.run`` call it, so studies and in-process runs print no more than the CLI).
+- ``quiet()``: other packages' log lines (Lightning's start-up and DDP set-up, alembic's and optuna's in the
+  Optuna sweeper, hydra.utils' before our own error) and the warnings that do not apply, off, and the others
+  shown as ``warning: <message>`` without a file path (the CLI and ``sdnn.app.run`` call it, so studies and
+  in-process runs print no more than the CLI).
 - ``terminal()``: whether standard output is a terminal. Where it is not (a file, a pipe, a CI or SLURM
   log, ``| tee``), progress is printed as plain lines (``PlainProgress``) instead of redrawn bars.
 """
@@ -20,19 +22,50 @@ from collections.abc import Callable
 _LOGGER = logging.getLogger("sdnn")
 
 
+# Loggers of other packages and the level below which their lines are dropped: Lightning's start-up and
+# distributed set-up lines (INFO), alembic's "setup plugin" lines (optuna imports it in the Optuna sweeper),
+# optuna's "A new study created" (its storages), and hydra.utils' ERROR for a class that does not import,
+# which sdnn.build words as one line of its own.
+QUIET_LOGGERS = {"pytorch_lightning": logging.WARNING, "lightning_fabric": logging.WARNING,
+                 "lightning": logging.WARNING, "alembic": logging.WARNING, "optuna.storages": logging.WARNING,
+                 "hydra.utils": logging.CRITICAL}
+
+
 def quiet() -> None:
-    """Lightning's start-up chatter (accelerator lines, tips) and warnings that do not apply; called in every
-    job, since launchers such as joblib run jobs in fresh worker processes."""
+    """Other packages' chatter off: the loggers of ``QUIET_LOGGERS``, warnings that do not apply, and the file
+    and line of those that do (``show_warning``). Called by the CLI before Hydra starts (a sweeper's imports)
+    and in every job, since importing Lightning resets its loggers' levels and launchers such as joblib run
+    jobs in fresh worker processes."""
     import warnings
 
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
     logging.raiseExceptions = False  # a run.log that cannot be written (disk full) is not a traceback per line
+    warnings.showwarning = show_warning
+    _SHOWN.clear()  # once per job
     warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
     # the LightningModule's own on_after_batch_transfer (normalise + augment on the device) is the one meant
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
     # YT8MStream divides its shards among DataLoader workers itself, so its length is exact
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
+
+
+_SHOWN: set[str] = set()
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """``warnings.showwarning``: ``warning: <message>`` on stderr and in run.log, each text once per process,
+    without the file and line of the library that raised it."""
+    text = " ".join(str(message).split())
+    if text in _SHOWN:
+        return
+    _SHOWN.add(text)
+    try:
+        print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
+    except OSError:  # stderr closed or full: a warning is not worth an error
+        pass
+    record(f"warning: {text}")
 
 
 def terminal(stream=None) -> bool:

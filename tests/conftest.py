@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from sdnn.checks import cpu_cores
 from sdnn.config import register
 
 register()  # the schema conf/config.yaml starts from (run.py registers it too)
@@ -20,6 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Hang guards, never speed checks (CI machines are shared and busy): at least 10× the time on a busy 2-core machine.
 RUN_GUARD = 1800    # a training run (the default run: ~30 s idle, up to ~190 s seen under load)
 QUICK_GUARD = 600   # a command that stops in seconds (bad input, a report, a config check)
+# A line of another package's logger (Lightning's DDP set-up, alembic's and optuna's in the Optuna sweeper,
+# hydra.utils' before our own error), or a warning with the file and line that raised it: sdnn.runlog.quiet().
+FOREIGN_LINE = re.compile(r"\]\[(?:lightning_fabric|pytorch_lightning|lightning|hydra\.utils|alembic|optuna)[\w.]*\]|"
+                          r"Initializing distributed|setup plugin|A new study created|\.py:\d+: ")
+# Two DDP processes on the CPU need two cores (sdnn.checks refuses more processes than cores).
+TWO_CORES = pytest.mark.skipif(cpu_cores() < 2, reason="two DDP processes on the CPU need 2 cores")
 FAST = ["phase1.epochs=1", "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false",
         "checkpoint.every_n_epochs=0"]  # checkpoints and resuming: tests/test_reliability_resume.py
 
@@ -29,8 +37,10 @@ def compose_config(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
-def run_cli(args: list[str], timeout: float = RUN_GUARD) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def run_cli(args: list[str], timeout: float = RUN_GUARD,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python run.py *args`` with warnings off (``env`` adds to or replaces this process's variables)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)
 

@@ -4,13 +4,17 @@ baseline, npz data, --help."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from sdnn.results import REQUIRED_KEYS
-from tests.conftest import FAST, QUICK_GUARD, ROOT, compose_config, loop_ratios, read_results, run_cli, write_npz
+from tests.conftest import (FAST, FOREIGN_LINE, QUICK_GUARD, ROOT, TWO_CORES, compose_config, loop_ratios,
+                            read_results, run_cli, write_npz)
+from tests.machine import fingerprint_of_runs
 
 
 @pytest.fixture(scope="module")
@@ -72,28 +76,66 @@ def _summary(text: str) -> str:
     return summary
 
 
-# The build, CPU kernels and threads the README's sample was printed with: elsewhere float sums may round
-# otherwise (another torch, vector instruction set or thread count), so numbers are compared where they agree.
-SAMPLE_BUILD = ("2.13.0+cpu", "AVX512", 2)
 NUMBERS = [(r"[-+]?\d+\.\d+", "<x>"), (r"\b\d+/\d+\b", ""), (r"(?<=\s)yes(?=\s)", ""),
            (r"(most neglected[^:]*:) .*$", r"\1 <classes>"), (r"[ \t]+", " ")]  # which, how many, how much
+PRINTED_ON = re.compile(r"<!-- printed on: (.+?) -->")
+
+
+def readme_sample(after: str) -> tuple[str, str]:
+    """The README's first code block after the text ``after``, and the machine it was printed on (the
+    ``<!-- printed on: ... -->`` line after it: tests/machine.py)."""
+    _, block, tail = (ROOT / "README.md").read_text().split(after, 1)[1].split("```", 2)
+    sample = block.partition("\n")[2]  # after the opening fence's line
+    machine = PRINTED_ON.search(tail.split("```", 1)[0])  # before the next code block
+    assert machine, f"the README's sample after {after!r} says which machine printed it: {PRINTED_ON.pattern}"
+    return sample, machine.group(1)
+
+
+def same_output(sample: str, printed: str, machine: str, numbers: list[tuple[str, str]]) -> None:
+    """``printed`` is ``sample``: whole on the machine that printed the sample; elsewhere every line, column,
+    class and key, with the numbers that hang on the CPU's float kernels masked by ``numbers`` (tests/machine.py:
+    the rounding of float sums depends on the CPU, torch's kernels for it and the number of threads)."""
+    if fingerprint_of_runs() == machine:
+        assert printed == sample
+    for pattern, replacement in numbers:
+        sample, printed = (re.sub(pattern, replacement, text, flags=re.M) for text in (sample, printed))
+    assert printed == sample
 
 
 def test_the_readme_shows_the_default_runs_summary_as_it_prints(default_run):
-    """The Quickstart's sample is what `python run.py` prints (the run is deterministic on the CPU): after a
-    change to the default job or the summary, paste the new one there. Its lines, columns, classes and cache
-    key are compared everywhere; its numbers on the build, CPU kernels and thread count that printed it
-    (the run is a subprocess with this process's environment, so the same number of threads)."""
-    import torch
-
+    """The Quickstart's sample is what `python run.py` prints (the run is deterministic on one machine): after a
+    change to the default job or the summary, paste the new one there with the line of
+    `python -m tests.machine` under it. Its lines, columns, classes and cache key are compared everywhere; its
+    numbers (θ, the selection, subclass sizes, accuracies, ρ) on the machine that printed it (the run is a
+    subprocess with this process's environment, so the same kernels and number of threads)."""
     _, proc = default_run
-    readme = (ROOT / "README.md").read_text()
-    sample, printed = _summary(readme.split("and ends with this summary")[1].split("```")[1]), _summary(proc.stdout)
-    if (torch.__version__, torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()) == SAMPLE_BUILD:
-        assert sample == printed
-    for pattern, replacement in NUMBERS:
-        sample, printed = (re.sub(pattern, replacement, text, flags=re.M) for text in (sample, printed))
-    assert sample == printed
+    sample, machine = readme_sample("and ends with this summary")
+    same_output(_summary(sample), _summary(proc.stdout), machine, NUMBERS)
+
+
+def test_the_readme_shows_what_predict_prints_for_the_default_run(default_run, tmp_path):
+    """"Use a trained model": `--split test` on the default run, and the first rows of the CSV for digits' raw
+    images, as the README shows them (numbers compared as for the summary)."""
+    from sklearn.datasets import load_digits
+
+    base, first = default_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    proc = subprocess.run([sys.executable, "-m", "sdnn.predict", str(base / "run"), "--split", "test"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=QUICK_GUARD)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sample, machine = readme_sample("evaluates its model\n```\n")
+    same_output(sample.strip(), proc.stdout.strip(), machine, [(r"\d+\.\d+", "<x>")])
+
+    digits = load_digits()
+    np.savez(tmp_path / "digits_raw.npz", x=digits.images[:100], y=digits.target[:100])
+    csv = tmp_path / "predictions.csv"
+    proc = subprocess.run([sys.executable, "-m", "sdnn.predict", str(base / "run"), "--input",
+                           str(tmp_path / "digits_raw.npz"), "--labels", "y", "--output", str(csv)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=QUICK_GUARD)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sample, machine = readme_sample("head -3 predictions.csv\n```\n")
+    head = "\n".join(csv.read_text().splitlines()[:3])
+    same_output(sample.strip(), head, machine, [(r"(?<=,)[\d.e-]+$", "<score>")])
 
 
 def test_help_opens_with_the_projects_own_header():
@@ -137,15 +179,20 @@ def test_baseline_and_npz_from_the_cli(tmp_path):
     assert results["dataset"] == "npz" and len(results["theta"]) == 3 and len(results["subclass_to_class"]) == 4
 
 
+@TWO_CORES
 def test_ddp_cpu_theta_is_the_mean_of_per_rank_batch_ratios_and_ranks_agree(tmp_path):
     """Lightning DDP (gloo), both phases. SPEC §2: θ equals one process averaging the ratios of
-    every rank's batches; both ranks train with the same subclass map; rank 0 alone writes."""
+    every rank's batches; both ranks train with the same subclass map; rank 0 alone writes. Warnings on: none of
+    Lightning's set-up lines, and a warning as one line without a file path, on the console and in run.log."""
     dump = tmp_path / "dump"
-    proc = run_cli([*FAST, "model=mlp", "trainer=ddp_cpu", "trainer.devices=2", "logger=none",
+    proc = run_cli([*FAST, "model=mlp", "trainer=ddp_cpu", "trainer.devices=2", "logger=csv",
                     f"+trainer.callbacks=[{{_target_: tests.ddp_probe.StepDump, folder: '{dump}'}}]",
-                    f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"])
+                    f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"],
+                   env={"PYTHONWARNINGS": "default"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MEMBER: 2/2" in proc.stderr + proc.stdout and proc.stdout.count("results:") == 1
+    assert proc.stdout.count("results:") == 1
+    for text in (proc.stdout + proc.stderr, (tmp_path / "r" / "run.log").read_text()):
+        assert not FOREIGN_LINE.search(text), FOREIGN_LINE.search(text)
     results = read_results(tmp_path / "r")
     assert results["test"]["acc"] > 0
     steps = sorted(dump.glob("phase1_rank*_step*.pt"))

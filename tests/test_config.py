@@ -4,10 +4,11 @@ Hydra's composition errors read as one line, and results.json round-trips throug
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
 from sdnn.build import instantiate_group
 from sdnn.config import (CheckpointConfig, Method, Phase1Config, SubclassConfig, composition_error, typed,
@@ -43,6 +44,59 @@ def test_composition_errors_name_the_option_and_where_a_key_went():
     message = composition_error(_composition_failure(["model.depth=16"]))
     assert "model.backbone.depth" in message
     assert composition_error(ValueError("a bug")) is None  # anything else keeps its traceback
+
+
+def test_an_override_hydra_cannot_parse_is_one_line_with_the_grammar():
+    for override, start in (("+foo", "+foo: an override needs a value: +foo=<value>"),
+                            ("+trainer.gradient_clip_val", "+trainer.gradient_clip_val: an override needs a value"),
+                            ("seed=[1", "seed=[1: Hydra cannot parse this override (no viable alternative")):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            with pytest.raises(OverrideParseException) as caught:
+                compose(config_name="config", overrides=[override])
+        message = composition_error(caught.value)
+        assert message.startswith(start) and "\n" not in message and "key=value sets a key" in message
+
+
+@pytest.mark.parametrize("overrides, guess", [
+    (["modle=cnn"], "modle is not a key of this configuration; did you mean model=cnn?"),      # a group's name
+    (["subclas.per_class=3"], "did you mean subclass.per_class=3?"),
+    (["subclass.per_clas=3"], "did you mean subclass.per_class=3?"),                          # a schema key
+    (["trainer.max_epoch=3"], "did you mean trainer.max_epochs=3?"),                          # an option's key
+    (["dataset=cifar10", "dataset.rot=/data"], "did you mean dataset.root=/data?"),
+    (["model=cnnn"], "model=cnnn is not an option; did you mean model=cnn? choose one of: cnn, cnn1d"),
+    (["trainer=ddp_cpuu"], "did you mean trainer=ddp_cpu?"),
+    (["experiment=paper/cifar10_wrnn"], "did you mean experiment=paper/cifar10_wrn?"),   # an option in a subfolder
+    (["method=sdn"], "did you mean method=sdnn?"),
+])
+def test_a_misspelled_key_group_or_option_gets_did_you_mean(overrides, guess):
+    message = composition_error(_composition_failure(overrides))
+    assert guess in message and "\n" not in message
+
+
+def test_a_misspelled_key_added_with_plus_gets_did_you_mean_and_nothing_is_silently_ignored():
+    for overrides, guess in ((["+modle=cnn"], "did you mean model=cnn?"),
+                             (["+subclass.per_clas=3"], "did you mean subclass.per_class?"),
+                             (["+phase1.epoch=3"], "did you mean phase1.epochs?")):
+        with pytest.raises(ConfigError, match=re.escape(guess)):
+            validate_config(compose_config(overrides))
+    with pytest.raises(ConfigError, match="foo is not a key of this configuration; the top level has: augmenter"):
+        validate_config(compose_config(["+foo=1"]))
+    validate_config(compose_config(["+trainer.gradient_clip_val=1.0"]))  # any Trainer argument can be added
+
+
+@pytest.mark.parametrize("override, shown", [("trainer.max_epochs=1.5", "trainer.max_epochs=1.5: "),
+                                             ("dataset.batch_size=abc", "dataset.batch_size=abc: "),
+                                             ("class2str.rnn_hidden=[1,a]", "class2str.rnn_hidden=[1,a]: ")])
+def test_a_value_of_the_wrong_type_is_shown_as_typed(override, shown):
+    try:
+        cfg = compose_config([override])
+    except (ConfigCompositionException, MissingConfigException) as exc:  # a key the schema types at composition
+        message = composition_error(exc)
+    else:
+        with pytest.raises(ConfigError) as caught:
+            validate_config(cfg)
+        message = str(caught.value)
+    assert message.startswith(shown) and "???" not in message
 
 
 @pytest.mark.parametrize("schema, values, key", [

@@ -99,3 +99,44 @@ def test_the_summary_says_which_network_each_column_is_of():
     assert re.split(r"\s{2,}", baseline[1].strip()) == ["class", "test acc (baseline)"]
     assert "θ" not in "".join(baseline)
     assert baseline[-1].startswith("test accuracy (baseline): 50.00%")
+
+
+def test_other_packages_lines_are_dropped_and_warnings_are_one_line_without_a_path(tmp_path, capsys):
+    """``quiet()``: the INFO lines of Lightning's DDP set-up and start-up, alembic's and optuna's in the Optuna
+    sweeper, hydra.utils' ERROR before our own error: none reaches a handler; a warning is ``warning: <message>``
+    on stderr and in run.log (a root FileHandler, as Hydra opens it), once per text, without the file that
+    raised it."""
+    import logging
+    import warnings
+
+    from sdnn.runlog import quiet
+
+    root, log = logging.getLogger(), tmp_path / "run.log"
+    handler, level = logging.FileHandler(log), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)  # as Hydra's job logging sets it
+    try:
+        quiet()
+        import pytorch_lightning  # noqa: F401  (its import resets its logger's level; a job calls quiet() after it)
+
+        quiet()
+        for name, level in (("lightning_fabric.utilities.distributed", logging.INFO),
+                            ("pytorch_lightning.utilities.rank_zero", logging.INFO),
+                            ("alembic.runtime.plugins", logging.INFO), ("optuna.storages._in_memory", logging.INFO),
+                            ("hydra.utils", logging.ERROR)):
+            logging.getLogger(name).log(level, "foreign line from %s", name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            quiet()
+            for _ in range(2):
+                warnings.warn_explicit("The number of training batches (9) is smaller\nthan the logging interval",
+                                       UserWarning, "/site-packages/pytorch_lightning/loops/fit_loop.py", 321)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["warning: The number of training batches (9) is smaller than the logging interval"]
+    recorded = log.read_text()
+    assert "foreign line" not in recorded and "fit_loop.py" not in recorded
+    assert recorded.count("warning: The number of training batches (9)") == 1

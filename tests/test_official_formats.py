@@ -18,6 +18,7 @@ from sdnn.data.cifar import load_cifar, write_cifar_batches
 from sdnn.data.download import download_and_verify, extract_tar, md5sum
 from sdnn.data.svhn import load_svhn, write_svhn_mat
 from sdnn.errors import DataError
+from tests.conftest import compose_config
 
 REFUSED_URL = "http://127.0.0.1:9/x.tar.gz"
 
@@ -150,6 +151,36 @@ def test_cifar_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     message = str(err.value)
     assert REFUSED_URL in message and "offline" in message and str(tmp_path / "x.tar.gz") in message
     assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("variant", ["cifar10", "cifar100"])
+def test_dataset_cifar_downloads_when_missing_and_offline_says_where_to_put_the_files(tmp_path, monkeypatch,
+                                                                                      variant):
+    """`python run.py dataset=cifar10` (the configuration as composed, built as the CLI builds it) fetches the
+    official archive when its files are missing; offline (urlopen fails as without a network) the run stops with
+    one line naming the URL, where to put the archive (with its published md5) or its unpacked files."""
+    import urllib.error
+    import urllib.request
+
+    from sdnn.build import build_job
+
+    asked = []
+
+    def offline(url, timeout=None):
+        asked.append(url)
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    spec = cifar._spec(variant)
+    cfg = compose_config([f"dataset={variant}", f"dataset.root={tmp_path}", f"phase1.cache_dir={tmp_path / 'c'}"])
+    with pytest.raises(DataError) as err:
+        build_job(cfg, tmp_path / "run")
+    message = str(err.value)
+    assert asked == [spec.url] and spec.url.startswith("https://www.cs.toronto.edu/~kriz/")
+    assert "\n" not in message and "offline?" in message and "Temporary failure in name resolution" in message
+    assert f"put it at {tmp_path / spec.archive} (md5 {spec.md5})" in message
+    assert f"put the files of {spec.folder}/ in {tmp_path / spec.folder}" in message
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def _cifar_archive(tmp_path: Path) -> tuple[dict, Path]:

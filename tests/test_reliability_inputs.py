@@ -20,12 +20,20 @@ of ``BAD_FILES`` below. In-process (``validate_config``, ``sdnn.build.build_job`
 | 7    | an image-folder .tar.gz member, or an image file, over dataset.max_image_mb | the member and dataset.max_image_mb |
 | 7    | an image over Pillow's pixel limit (a decompression bomb)                | the image                          |
 | 7    | an npz label 100000 (was a 689 KB message), 20 unknown subclass.classes  | "first 10 of N", under 400 chars   |
+| 28   | trainer.devices above the CPU cores, or > 1 without a DDP strategy (CPU and GPU) | the cores, trainer=ddp_cpu / ddp |
+
+Issue 28 through the CLI: ``+key`` without a value and another override Hydra cannot parse, a value of the wrong
+type (shown as typed), a misspelled group name or key (with and without ``+``, a Trainer argument: "did you
+mean"), more DDP processes
+than cores and more than one without DDP; every one of them, and every other case through the CLI, is exactly one
+line on stderr, and run.log has no other package's line (tests/test_config.py: the wording of each kind).
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import re
 import tarfile
 
 import numpy as np
@@ -34,13 +42,14 @@ import torch
 
 from sdnn.build import build_job as prepare
 from sdnn.checks import check_devices as check_trainer_devices
+from sdnn.checks import cpu_cores
 from sdnn.config import trainer_settings
 from sdnn.config import validate_config
 from sdnn.data.cifar import load_cifar, write_cifar_batches
 from sdnn.data.image_folder import load_image_folder
 from sdnn.data.npz import load_npz_splits
 from sdnn.errors import ConfigError, DataError
-from tests.conftest import QUICK_GUARD, compose_config, run_cli, write_npz
+from tests.conftest import FOREIGN_LINE, QUICK_GUARD, TWO_CORES, compose_config, run_cli, write_npz
 
 
 def check_devices(node):
@@ -92,7 +101,7 @@ BAD_FILES = {
     (["partitioner.space=pixels"], "partitioner.space"),
     (["dataset=npz"], "dataset.path"),
     (["dataset=npz", "dataset.path=/nonexistent/data.npz"], "dataset.path"),
-    (["dataset=cifar10", "dataset.root=/nonexistent"], "dataset.download=true"),
+    (["dataset=cifar10", "dataset.root=/nonexistent", "dataset.download=false"], "dataset.download=true"),
     (["dataset=svhn", "dataset.root=/nonexistent"], "train_32x32.mat"),
     (["dataset=image_folder"], "dataset.root"),
     (["dataset=image_folder", "dataset.root=/tmp", "dataset.on_corrupt=maybe"], "dataset.on_corrupt"),
@@ -106,6 +115,14 @@ BAD_FILES = {
     (["seed=-1"], "seed"),
     (["optim.momentum=-1"], "optim.momentum"),
     (["checkpoint.resume=maybe"], "checkpoint.resume"),
+    (["+trainer.gradient_clip_val"], "+trainer.gradient_clip_val=<value>"),   # Hydra cannot parse it
+    (["seed=[1"], "seed=[1: Hydra cannot parse this override"),
+    (["trainer.max_epochs=1.5"], "trainer.max_epochs=1.5:"),                  # the value as typed
+    (["modle=cnn"], "did you mean model=cnn?"),
+    (["+subclass.per_clas=3"], "did you mean subclass.per_class?"),
+    (["+trainer.gradient_clip_vall=1"], "did you mean trainer.gradient_clip_val?"),      # a Trainer argument
+    (["trainer=ddp_cpu", f"trainer.devices={cpu_cores() + 1}"], f"this machine has {cpu_cores()} CPU core"),
+    pytest.param(["trainer.devices=2", "trainer.accelerator=cpu"], "needs a DDP strategy", marks=TWO_CORES),
 ])
 def test_bad_value_fails_fast_naming_the_key(tmp_path, override, named):
     _fails_fast(tmp_path, override, named)
@@ -121,9 +138,12 @@ def test_bad_data_file_fails_fast_naming_the_problem(tmp_path, case):
 def _fails_fast(tmp_path, override, named):
     proc = run_cli([*override, f"hydra.run.dir={tmp_path / 'r'}", f"phase1.cache_dir={tmp_path / 'c'}"],
                    timeout=QUICK_GUARD)  # these stop in seconds
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr[-2000:]
     assert named in proc.stderr, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]  # one line, nothing around it
+    log = tmp_path / "r" / "run.log"
+    assert not FOREIGN_LINE.search(log.read_text() if log.exists() else "")
     assert not (tmp_path / "r" / "results.json").exists()
     assert "phase 1:" not in proc.stdout and "baseline:" not in proc.stdout  # before any training
 
@@ -213,6 +233,34 @@ def test_more_gpus_than_the_machine_has(monkeypatch):
         check_devices(compose_config(["trainer.accelerator=gpu", f"trainer.devices={devices}"]).trainer)
     for devices in ("2", "[1]", "'0,1'"):
         with pytest.raises(ConfigError, match="1 GPU\\(s\\) are visible here"):
+            check_devices(compose_config(["trainer.accelerator=gpu", f"trainer.devices={devices}"]).trainer)
+
+
+def test_cpu_processes_at_most_one_per_core_and_more_than_one_only_with_ddp(monkeypatch):
+    import sdnn.checks
+
+    monkeypatch.setattr(sdnn.checks, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for override in (["trainer.devices=1"], ["trainer.devices=auto"], ["trainer=ddp_cpu"],
+                     ["trainer=ddp_cpu", "trainer.devices=-1"], ["trainer.devices=2", "+trainer.strategy=ddp_spawn"]):
+        check_devices(compose_config(override).trainer)
+    for override, named in (
+            (["trainer=ddp_cpu", "trainer.devices=3"], "trainer.devices=3 but this machine has 2 CPU core(s)"),
+            (["trainer.devices=3"], "choose trainer.devices=1..2"),
+            (["trainer.devices=2"], "trainer.devices=2 starts 2 training processes, which needs a DDP strategy: use "
+                                    "trainer=ddp_cpu trainer.devices=2"),
+            (["trainer.devices=-1"], "starts 2 training processes"),
+            (["trainer.devices=[0,1]"], "trainer.devices=[0,1] lists GPU indices, but this run is on the CPU")):
+        with pytest.raises(ConfigError, match=re.escape(named)):
+            check_devices(compose_config(override).trainer)
+
+
+def test_more_than_one_gpu_only_with_ddp(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_devices(compose_config(["trainer=ddp"]).trainer)  # every GPU, strategy ddp
+    for devices in ("2", "-1", "[0,1]"):
+        with pytest.raises(ConfigError, match="needs a DDP strategy: use trainer=ddp"):
             check_devices(compose_config(["trainer.accelerator=gpu", f"trainer.devices={devices}"]).trainer)
 
 

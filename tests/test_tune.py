@@ -15,7 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from sdnn.results import Results
-from tests.conftest import QUICK_GUARD, ROOT, RUN_GUARD
+from tests.conftest import FOREIGN_LINE, QUICK_GUARD, ROOT, RUN_GUARD
 from tests.test_sweeps import compose_sweep
 
 needs_optuna = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
@@ -68,6 +68,7 @@ def test_an_optimising_sweeper_without_a_validation_split_stops_before_training(
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "hydra/sweeper=optuna" in errors[0] and "no validation split" in errors[0]
     assert "dataset.val_fraction" in errors[0]
+    assert not FOREIGN_LINE.search(proc.stdout + proc.stderr)  # the sweep's opening: no alembic or optuna lines
     assert not list(tmp_path.glob("multirun/*/results.json"))
 
 
@@ -76,6 +77,7 @@ def test_an_optimising_sweeper_without_a_validation_split_stops_before_training(
 def test_optuna_trials_on_digits_maximise_validation_accuracy(tmp_path):
     proc = _sweep(tmp_path, ["hydra.sweeper.n_trials=3", "phase1.epochs=1"])
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not FOREIGN_LINE.search(proc.stdout + proc.stderr), FOREIGN_LINE.search(proc.stdout + proc.stderr)
     sweep = tmp_path / "multirun"
     trials = []
     for i in range(3):

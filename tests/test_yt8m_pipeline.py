@@ -26,7 +26,7 @@ from sdnn.augment import Extrapolation
 from sdnn.partition import MedianDistanceSplit, StreamingMedianSplit
 from sdnn.repartition import VideoSubclasses, stream_repartition
 from sdnn.subclass import build_subclass_to_class
-from tests.conftest import FAST, QUICK_GUARD, read_results, run_cli
+from tests.conftest import FAST, QUICK_GUARD, TWO_CORES, read_results, run_cli
 
 CLASSES = 12
 
@@ -316,6 +316,7 @@ def test_cli_yt8m_missing_shards_name_the_key(tmp_path):
 
 
 @pytest.mark.slow
+@TWO_CORES
 def test_cli_yt8m_ddp_ranks_read_disjoint_videos_and_agree(shards, tmp_path):
     """Two gloo ranks: every training step of an epoch reads other videos than the other rank's
     (LR's features are its inputs), both train with the same subclass map, and the metrics cover

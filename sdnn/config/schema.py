@@ -22,7 +22,8 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sdnn.config.wording import CONF, one_line, require
+from sdnn.config.names import closest
+from sdnn.config.wording import CONF, one_line, require, shown, unknown_key
 from sdnn.errors import ConfigError, listed
 
 SEED_LIMIT = 2**32  # numpy's seed range
@@ -407,13 +408,16 @@ def typed(schema: type, node: Mapping[str, Any] | None, prefix: str, closed: boo
     items = dict(node.items()) if node is not None else {}
     unknown = sorted(set(items) - set(names))
     if closed and unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]} is not an option; choose {', '.join(names)}")
+        near = closest(unknown[0], names)
+        guess = f"did you mean {prefix}.{near}? " if near else ""
+        raise ConfigError(f"{prefix}.{unknown[0]} is not an option; {guess}choose {', '.join(names)}")
     values = {k: v for k, v in items.items() if k in names}
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        raise ConfigError(one_line(exc, prefix)) from None
+        given = OmegaConf.to_container(OmegaConf.create(values)) if values else {}
+        raise ConfigError(one_line(exc, prefix, given)) from None
 
 
 @dataclass
@@ -463,7 +467,10 @@ def validate_config(cfg: DictConfig) -> Settings:
     except OmegaConfBaseException as exc:
         raise ConfigError(one_line(exc)) from None
     require(0 <= seed < SEED_LIMIT, "seed", seed, f"must be an integer in 0..{SEED_LIMIT - 1} (numpy's seed range)")
-    plain = {name: typed(schema, cfg.get(name), name)
+    added = sorted(set(cfg) - {item.name for item in dataclasses.fields(RunConfig)})
+    if added:  # +key=value at the top level: nothing reads it
+        raise ConfigError(unknown_key(added[0], shown(cfg[added[0]]), added=True))
+    plain = {name: typed(schema, cfg.get(name), name, closed=True)
              for name, schema in (("phase1", Phase1Config), ("subclass", SubclassConfig), ("observe", ObserveConfig),
                                   ("checkpoint", CheckpointConfig), ("performance", PerformanceConfig),
                                   ("class2str", Class2StrConfig), ("auto", AutoConfig))}
