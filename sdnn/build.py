@@ -29,9 +29,9 @@ def build_job(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = 
     ``checkpoint.*``, ``performance.*``, ``class2str.*``, the shared keys of ``dataset``, ``optim``,
     ``scheduler`` and every key of ``trainer``: ``sdnn.config.validate_config``):
     ``partitioner`` and ``augmenter`` (``_target_`` + arguments), ``loss`` (``_target_`` + arguments),
-    ``dataset`` (``_target_`` + arguments, given ``seed``: ``dataset_source``), ``model.backbone`` (``_target_`` + arguments, given
-    ``input_shape``), ``optim`` and ``scheduler`` (``_target_`` + arguments, ``_partial_``), ``logger``
-    (``_target_`` + arguments), and the whole resolved configuration as the snapshot.
+    ``dataset`` (``_target_`` + arguments, given ``seed``: ``dataset_source``), ``model.backbone`` (``_target_`` +
+    arguments, given ``input_shape``), ``optim`` and ``scheduler`` (``_target_`` + arguments, ``_partial_``),
+    ``logger`` (``_target_`` + arguments), and the whole resolved configuration as the snapshot.
     """
     from sdnn import checks  # torch: after the values are checked
 

@@ -123,6 +123,11 @@ class NaNs(Batches):
         return x * float("nan"), y
 
 
+class ByteTest(Batches):
+    def batch(self, x, y):
+        return (x * 255).to(torch.uint8), y
+
+
 class FiveClasses(Digits):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -199,9 +204,8 @@ def test_the_splits_are_the_modules_samples_in_an_order_that_ignores_the_loader(
     import my_data as user
 
     (x_train, y_train), (x_test, y_test) = user.digits()
-    splits = {seed: _loaded(tmp_path, *_custom("Digits", f"+dataset.order_seed={seed}", "dataset.normalize=false")).splits
-              for seed in (1, 2)}
-    one, two = splits[1], splits[2]
+    one, two = (_loaded(tmp_path, *_custom("Digits", f"+dataset.order_seed={seed}", "dataset.normalize=false")).splits
+                for seed in (1, 2))
     assert one.num_classes == 10 and one.input_shape == (1, 8, 8) and one.x_val is None
     # every training sample exactly once (numpy's own sort of the rows as the reference), the test split as given
     np.testing.assert_array_equal(_rows_sorted(one.x_train.numpy(), one.y_train.numpy()),
@@ -297,6 +301,7 @@ def test_uint8_images_as_numpy_batches_with_class_names(my_data, tmp_path):
     ("OneHot", DataError, "labels of shape (64, 10) (one-hot or multi-hot)"),
     ("Flat", DataError, "inputs of shape (64,) (a batch of (64, 64)), but input_shape is (1, 8, 8)"),
     ("NaNs", DataError, "NaN or Inf"),
+    ("ByteTest", DataError, "the splits' inputs have different dtypes (train: torch.float32, test: torch.uint8)"),
     ("FiveClasses", DataError, "outside 0..4 (num_classes=5)"),
     ("EmptyTest", DataError, "test_dataloader() yielded no samples"),
     ("TwoTestLoaders", DataError, "test_dataloader() returned a list of 2 item(s); return one DataLoader"),

@@ -115,10 +115,10 @@ def read_module(module: Any, target: str, seed: int = 0, progress: bool = True) 
             if loader is not None:
                 splits[split] = read_loader(loader, f"{who}: {split}_dataloader()", num_classes, input_shape,
                                             progress)
-    kinds = {split: x.dtype for split, (x, _) in splits.items()}
-    if len(set(kinds.values())) > 1:
-        raise DataError(f"{who}: the splits' inputs have different dtypes ({', '.join(f'{s}: {d}' for s, d in kinds.items())}); "
-                        "give every split the same kind (uint8 images, or floats)")
+    kinds = ", ".join(f"{split}: {x.dtype}" for split, (x, _) in splits.items())
+    if len({x.dtype for x, _ in splits.values()}) > 1:
+        raise DataError(f"{who}: the splits' inputs have different dtypes ({kinds}); give every split the same kind "
+                        "(uint8 images, or floats)")
     keys = {split: content_keys(x) for split, (x, _) in splits.items()}
     x, y = splits["train"]
     order = canonical_order(y, keys["train"])
