@@ -362,3 +362,16 @@ def test_a_split_too_big_for_the_free_memory_is_one_line_before_it_is_read(my_da
                                         r"\(torch.float32\) needs about 0.7 MiB but 0.5 MiB of memory is free"):
         read_module(user.Digits(), "my_data.Digits")
     assert len(read) == 1  # the first batch only
+
+
+def test_a_long_read_reports_its_progress_in_a_log_and_a_quick_one_stays_quiet(monkeypatch, capsys):
+    from sdnn.data import custom
+
+    monkeypatch.setattr(custom, "terminal", lambda stream=None: False)  # a log file, not a terminal
+    monkeypatch.setattr(custom, "QUIET_SECONDS", 1e9)
+    assert list(custom.counted(range(20), "my loader", 20, True)) == list(range(20))
+    assert capsys.readouterr().out == ""
+    monkeypatch.setattr(custom, "QUIET_SECONDS", 0.0)  # as if every batch took long
+    assert list(custom.counted(range(20), "my loader", 20, True)) == list(range(20))
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("%")[0] for line in lines] == [f"reading my loader: {p}" for p in range(10, 100, 10)]
