@@ -29,9 +29,9 @@ def build_job(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = 
     ``checkpoint.*``, ``performance.*``, ``class2str.*``, the shared keys of ``dataset``, ``optim``,
     ``scheduler`` and every key of ``trainer``: ``sdnn.config.validate_config``):
     ``partitioner`` and ``augmenter`` (``_target_`` + arguments), ``loss`` (``_target_`` + arguments),
-    ``dataset`` (``_target_`` + arguments, given ``seed``), ``model.backbone`` (``_target_`` + arguments, given
-    ``input_shape``), ``optim`` and ``scheduler`` (``_target_`` + arguments, ``_partial_``), ``logger``
-    (``_target_`` + arguments), and the whole resolved configuration as the snapshot.
+    ``dataset`` (``_target_`` + arguments, given ``seed``: ``dataset_source``), ``model.backbone`` (``_target_`` +
+    arguments, given ``input_shape``), ``optim`` and ``scheduler`` (``_target_`` + arguments, ``_partial_``),
+    ``logger`` (``_target_`` + arguments), and the whole resolved configuration as the snapshot.
     """
     from sdnn import checks  # torch: after the values are checked
 
@@ -42,7 +42,7 @@ def build_job(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = 
     loss = instantiate_group("loss", cfg.loss)
     checks.check_loss(settings, loss)            # needs the class but not the data: fails before it is read
     checks.check_devices(settings.trainer)
-    source = instantiate_group("dataset", cfg.dataset, keep_name=True, seed=settings.seed)
+    source = dataset_source(cfg.dataset, settings.seed, progress=settings.trainer.enable_progress_bar)
     loaded = source.load(run_dir)
     augmenter = augmenter.resolve(loaded.is_image)
     checks.check_against_data(settings, loaded, loss, partitioner, augmenter)
@@ -78,12 +78,13 @@ def assemble(settings: Settings, run_dir: Path, source: Any, loaded: Any, backbo
                         checkpoint=settings.checkpoint, per_class_test_acc=settings.observe.per_class_test_acc,
                         console=Console(bars))
     return Job(settings=settings, run_dir=run_dir, data=data, model=model, loss=loss, partitioner=partitioner,
-               augmenter=augmenter, training=training, cache=phase1_cache(snapshot, settings), config=snapshot,
-               backbone_config=snapshot["model"]["backbone"])
+               augmenter=augmenter, training=training, config=snapshot, backbone_config=snapshot["model"]["backbone"],
+               cache=phase1_cache(snapshot, settings, getattr(loaded, "fingerprint", None)))
 
 
-def phase1_cache(snapshot: dict[str, Any], settings: Settings) -> Phase1Cache:
-    """The phase-1 entry: keyed by everything that changes phase 1 (SPEC §5)."""
+def phase1_cache(snapshot: dict[str, Any], settings: Settings, data: str | None = None) -> Phase1Cache:
+    """The phase-1 entry: keyed by everything that changes phase 1 (SPEC §5); ``data``: a hash of the data's
+    content where no file names it (a user's data module, whose code may change under the same configuration)."""
     from sdnn.cache import Phase1Cache
 
     trainer = settings.trainer
@@ -95,8 +96,26 @@ def phase1_cache(snapshot: dict[str, Any], settings: Settings) -> Phase1Cache:
         # dataset.batch_size is per process: another world size is another phase 1
         "world": [str(trainer.devices), int(trainer.num_nodes or 1)],
         "performance": snapshot["performance"],
+        **({"data": data} if data else {}),
     }
     return Phase1Cache(settings.phase1.cache_dir, key)
+
+
+def dataset_source(node: Mapping[str, Any], seed: int, progress: bool = True) -> Any:
+    """The ``dataset`` node as the object whose ``load(run_dir)`` gives the data (``TensorSplits``, or YouTube-8M's
+    ``YT8MData``): SDNN's own class as it is; any other class is a user's data module (``dataset=custom``), built
+    with its own keys and read through ``DataModuleSource`` with the shared ones (README, "Your own data")."""
+    from sdnn.data.custom import DataModuleSource, check_module_class, is_source, split_arguments
+
+    arguments = node_arguments("dataset", node)
+    target = str(arguments["_target_"])
+    cls = import_target("dataset._target_", target)
+    if is_source(cls):
+        return instantiate_group("dataset", node, keep_name=True, seed=seed)
+    check_module_class(cls, target)
+    own, shared = split_arguments(arguments)
+    module = instantiate_group("dataset", own)
+    return DataModuleSource(module, target, progress=progress, seed=seed, **shared)
 
 
 def build_backbone(node: DictConfig, settings: Settings, input_shape: tuple[int, ...]) -> Callable[..., Any]:
@@ -160,19 +179,24 @@ def import_target(key: str, target: str) -> Any:
                           "is its package on PYTHONPATH?") from None
 
 
+def node_arguments(group: str, node: Mapping[str, Any]) -> dict[str, Any]:
+    """A picked group's node as a plain dict, resolved; a one-line ``ConfigError`` if its ``_target_`` is not set."""
+    missing = isinstance(node, DictConfig) and "_target_" in node and OmegaConf.is_missing(node, "_target_")
+    if not isinstance(node, Mapping) or "_target_" not in node or missing:
+        raise ConfigError(f"{group}._target_ is not set: give the class, e.g. {group}._target_=mypackage.MyClass")
+    try:
+        return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    except OmegaConfBaseException as exc:  # resolved while the node still has its root
+        raise ConfigError(one_line(exc, group)) from None
+
+
 def instantiate_group(group: str, node: Mapping[str, Any], keep_name: bool = False, **kwargs):
     """Instantiate a picked group's ``_target_`` (its ``name`` is a label, not an argument, unless
     ``keep_name``); a bad argument is a one-line ``ConfigError`` naming ``<group>.<argument>``."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    missing = isinstance(node, DictConfig) and "_target_" in node and OmegaConf.is_missing(node, "_target_")
-    if not isinstance(node, Mapping) or "_target_" not in node or missing:
-        raise ConfigError(f"{group}._target_ is not set: give the class, e.g. {group}._target_=mypackage.MyClass")
-    try:
-        arguments = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-    except OmegaConfBaseException as exc:  # resolved while the node still has its root
-        raise ConfigError(one_line(exc, group)) from None
+    arguments = node_arguments(group, node)
     if not keep_name:
         arguments.pop("name", None)
     target = arguments["_target_"]

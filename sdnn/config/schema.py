@@ -475,6 +475,10 @@ def validate_config(cfg: DictConfig) -> Settings:
                                   ("checkpoint", CheckpointConfig), ("performance", PerformanceConfig),
                                   ("class2str", Class2StrConfig), ("auto", AutoConfig))}
     dataset = cfg.dataset
+    if isinstance(dataset, DictConfig) and OmegaConf.is_missing(dataset, "_target_"):
+        raise ConfigError(f"dataset={dataset.get('name')} needs dataset._target_: your LightningDataModule, e.g. "
+                          "dataset._target_=mypackage.MyData (it has num_classes, input_shape, train_dataloader() and "
+                          "test_dataloader(); README: \"Your own data\")")
     dataset_keys = typed(DatasetKeys, dataset, "dataset")
     if "augment" in dataset:
         typed(AugmentKeys, dataset.augment, "dataset.augment", closed=True)

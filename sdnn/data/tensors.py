@@ -43,6 +43,8 @@ class TensorSplits:
     fine_test: Tensor | None = None
     fine_names: list[str] = field(default_factory=list)
     preprocessing: Preprocessing | None = None
+    # A hash of the content, where no file names the data (a user's data module): part of the phase-1 cache key.
+    fingerprint: str | None = None
 
     def __post_init__(self):
         if self.preprocessing is None:
