@@ -106,3 +106,22 @@ def write_advice(advice: Advice, run_dir: Path, names: list[str]) -> Path:
     path = Path(run_dir) / "advice.json"
     atomic_write_json(path, advice.to_json(names))
     return path
+
+
+def main_task(cfg) -> None:
+    """The Hydra task: build the run as run.py would, advise, print, write advice.json."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from sdnn.build import build_job
+    from sdnn.config import validate_config
+    from sdnn.runlog import quiet
+
+    quiet()
+    settings = validate_config(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    job = build_job(cfg, run_dir, settings)
+    advice = advise(job)
+    names = job.data.names()
+    path = write_advice(advice, run_dir, names)
+    job.say(advice.describe(names))
+    job.say(f"advice: {path}")

@@ -655,3 +655,33 @@ def plot_hierarchy_tree(codes: Sequence[str], class_names: Sequence[str], path: 
                  + (f"; {shared} classes share a code (red)" if shared else "; all codes distinct")
                  + ("\n(upper branch: bit 0, lower branch: bit 1)" if many else ""), fontsize=10)
     return _save(fig, path)
+
+
+def plot_payoff(sdnn: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+                reweight: Sequence[tuple[str, Sequence[float], Sequence[float]]], path: str | Path) -> Path:
+    """Predicting the payoff (``python -m sdnn.study payoff``): per cell, the held-out prediction (its 80% interval
+    as a horizontal bar) against the measured Δ (mean ± seed std, vertical), one panel per method; on the
+    diagonal the prediction is exact, in the shaded quadrants its sign is wrong."""
+    fig = _figure(11.0, 5.2)
+    axes = fig.subplots(1, 2)
+    for ax, (title, points) in zip(axes, (("SDNN (k-means, k = 2) vs baseline", sdnn),
+                                          ("reweight vs baseline", reweight))):
+        every = [v for _, (low, _, high), (mean, std) in points for v in (low, high, mean - std, mean + std)]
+        lo, hi = min(every + [-1.0]) - 0.5, max(every + [1.0]) + 0.5
+        ax.fill_between([lo, 0], 0, hi, color="tab:red", alpha=0.06)
+        ax.fill_between([0, hi], lo, 0, color="tab:red", alpha=0.06)
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axvline(0, color="grey", lw=0.8)
+        for name, (low, mid, high), (mean, std) in points:
+            ax.errorbar(mid, mean, xerr=[[mid - low], [high - mid]], yerr=std, fmt="o", capsize=2, ms=4,
+                        color="tab:blue", ecolor="tab:blue", elinewidth=0.8, alpha=0.85)
+            ax.annotate(name, (mid, mean), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("predicted Δ test accuracy (points; 80% interval), cell held out", fontsize=8)
+        ax.set_ylabel("measured Δ test accuracy (points; mean ± seed std)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    fig.suptitle("sdnn.advise on the regime map, leave one study out (shaded: the sign is wrong)", fontsize=9)
+    return _save(fig, path)

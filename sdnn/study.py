@@ -262,6 +262,31 @@ def run_study(study: Study | str, out: Path, seeds: Sequence[int] | None = None,
     return report
 
 
+def advise_study(study: Study, out: Path, seeds: Sequence[int] | None = None,
+                 extra: Sequence[str] = ()) -> dict[int, dict[str, Any]]:
+    """``sdnn.advise`` on the study's main settings, one seed at a time, sharing the study's phase-1 cache (phase 1
+    trains only where no run of the study trained it): ``<out>/advice/seed<k>/advice.json``."""
+    from sdnn.advise import advise, write_advice
+    from sdnn.build import build_job
+    from sdnn.runlog import quiet
+
+    study.check_files()
+    seeds = list(dict.fromkeys(seeds if seeds is not None else study.seeds))
+    plan = plan_study(study, ["main"] if "main" in study.variants else study.pick(None)[:1], out, extra)
+    configs = compose_runs(Plan(plan.common, plan.arms[1:], {}), seeds, out)  # the main variant's runs
+    quiet()
+    advice = {}
+    for seed in seeds:
+        folder = out / "advice" / f"seed{seed}"
+        print(f"[study {study.name}] advise seed {seed}", flush=True)
+        job = build_job(configs[plan.arms[1].folder, seed], folder)
+        result = advise(job)
+        write_advice(result, folder, job.data.names())
+        advice[seed] = result.to_json(job.data.names())
+        print(result.describe(job.data.names()), flush=True)
+    return advice
+
+
 def command(study: Study, seeds: Sequence[int], names: Sequence[str], out: Path, extra: Sequence[str]) -> str:
     """The command that runs (or continues) this study."""
     text = (f"python -m sdnn.study {study.invocation} --seeds {' '.join(str(s) for s in seeds)} "
@@ -309,6 +334,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    if argv[:1] == ["payoff"]:
+        from sdnn.payoff import write_payoff
+
+        parser = OneLineParser(prog="python -m sdnn.study payoff",
+                               description="Predicting the payoff: each study's advise verdict, from a line fitted on "
+                                           "the other studies only, against its measured Δ; method=auto beside it.")
+        parser.add_argument("folders", nargs="+", type=Path, help="study folders (study.json and advice/seed*/)")
+        parser.add_argument("--out", type=Path, required=True)
+        parser.add_argument("--calibration", type=Path, help="also write the lines fitted on every study here "
+                                                             "(sdnn.advise reads conf/advise/calibration.yaml)")
+        args = parser.parse_args(argv[1:])
+        write_payoff(args.folders, args.out, args.calibration)
+        return 0
     if argv[:1] == ["map"]:
         parser = OneLineParser(prog="python -m sdnn.study map",
                                description="The regime map of finished studies: one row each.")
@@ -334,6 +372,9 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--variants", nargs="+", help="variant names, or 'all' (default: the study's defaults)")
     parser.add_argument("--out", type=Path, help="default: studies/<name> (--on: studies/on-<overrides>)")
     parser.add_argument("--list", action="store_true", help="list the studies of the catalogue and stop")
+    parser.add_argument("--advise", action="store_true",
+                        help="instead of the runs: python -m sdnn.advise for each seed, on the study's settings and "
+                             "phase-1 cache, into <out>/advice/seed<k>/advice.json (the study's payoff predicted)")
     args = parser.parse_args(argv)
     if args.list:
         print(_listing())
@@ -342,7 +383,11 @@ def _main(argv: list[str]) -> int:
         parser.error("give a study name (--list shows them) or --on <overrides>, not both" if args.name else
                      "give a study name (--list shows them) or --on <overrides>")
     study = adhoc_study(args.on, adhoc_name(args.on)) if args.on else load_study(args.name)
-    run_study(study, args.out or Path("studies") / study.name, args.seeds, args.variants, extra)
+    out = args.out or Path("studies") / study.name
+    if args.advise:
+        advise_study(study, out, args.seeds, extra)
+    else:
+        run_study(study, out, args.seeds, args.variants, extra)
     return 0
 
 

@@ -62,6 +62,11 @@ def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]
             out["nmi"] = {"per_seed": nmi, "mean": mean_std(nmi)}
         if all(sdnn[s].get("hierarchy") for s in seeds):  # method=class2str: one-to-one codes in how many seeds
             out["codes_distinct"] = sum(bool(sdnn[s]["hierarchy"]["distinct"]) for s in seeds)
+        if all(sdnn[s].get("auto") for s in seeds):  # method=auto: what it chose, and what it cost
+            out["auto"] = {str(s): {"chosen": sdnn[s]["auto"]["chosen"], "seconds": sdnn[s]["auto"]["seconds"]}
+                           for s in seeds}
+        out["seconds"] = {"baseline": [baselines[s].get("train_seconds") for s in seeds],
+                          "variant": [sdnn[s].get("train_seconds") for s in seeds]}
     return out
 
 
