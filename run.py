@@ -12,7 +12,6 @@ that optimises it stops before any training with a one-line error.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -21,9 +20,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from sdnn.cli import hydra_cli, stop
 from sdnn.config import register
-from sdnn.errors import ConfigError, Interrupted, disk_error, user_message
-from sdnn.runlog import quiet, record
+from sdnn.errors import ConfigError, Interrupted, user_message
+from sdnn.runlog import quiet
 
 register()
 
@@ -71,22 +71,13 @@ def main(cfg: DictConfig) -> float | None:
         folder, command = _resume_command()
         again = (f"To resume, run the same command with the same {folder}:" if saved.startswith("Saved")
                  else "The same command starts it again:")
-        _stop(f"interrupted (Ctrl-C). {saved}\n{again}\n  {command}", 130, every_rank=False)
+        stop(f"interrupted (Ctrl-C). {saved}\n{again}\n  {command}", 130, every_rank=False)
     except Exception as exc:  # noqa: BLE001 — ours, a file that cannot be written, ours from a DataLoader worker
         message = user_message(exc)
         if message is None:
             raise
-        _stop(f"error: {message}", 2)
+        stop(f"error: {message}", 2)
     return objective(results)  # validation accuracy: what a sweeper optimises (never test)
-
-
-def _stop(message: str, status: int, every_rank: bool = True) -> None:
-    """``message`` on stderr and in run.log, then exit with ``status``; ``every_rank=False``: one process
-    says it under DDP (Ctrl-C reaches them all)."""
-    if every_rank or os.environ.get("LOCAL_RANK", "0") == os.environ.get("NODE_RANK", "0") == "0":
-        print(message, file=sys.stderr, flush=True)
-        record(message)
-    sys.exit(status)
 
 
 def _resume_command() -> tuple[str, str]:
@@ -105,38 +96,9 @@ def _resume_command() -> tuple[str, str]:
     return what, shlex.join(command)
 
 
-def _run_dir() -> str:
-    """The run folder as given on the command line (``hydra.run.dir=...``), else its key."""
-    given = [arg for arg in sys.argv[1:] if arg.lstrip("+").startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
-    return given[-1].lstrip("+") if given else "hydra.run.dir"
-
-
 def cli() -> None:
-    """``main`` with Hydra's own errors (an override it cannot parse, an unknown option or key, a value of the
-    wrong type) as one line and exit status 2."""
-    from sdnn.config import composition_error
-
-    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; composition_error words it
-    quiet()  # before Hydra imports a sweeper (Optuna's imports log their set-up)
-    try:
-        main()
-    except BrokenPipeError:  # the reader of a pipe left early (python run.py --help | head): no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
-    except KeyboardInterrupt:  # before the run started (imports, composing the configuration)
-        print("interrupted (Ctrl-C) before the run started; nothing was saved", file=sys.stderr, flush=True)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 — only Hydra's composition errors are reworded
-        message = None if full else composition_error(exc)
-        if message is None and not full and disk_error(exc) is not None:  # Hydra could not create the run folder
-            what = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
-            message = (f"{_run_dir()}: cannot create or write {exc.filename} ({what}); choose a writable folder, "
-                       "e.g. hydra.run.dir=outputs/run1")
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    """``main`` with Hydra's own errors as one line and exit status 2 (``sdnn.cli.hydra_cli``)."""
+    hydra_cli(main)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
 from sdnn.assess import SplitIndicators, split_indicators
-from sdnn.config import Method
-from sdnn.errors import ConfigError
+from sdnn.cli import hydra_cli, stop
+from sdnn.config import Method, register
+from sdnn.errors import ConfigError, user_message
 from sdnn.job import Job
 from sdnn.pipeline import partition_once, run_phase1, select
 from sdnn.results import Phase1Result, Selection
+from sdnn.runlog import quiet
 from sdnn.verdict import Calibration, Verdict, judge, load_calibration
 
+register()  # the schema conf/config.yaml starts from
 JUDGED = (Method.sdnn, Method.reweight)
 
 
@@ -108,20 +115,31 @@ def write_advice(advice: Advice, run_dir: Path, names: list[str]) -> Path:
     return path
 
 
-def main_task(cfg) -> None:
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
     """The Hydra task: build the run as run.py would, advise, print, write advice.json."""
-    from hydra.core.hydra_config import HydraConfig
-
     from sdnn.build import build_job
     from sdnn.config import validate_config
-    from sdnn.runlog import quiet
 
     quiet()
-    settings = validate_config(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    job = build_job(cfg, run_dir, settings)
-    advice = advise(job)
-    names = job.data.names()
-    path = write_advice(advice, run_dir, names)
-    job.say(advice.describe(names))
-    job.say(f"advice: {path}")
+    try:
+        settings = validate_config(cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        job = build_job(cfg, run_dir, settings)
+        advice = advise(job)
+        names = job.data.names()
+        path = write_advice(advice, run_dir, names)
+        job.say(advice.describe(names))
+        job.say(f"advice: {path}")
+    except KeyboardInterrupt:
+        stop("interrupted (Ctrl-C); phase 1 and the partition are kept in the phase-1 cache where they finished, so "
+             "the same command goes on from there", 130, every_rank=False)
+    except Exception as exc:  # noqa: BLE001 — ours are one line; anything else is a bug with its traceback
+        message = user_message(exc)
+        if message is None:
+            raise
+        stop(f"error: {message}", 2)
+
+
+if __name__ == "__main__":
+    hydra_cli(main)

@@ -47,7 +47,9 @@ class Line:
         x, y = np.asarray(probes, dtype=float), np.asarray(deltas, dtype=float)
         if len(x) < 3:
             raise ValueError(f"a line needs at least 3 cells, got {len(x)}")
-        slope, intercept = np.polyfit(x, y, 1)
+        spread = ((x - x.mean()) ** 2).sum()
+        slope = float(((x - x.mean()) * (y - y.mean())).sum() / spread) if spread > 0 else 0.0  # one x: a level
+        intercept = float(y.mean() - slope * x.mean())
         residual = y - (intercept + slope * x)
         return cls(float(intercept), float(slope), float(np.sqrt((residual ** 2).sum() / (len(x) - 2))), len(x))
 

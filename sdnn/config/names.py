@@ -13,7 +13,9 @@ from typing import Any
 import yaml
 
 from sdnn.config.wording import CONF
-NOT_CHOSEN = ("base", "local")  # groups that options build on, or the user's own file: never typed as group=option
+# groups that options build on, the user's own file, and the catalogues of other commands (sdnn.study's studies,
+# sdnn.advise's calibration): never typed as group=option
+NOT_CHOSEN = ("base", "local", "study", "advise")
 
 
 def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:

@@ -1,0 +1,55 @@
+"""What every Hydra command of the project (``run.py``, ``python -m sdnn.advise``) does around its task: Hydra's
+own errors (an override it cannot parse, an unknown option or key, a value of the wrong type, a run folder it
+cannot create) as one line and exit status 2, Ctrl-C before the task as one line and 130, a closed pipe quietly;
+``stop`` says a message on stderr and in run.log and exits."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from sdnn.errors import disk_error
+from sdnn.runlog import quiet, record
+
+
+def stop(message: str, status: int, every_rank: bool = True) -> None:
+    """``message`` on stderr and in run.log, then exit with ``status``; ``every_rank=False``: one process
+    says it under DDP (Ctrl-C reaches them all)."""
+    if every_rank or os.environ.get("LOCAL_RANK", "0") == os.environ.get("NODE_RANK", "0") == "0":
+        print(message, file=sys.stderr, flush=True)
+        record(message)
+    sys.exit(status)
+
+
+def _run_dir() -> str:
+    """The run folder as given on the command line (``hydra.run.dir=...``), else its key."""
+    given = [arg for arg in sys.argv[1:] if arg.lstrip("+").startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    return given[-1].lstrip("+") if given else "hydra.run.dir"
+
+
+def hydra_cli(main: Callable[[], object]) -> None:
+    """Call a ``@hydra.main`` function with Hydra's own errors as one line and exit status 2."""
+    from sdnn.config import composition_error
+
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; composition_error words it
+    quiet()  # before Hydra imports a sweeper (Optuna's imports log their set-up)
+    try:
+        main()
+    except BrokenPipeError:  # the reader of a pipe left early (python run.py --help | head): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except KeyboardInterrupt:  # before the run started (imports, composing the configuration)
+        print("interrupted (Ctrl-C) before the run started; nothing was saved", file=sys.stderr, flush=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 — only Hydra's composition errors are reworded
+        message = None if full else composition_error(exc)
+        if message is None and not full and disk_error(exc) is not None:  # Hydra could not create the run folder
+            what = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
+            message = (f"{_run_dir()}: cannot create or write {exc.filename} ({what}); choose a writable folder, "
+                       "e.g. hydra.run.dir=outputs/run1")
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
