@@ -58,14 +58,16 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         settings = validate_config(cfg)  # bad values fail here, before torch is imported
-        from sdnn.build import build_job
+        from sdnn.build import build_job, config_snapshot
+        from sdnn.runfolder import claimed
 
         run_dir = HydraConfig.get().runtime.output_dir
-        job = build_job(cfg, run_dir, settings)  # bad data fails here, before the Trainer is built
-        check_objective(job)
-        from sdnn.app import run
+        with claimed(run_dir, config_snapshot(cfg), settings.checkpoint.resume, settings.overwrite):  # one run
+            job = build_job(cfg, run_dir, settings)  # bad data fails here, before the Trainer is built
+            check_objective(job)
+            from sdnn.app import run
 
-        results = run(cfg, run_dir, job)
+            results = run(cfg, run_dir, job)
     except KeyboardInterrupt as exc:  # Ctrl-C
         saved = exc.saved if isinstance(exc, Interrupted) else "Nothing was saved yet (no training had started)."
         folder, command = _resume_command()
@@ -111,10 +113,24 @@ def _run_dir() -> str:
     return given[-1].lstrip("+") if given else "hydra.run.dir"
 
 
+def _empty_folder(argv: list[str]) -> str | None:
+    """``hydra.run.dir`` or ``hydra.sweep.dir`` given as an empty value (which would be the current folder)."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value.strip() in ("", "''", '""', "null"):
+            return key
+    return None
+
+
 def cli() -> None:
     """``main`` with Hydra's own errors (an unknown option, a value of the wrong type) as one line."""
     from sdnn.config import composition_error
 
+    empty = _empty_folder(sys.argv[1:])
+    if empty:  # before Hydra writes .hydra/ into the current folder
+        print(f"error: {empty} is empty; give the run a folder of its own, e.g. {empty}=outputs/run1",
+              file=sys.stderr, flush=True)
+        sys.exit(2)
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; composition_error words it
     try:
