@@ -113,6 +113,7 @@ def disk_stop(job: Job, disk: DiskError) -> DiskError:
     """The one line for a file the run could not write: the file, the reason, what is on disk to resume
     from (``saved``) and what the same command then does."""
     kept = saved(job).replace(":\n  ", ": ").replace("\n  ", "; ")
+    kept = kept if kept.endswith(".") else kept + "."
     again = "resumes from what was saved" if kept.startswith("Saved") else "starts the run over"
     return DiskError(f"cannot write {disk.where or 'a file of the run'} ({disk.reason or 'write failed'}). {kept} "
                      f"Free space or make the folder writable (or choose another hydra.run.dir), then run the same "

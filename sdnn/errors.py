@@ -79,7 +79,7 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 
 
 RESUMES = ("free space or make the folder writable (or choose another hydra.run.dir), then run the same command "
-           "again: it resumes from the last checkpoint, and what was finished before is kept")
+           "again: it continues from whatever was saved")
 
 
 def disk_error(exc: BaseException, fix: str = RESUMES) -> DiskError | None:

@@ -20,8 +20,15 @@ class-per-folder tree, or the shards' own) add the accuracy, or YouTube-8M's fou
 ``--split test|val`` reloads the run's dataset from its stored configuration (no training) and
 prints the metric ``results.json`` reports for that split, computed as the run computed it.
 
+A run folder may come from anyone: its card is data (``sdnn.artifact``, ``sdnn.targets``): its
+``_target_``s are allow-listed before anything is imported (sdnn and torch.nn; ``--trust PACKAGE`` for
+your own backbone or dataset), never interpolated, and its sizes bounded by its weights. Only the
+arrays used are read from an ``.npz``; an image over ``--max-image-mb`` is not read. ``--output -``
+writes the CSV to standard output; an existing ``--output`` must be a regular file (a FIFO or device
+is refused). CSV cells that a spreadsheet would take for a formula (``= + - @``) get a leading ``'``.
+
 Every error a user can fix is one line on stderr with exit status 2, and nothing is written then
-(the CSV is written to a temporary file and renamed at the end).
+(the CSV is written to a temporary file and renamed, or copied to standard output, at the end).
 """
 
 from __future__ import annotations
