@@ -109,6 +109,10 @@ def resolve(target: Any, what: str, kind: type | None = None, trust: Sequence[st
         found = None
     if found is None:
         raise DataError(f"{what}._target_={target}: cannot import it (no such module)")
+    home = getattr(found, "__module__", None) or ""
+    if not any(_under(home, root) for root in roots):  # reached through an attribute: sdnn.x.torch.fx.Y
+        raise DataError(f"{what}._target_={target} is defined in {home or 'no module'}, outside the packages a "
+                        "card may name (refused, not called)")
     if not isinstance(found, type) or (kind is not None and not issubclass(found, kind)) or \
             (must is not None and not must(found)):
         wanted = needs or (f"a {kind.__module__}.{kind.__qualname__} class" if kind is not None else "a class")

@@ -10,7 +10,7 @@ a ``_target_`` whose call would write one, a ``${oc.create:...}`` payload that w
 | 1    | the same with ``pathlib.Path.write_text`` of a ``.pth`` file                     | exit 2, one line, no ``.pth`` file             |
 | 1    | ``config.dataset.name: ${oc.create:...}`` (predict --split)                       | a plain string: exit 0, no marker              |
 | 1    | ``config.dataset.augment: {_target_: builtins.open, _args_: [M, w]}`` (--split)   | refused before anything is imported, no marker |
-| 1    | ``config.dataset._target_: builtins.open``, ``sdnn.artifact.save_model``          | refused (not allowed / not a dataset class)    |
+| 1    | ``config.dataset._target_: builtins.open``, ``sdnn.artifact.save_model``, ``sdnn.data.sources.torch.utils.data.TensorDataset`` (reached through an attribute) | refused (not allowed / not a dataset class / defined outside) |
 | 1    | ``evilnet.py`` planted in the run folder, card ``_target_: evilnet.Net``; ``python -m sdnn.predict`` from the folder | exit 2, "--trust", no marker |
 | 1    | the same from the parent folder, ``_target_: run.evilnet.Net``                    | exit 2, no marker                              |
 | 1    | ``--trust evilnet`` from the run folder; with PYTHONPATH=the run folder           | not importable / "from the run folder", no marker |
@@ -183,6 +183,7 @@ def test_an_interpolation_in_the_dataset_is_a_plain_name(trained, tmp_path, caps
     ("augment", "builtins.open", ["dataset.augment._target_=builtins.open", "not allowed in a model card"]),
     ("top", "builtins.open", ["dataset._target_=builtins.open", "not allowed in a model card"]),
     ("top", "sdnn.artifact.save_model", ["dataset._target_=sdnn.artifact.save_model", "not a dataset class"]),
+    ("top", "sdnn.data.sources.torch.utils.data.TensorDataset", ["is defined in torch.utils.data.dataset, outside"]),
 ])
 def test_a_target_in_the_cards_dataset_is_refused_before_split_runs_anything(trained, tmp_path, capsys, where,
                                                                              target, words):
