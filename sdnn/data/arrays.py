@@ -15,6 +15,7 @@ import stat
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -111,7 +112,7 @@ class NpzArrays:
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> NpzArrays:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
