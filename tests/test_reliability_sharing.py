@@ -15,7 +15,7 @@ a ``_target_`` whose call would write one, a ``${oc.create:...}`` payload that w
 | 1    | the same from the parent folder, ``_target_: run.evilnet.Net``                    | exit 2, no marker                              |
 | 1    | ``--trust evilnet`` from the run folder; with PYTHONPATH=the run folder           | not importable / "from the run folder", no marker |
 | 1    | ``numpy.py`` planted in the run folder, ``python -m sdnn.predict . --split test`` run there | exit 0, no marker                 |
-| 1    | ``_target_: this.Net`` (import prints the Zen of Python), ``subprocess.Popen``, ``os.system`` | refused, nothing printed, not imported |
+| 1    | ``_target_: this.Net`` (import prints the Zen of Python), ``antigravity.Net``, ``subprocess.Popen``, ``os.system`` | refused, nothing printed, not imported |
 | 1    | a user's backbone package (outside the run folder): without and with ``--trust``  | one line naming --trust; then predicts         |
 | 1    | ``working_directory`` (predict --split's chdir to the card's launch_dir)          | no relative entry on sys.path inside it        |
 | 2    | ``--output`` a FIFO, a link to /dev/null, a folder (predict); a FIFO (export)     | one line, nothing replaced, nothing blocks     |
