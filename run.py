@@ -58,14 +58,16 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         settings = validate_config(cfg)  # bad values fail here, before torch is imported
-        from sdnn.build import build_job
+        from sdnn.build import build_job, config_snapshot
+        from sdnn.runfolder import claimed
 
         run_dir = HydraConfig.get().runtime.output_dir
-        job = build_job(cfg, run_dir, settings)  # bad data fails here, before the Trainer is built
-        check_objective(job)
-        from sdnn.app import run
+        with claimed(run_dir, config_snapshot(cfg), settings.checkpoint.resume, settings.overwrite):  # one run
+            job = build_job(cfg, run_dir, settings)  # bad data fails here, before the Trainer is built
+            check_objective(job)
+            from sdnn.app import run
 
-        results = run(cfg, run_dir, job)
+            results = run(cfg, run_dir, job)
     except KeyboardInterrupt as exc:  # Ctrl-C
         saved = exc.saved if isinstance(exc, Interrupted) else "Nothing was saved yet (no training had started)."
         folder, command = _resume_command()

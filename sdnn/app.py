@@ -16,23 +16,34 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.artifact import ModelCard, head_spec, model_weights, save_model
-from sdnn.build import build_job
-from sdnn.errors import Interrupted
+from sdnn.build import build_job, config_snapshot
+from sdnn.config import validate_config
+from sdnn.errors import DiskError, Interrupted, disk_error
 from sdnn.job import Job
 from sdnn.lit.progress import PHASE_TITLES
 from sdnn.lit.resume import config_fingerprint
 from sdnn.recipes import RECIPES
 from sdnn.recipes import run as run_recipe
 from sdnn.results import Results, format_summary
+from sdnn.runfolder import claimed
 from sdnn.runlog import quiet
 
 
 def run(cfg: DictConfig | None, run_dir: str | Path, job: Job | None = None) -> Results:
     """Run the configured method and write ``results.json`` into ``run_dir``; returns the results.
-    ``job``: the run already built (``sdnn.build.build_job``); else it is built from ``cfg``."""
+    ``job``: the run already built (``sdnn.build.build_job``); else it is built from ``cfg``. The run holds
+    its folder while it runs (``sdnn.runfolder``: another run's folder, or a second process, is refused)."""
     quiet()  # as the CLI: also for sdnn.study and in-process runs
     run_dir = Path(run_dir)
-    job = job or build_job(cfg, run_dir)
+    if job is None:
+        settings = validate_config(cfg)
+        with claimed(run_dir, config_snapshot(cfg), settings.checkpoint.resume, settings.overwrite):
+            return _run(run_dir, build_job(cfg, run_dir, settings))
+    with claimed(run_dir, job.config, job.settings.checkpoint.resume, job.settings.overwrite):
+        return _run(run_dir, job)
+
+
+def _run(run_dir: Path, job: Job) -> Results:
     finished = finished_run(job)
     if finished is not None:
         job.say(f"{run_dir}: this run is complete (results.json, written with the same configuration); nothing "
@@ -44,12 +55,18 @@ def run(cfg: DictConfig | None, run_dir: str | Path, job: Job | None = None) -> 
         job.training.checkpoints(phase).resume_path()  # another configuration's checkpoint: an error now
     try:
         results = run_recipe(job)
+        if rank_zero_only.rank == 0:
+            if job.settings.checkpoint.save_model:
+                keep_model(job, results)
+            path = results.write(run_dir)
     except KeyboardInterrupt:
         raise Interrupted(saved(job)) from None
+    except (OSError, DiskError) as exc:  # a full or read-only disk: name the file and what is kept
+        disk = disk_error(exc)
+        if disk is None:
+            raise
+        raise disk_stop(job, disk) from None
     if rank_zero_only.rank == 0:
-        if job.settings.checkpoint.save_model:
-            keep_model(job, results)
-        path = results.write(run_dir)
         job.training.loggers.publish_results(results)
         job.say(format_summary(results))
         skipped = results.data_skipped["items"]
@@ -90,6 +107,17 @@ def keep_model(job: Job, results: Results) -> Path:
                      eval_batch_size=4 * data.batch_size, precision=job.settings.trainer.precision,
                      config=job.config, launch_dir=os.getcwd())
     return save_model(job.run_dir, card, model_weights(module))
+
+
+def disk_stop(job: Job, disk: DiskError) -> DiskError:
+    """The one line for a file the run could not write: the file, the reason, what is on disk to resume
+    from (``saved``) and what the same command then does."""
+    kept = saved(job).replace(":\n  ", ": ").replace("\n  ", "; ")
+    kept = kept if kept.endswith(".") else kept + "."
+    again = "resumes from what was saved" if kept.startswith("Saved") else "starts the run over"
+    return DiskError(f"cannot write {disk.where or 'a file of the run'} ({disk.reason or 'write failed'}). {kept} "
+                     f"Free space or make the folder writable (or choose another hydra.run.dir), then run the same "
+                     f"command again: it {again}.")
 
 
 def saved(job: Job) -> str:

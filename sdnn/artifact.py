@@ -24,10 +24,11 @@ A head other than ``nn.Linear`` is kept when it records its constructor's keywor
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import os
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from torch import Tensor, nn
 from sdnn.cache import atomic_write_bytes, atomic_write_json
 from sdnn.data.preprocess import Preprocess, Preprocessing
 from sdnn.errors import DataError
+from sdnn.targets import build, check_tree, trusted_names
 
 MODEL_DIR = "model"
 CARD = "model.json"
@@ -45,6 +47,9 @@ WEIGHTS = "weights.pt"
 FORMAT = "sdnn-model"
 VERSION = 1
 SCORES = ("sigmoid", "softmax")
+MAX_CARD_MB = 64            # a card: class names and the run's configuration
+MAX_WEIGHTS_MB = 16 * 1024  # 4 billion float32 weights
+MAX_EVAL_BATCH = 2**16
 
 
 @dataclass
@@ -91,6 +96,13 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> ModelCard:
+        for key, kind in (("backbone", dict), ("class_names", list), ("subclass_to_class", list),
+                          ("preprocessing", dict), ("weights", dict)):
+            if not isinstance(payload[key], kind):
+                raise TypeError(f"{key} must be a JSON {'object' if kind is dict else 'array'}")
+        if not isinstance(payload.get("head"), (dict, type(None))) or \
+                not isinstance(payload.get("config") or {}, dict):
+            raise TypeError("head and config must be JSON objects")
         card = cls(method=str(payload["method"]), dataset=str(payload["dataset"]), model=str(payload["model"]),
                    seed=int(payload["seed"]), num_classes=int(payload["num_classes"]),
                    multilabel=bool(payload["multilabel"]), class_names=[str(n) for n in payload["class_names"]],
@@ -100,10 +112,33 @@ class ModelCard:
                    precision=str(payload.get("precision", "32-true")),
                    config=dict(payload.get("config") or {}), launch_dir=str(payload.get("launch_dir", "")),
                    weights_sha256=str(payload["weights"]["sha256"]))
-        if card.score not in SCORES or not card.subclass_to_class or \
-                sorted(set(card.subclass_to_class)) != list(range(card.num_classes)):
-            raise ValueError("score or subclass_to_class do not describe the classes")
+        problem = card.problem()
+        if problem:
+            raise ValueError(problem)
         return card
+
+    def problem(self) -> str | None:
+        """What makes this card unusable (it is read from a file anyone may have written), or None. Linear in
+        the number of units."""
+        c, units = self.num_classes, torch.as_tensor(self.subclass_to_class, dtype=torch.long)
+        if c < 1 or len(units) < c:
+            return f"num_classes={c} with {len(units)} output unit(s) in subclass_to_class"
+        if self.class_names and len(self.class_names) != c:
+            return f"class_names has {len(self.class_names)} names for {c} classes"
+        if not torch.equal(units[:c], torch.arange(c)) or int(units.min()) < 0 or int(units.max()) >= c:
+            return ("subclass_to_class must list the classes 0..c-1 (unit i < c is class i), then the class of each "
+                    "further unit")
+        if self.score not in SCORES:
+            return f"score={self.score!r}; expected one of {', '.join(SCORES)}"
+        if not 1 <= self.eval_batch_size <= MAX_EVAL_BATCH:
+            return f"eval_batch_size={self.eval_batch_size}; expected 1..{MAX_EVAL_BATCH}"
+        if not isinstance(self.backbone.get("_target_"), str) or \
+                (self.head is not None and not isinstance(self.head.get("_target_"), str)):
+            return "backbone and head need a _target_ (the class to build)"
+        if self.head is not None and len(units) != c:
+            return "a head of its own (head._target_) gives one output per class: subclass_to_class must be 0..c-1"
+        problem = self.preprocessing.problem()
+        return f"preprocessing: {problem}" if problem else None
 
 
 def model_weights(module: nn.Module) -> dict[str, Tensor]:
@@ -148,97 +183,124 @@ def kept_no_model(run_dir: Path) -> bool:
     return isinstance(checkpoint, dict) and checkpoint.get("save_model") is False
 
 
+def _regular_file(path: Path, limit_mb: float, what: str) -> int:
+    """The size of ``path``, a regular file (not a device, FIFO or folder, nor a link to one) of at most
+    ``limit_mb``; a one-line ``DataError`` otherwise. Stat only: nothing is read."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: not a regular file (a device, FIFO or folder, or a link to one); {what} is a file "
+                        "this program wrote, so it is not read")
+    if info.st_size > limit_mb * 2**20:
+        raise DataError(f"{path}: {info.st_size / 2**20:.0f} MB, more than {limit_mb:g} MB for {what}: not a file "
+                        "this program wrote, so it is not read")
+    return info.st_size
+
+
 def read_card(run_dir: str | Path) -> ModelCard:
-    """The card of ``run_dir/model``; a one-line ``DataError`` when there is no finished model."""
+    """The card of ``run_dir/model``; a one-line ``DataError`` when there is no finished model, or when the
+    card is not one this program could have written (its values are checked: ``ModelCard.problem``)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    try:
+        found = run_dir.is_dir()
+    except OSError as exc:  # a name too long, a loop of links
+        raise DataError(f"{run_dir}: cannot read this run folder ({exc.strerror or exc})") from None
+    if not found:
         raise DataError(f"{run_dir}: no such run folder")
     path = run_dir / MODEL_DIR / CARD
     if not (run_dir / MODEL_DIR).exists() and kept_no_model(run_dir):
         raise DataError(f"{run_dir}: this run kept no model (it ran with checkpoint.save_model=false); run it "
                         "again without that override to use it with sdnn.predict or sdnn.export")
-    if not path.is_file():
+    if not path.exists():
         done = (run_dir / "results.json").is_file()
         why = ("the run finished before runs kept their model (run it again to get one)" if done
                else "the run has not finished (or this is not a run folder)")
         raise DataError(f"{run_dir}: no finished model ({MODEL_DIR}/{CARD} is missing: {why})")
+    _regular_file(path, MAX_CARD_MB, "a model card")
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable model card ({exc})") from None
+        payload = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
+        raise DataError(f"{path}: not a readable model card ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DataError(f"{path}: not an sdnn model card (expected \"format\": \"{FORMAT}\")")
-    if int(payload.get("version", 0)) > VERSION:
-        raise DataError(f"{path}: model card version {payload.get('version')} is newer than this sdnn reads "
-                        f"({VERSION}); update sdnn")
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise DataError(f"{path}: \"version\": {json.dumps(version)[:40]} is not a card version (an integer)")
+    if version > VERSION:
+        raise DataError(f"{path}: model card version {version} is newer than this sdnn reads ({VERSION}); update sdnn")
     try:
         return ModelCard.from_json(payload)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: the model card is incomplete or damaged ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        raise DataError(f"{path}: the model card is incomplete or damaged ({type(exc).__name__}: "
+                        f"{str(exc)[:300]})") from None
 
 
 def read_weights(run_dir: str | Path, card: ModelCard) -> dict[str, Tensor]:
-    """The weights, checked against the card's checksum and read with ``weights_only=True`` (no code runs)."""
+    """The weights: a regular file under ``MAX_WEIGHTS_MB`` (checked before reading), its checksum the card's
+    (hashed in chunks), read with ``weights_only=True`` (no code runs) and memory-mapped; finite values."""
     path = Path(run_dir) / MODEL_DIR / WEIGHTS
+    size = _regular_file(path, MAX_WEIGHTS_MB, "the model's weights")
+    digest = hashlib.sha256()
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(min(1 << 22, size + 1)):
+                digest.update(chunk)
+                size -= len(chunk)
+                if size < 0:
+                    raise DataError(f"{path}: the file grew while it was read; it is not read")
     except OSError as exc:
         raise DataError(f"{path}: cannot read the model's weights ({exc.strerror or exc})") from None
-    if hashlib.sha256(data).hexdigest() != card.weights_sha256:
+    if digest.hexdigest() != card.weights_sha256:
         raise DataError(f"{path}: the weights do not match {CARD} (checksum differs): the file was changed or is "
                         "damaged")
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 — any unpickling failure is a damaged file
-        raise DataError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{path}: not a readable weights file ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise DataError(f"{path}: expected a dict of tensors")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise DataError(f"{path}: {bad} holds NaN or infinite values (a trained network's weights never do): the "
+                        "file is damaged")
     return state
 
 
-def module_class(target: Any, what: str) -> type[nn.Module]:
-    """The ``torch.nn.Module`` class a card's ``_target_`` names. Anything else is refused before it is
-    called: a model card is read from disk and must not make this program call arbitrary functions."""
-    module_name, _, class_name = str(target).rpartition(".")
-    try:
-        cls = importlib.import_module(module_name)
-        for name in class_name.split("."):
-            cls = getattr(cls, name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise DataError(f"{what}._target_={target}: cannot import it ({type(exc).__name__}: {exc}); is its "
-                        "package on PYTHONPATH?") from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise DataError(f"{what}._target_={target} is not a torch.nn.Module class; a model card names network "
-                        "classes only (refused, not called)")
-    return cls
-
-
-def _check_targets(node: Any, what: str) -> None:
-    """Every ``_target_`` in a (nested) card entry names an nn.Module class, before anything is built."""
+def _largest_size(node: Any) -> int:
+    """The largest integer in a card entry (sizes: widths, depths, input dimensions)."""
     if isinstance(node, dict):
-        if "_target_" in node:
-            module_class(node["_target_"], what)
-        for key, value in node.items():
-            _check_targets(value, f"{what}.{key}")
-    elif isinstance(node, list):
-        for value in node:
-            _check_targets(value, what)
+        return max((_largest_size(v) for v in node.values()), default=0)
+    if isinstance(node, (list, tuple)):
+        return max((_largest_size(v) for v in node), default=0)
+    return abs(node) if isinstance(node, int) and not isinstance(node, bool) else 0
 
 
-def build_part(node: dict[str, Any], what: str = "model.backbone", **given) -> nn.Module:
-    """A part rebuilt from its card entry: its ``_target_`` class with its arguments and ``given``."""
-    _check_targets(node, what)
-    arguments = {k: v for k, v in node.items() if not k.startswith("_")}
-    if any(isinstance(v, dict) and "_target_" in v for v in arguments.values()):
-        from hydra.utils import instantiate  # nested parts of a user's backbone
-
-        return instantiate({**node, "_convert_": "all"}, **given)
-    return module_class(node.get("_target_"), what)(**arguments, **given)
+def build_part(node: dict[str, Any], what: str = "model.backbone", trust: Sequence[str] = (),
+               run_dir: Path | None = None, **given) -> nn.Module:
+    """A network part rebuilt from its card entry: every ``_target_`` allow-listed (``sdnn.targets``) and a
+    ``torch.nn.Module`` class, checked before any is imported or called; the values as they are."""
+    check_tree(node, what, nn.Module, trust, run_dir)
+    return build(node, what, nn.Module, trust, run_dir, **given)
 
 
-def build_backbone(node: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module:
+def build_backbone(node: dict[str, Any], input_shape: tuple[int, ...], trust: Sequence[str] = (),
+                   run_dir: Path | None = None) -> nn.Module:
     """``model.backbone`` rebuilt: its ``_target_`` class with its arguments and ``input_shape``."""
-    return build_part(node, "model.backbone", input_shape=tuple(input_shape))
+    return build_part(node, "model.backbone", trust, run_dir, input_shape=tuple(input_shape))
+
+
+def _network(card: ModelCard, trust: Sequence[str], run_dir: Path) -> tuple[nn.Module, nn.Module]:
+    backbone = build_backbone(card.backbone, card.input_shape, trust, run_dir)
+    head = (nn.Linear(backbone.out_features, len(card.subclass_to_class)) if card.head is None
+            else build_part(card.head, "head", trust, run_dir))
+    return backbone, head
+
+
+def _shapes(backbone: nn.Module, head: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {**{f"backbone.{k}": tuple(v.shape) for k, v in backbone.state_dict().items()},
+            **{f"head.{k}": tuple(v.shape) for k, v in head.state_dict().items()}}
 
 
 class ClassLevelModel(nn.Module):
@@ -254,12 +316,24 @@ class ClassLevelModel(nn.Module):
         s2c = torch.as_tensor(subclass_to_class, dtype=torch.long)
         self.register_buffer("subclass_to_class", s2c)
         self.num_classes, self.score, self.units = int(num_classes), score, len(s2c)
-        # each class's units, padded with its first unit (a max is unchanged by repeats): (c, H_max)
-        members = [torch.nonzero(s2c == k).flatten() for k in range(self.num_classes)]
-        width = max(len(m) for m in members)
-        index = torch.stack([torch.cat([m, m[:1].expand(width - len(m))]) for m in members])
-        self.register_buffer("class_units", index)
-        self.register_buffer("membership", torch.nn.functional.one_hot(s2c, self.num_classes).float())
+        c, units = self.num_classes, len(s2c)
+        self.identity = bool(units == c and torch.equal(s2c, torch.arange(c)))
+        # each class's units, padded with its first unit (a max is unchanged by repeats): (c, H_max), built
+        # with a sort (linear in the units, no loop over classes); a map too uneven to pad takes a scatter
+        counts = torch.bincount(s2c, minlength=c)
+        width = int(counts.max())
+        self.padded = c * width <= 4 * units + 2**20
+        if self.padded and not self.identity:
+            order = torch.sort(s2c, stable=True).indices
+            starts = torch.cumsum(counts, 0) - counts
+            owner = s2c[order]
+            index = order[starts].unsqueeze(1).repeat(1, width)
+            index[owner, torch.arange(units) - starts[owner]] = order
+            self.register_buffer("class_units", index)
+        # softmax scores: a class's probability is the sum of its units' (a (S, c) matrix where that is small)
+        self.dense = units * c <= 2**22
+        if self.dense and not self.identity:
+            self.register_buffer("membership", torch.nn.functional.one_hot(s2c, c).float())
 
     def network(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
@@ -268,13 +342,23 @@ class ClassLevelModel(nn.Module):
         return self.network(self.preprocess(raw))
 
     def class_logits(self, unit_logits: Tensor) -> Tensor:
-        if self.units == self.num_classes:
+        if self.identity:
             return unit_logits
-        return unit_logits[:, self.class_units].amax(-1)  # gather + max, not class_scores' scatter: exports to ONNX
+        if self.padded:
+            return unit_logits[:, self.class_units].amax(-1)  # gather + max, not a scatter: exports to ONNX
+        index = self.subclass_to_class.expand(len(unit_logits), -1)
+        first = unit_logits[:, :self.num_classes]  # unit i < c is class i (ModelCard.problem)
+        return first.scatter_reduce(1, index[:, self.num_classes:], unit_logits[:, self.num_classes:], "amax")
 
     def scores(self, unit_logits: Tensor, class_logits: Tensor) -> Tensor:
         if self.score == "softmax":
-            return torch.softmax(unit_logits.float(), 1) @ self.membership
+            probabilities = torch.softmax(unit_logits.float(), 1)
+            if self.identity:
+                return probabilities
+            if self.dense:
+                return probabilities @ self.membership
+            c = self.num_classes
+            return probabilities[:, :c].index_add(1, self.subclass_to_class[c:], probabilities[:, c:])
         return torch.sigmoid(class_logits.float())
 
     def forward(self, raw: Tensor) -> tuple[Tensor, Tensor]:
@@ -292,29 +376,48 @@ class LoadedModel:
     net: ClassLevelModel
 
 
-def load_model(run_dir: str | Path) -> LoadedModel:
-    """``run_dir/model`` read without executing code from it; one-line ``DataError``s."""
+def load_model(run_dir: str | Path, trust: Sequence[str] = ()) -> LoadedModel:
+    """``run_dir/model`` read without executing code from it; one-line ``DataError``s. ``trust``: packages
+    besides sdnn and torch.nn whose classes the card may name (a user's own backbone; ``--trust``).
+
+    Before anything is allocated, the card's sizes are bounded by what the weights hold: no integer of the
+    backbone or head entry, no input dimension and no output unit count exceeds the number of weight values,
+    and the network is first built on the meta device (no memory) and its tensor shapes compared with the
+    weights'."""
     run_dir = Path(run_dir)
     card = read_card(run_dir)
+    trust = trusted_names(trust)
     state = read_weights(run_dir, card)
+    where = run_dir / MODEL_DIR / CARD
+    values = sum(int(v.numel()) for v in state.values())
+    claimed = max(_largest_size(card.backbone), _largest_size(card.head), _largest_size(list(card.input_shape)),
+                  len(card.subclass_to_class))
+    if claimed > values:
+        raise DataError(f"{where}: a size of {claimed} in the card, but the weights hold only {values} values: the "
+                        "card does not describe these weights")
+    check_tree(card.backbone, "model.backbone", nn.Module, trust, run_dir)  # before anything is called
+    if card.head is not None:
+        check_tree(card.head, "head", nn.Module, trust, run_dir)
     try:
-        backbone = build_backbone(card.backbone, card.input_shape)
-        head = (nn.Linear(backbone.out_features, len(card.subclass_to_class)) if card.head is None
-                else build_part(card.head, "head"))
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{run_dir / MODEL_DIR / CARD}: cannot rebuild the network ({exc})") from None
-    net = ClassLevelModel(Preprocess(card.preprocessing), backbone, head, torch.tensor(card.subclass_to_class),
-                          card.num_classes, card.score)
-    try:
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise DataError(f"{run_dir / MODEL_DIR / WEIGHTS}: the weights do not fit the backbone in {CARD} "
-                        f"({first[1].strip() if len(first) > 1 else first[0]})") from None
-    missing = [k for k in missing if k.startswith(("backbone.", "head."))]
-    if missing or unexpected:
-        raise DataError(f"{run_dir / MODEL_DIR / WEIGHTS}: the weights do not fit the backbone in {CARD} "
-                        f"(missing {missing[:3]}, unexpected {list(unexpected)[:3]})")
+        with torch.device("meta"):
+            expected = _shapes(*_network(card, trust, run_dir))
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        wrong = [f"{k}: {list(got[k])} in {WEIGHTS}, {list(expected[k])} from {CARD}"
+                 for k in expected if k in got and got[k] != expected[k]]
+        if missing or unexpected or wrong:
+            detail = "; ".join(wrong[:2]) if wrong else f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+            raise DataError(f"{run_dir / MODEL_DIR / WEIGHTS}: the weights do not fit the backbone in {CARD} "
+                            f"({detail})")
+        backbone, head = _network(card, trust, run_dir)
+        net = ClassLevelModel(Preprocess(card.preprocessing), backbone, head, torch.tensor(card.subclass_to_class),
+                              card.num_classes, card.score)
+        net.load_state_dict(state, strict=False)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — the card's arguments are data: any failure to build is the card's
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise DataError(f"{where}: cannot rebuild the network ({type(exc).__name__}: {first})") from None
     return LoadedModel(run_dir, card, net.eval())
 
 

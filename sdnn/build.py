@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sdnn.config import Settings, TrainerSettings, one_line, validate_config
+from sdnn.config.schema import check_label
 from sdnn.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ def build_job(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = 
     run_dir = Path(run_dir)
     partitioner = instantiate_group("partitioner", cfg.partitioner)           # torch-free
     augmenter = instantiate_group("augmenter", cfg.augmenter)
-    loss = instantiate_group("loss", cfg.loss)
+    loss = instantiate_group("loss", cfg.loss)                                # a loss class, checked first
+    check_label("loss", cfg.loss)                                             # then its label
     checks.check_loss(settings, loss)            # needs the class but not the data: fails before it is read
     checks.check_devices(settings.trainer)
     source = dataset_source(cfg.dataset, settings.seed, progress=settings.trainer.enable_progress_bar)
@@ -52,7 +54,7 @@ def build_job(cfg: DictConfig, run_dir: str | Path, settings: Settings | None = 
     trainer = import_target("trainer._target_", settings.trainer.target), callback_factories(settings.trainer)
     checks.check_trainer_arguments(trainer[0], settings.trainer)
     logger = logger_factory(cfg.get("logger"))
-    snapshot = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    snapshot = config_snapshot(cfg)
     return assemble(settings, run_dir, source, loaded, backbone, loss, partitioner, augmenter, optimizer, scheduler,
                     trainer, logger, snapshot)
 
@@ -80,6 +82,15 @@ def assemble(settings: Settings, run_dir: Path, source: Any, loaded: Any, backbo
     return Job(settings=settings, run_dir=run_dir, data=data, model=model, loss=loss, partitioner=partitioner,
                augmenter=augmenter, training=training, config=snapshot, backbone_config=snapshot["model"]["backbone"],
                cache=phase1_cache(snapshot, settings, getattr(loaded, "fingerprint", None)))
+
+
+def config_snapshot(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved configuration as plain values; an interpolation that cannot be resolved (``${oc.env:X}``
+    of an unset variable) is a one-line ``ConfigError`` naming the key."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(one_line(exc)) from None
 
 
 def phase1_cache(snapshot: dict[str, Any], settings: Settings, data: str | None = None) -> Phase1Cache:
@@ -190,6 +201,35 @@ def node_arguments(group: str, node: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(one_line(exc, group)) from None
 
 
+# what a group's _target_ must build (checked before anything is called): base classes, and the words for it
+GROUP_KINDS = {
+    "optim": (("torch.optim.Optimizer",), "an optimiser: a torch.optim.Optimizer class such as torch.optim.SGD"),
+    "scheduler": (("torch.optim.lr_scheduler.LRScheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau"),
+                  ("a learning-rate schedule: a torch.optim.lr_scheduler.LRScheduler class such as "
+                   "torch.optim.lr_scheduler.MultiStepLR")),
+    "loss": (("torch.nn.Module",), ("a loss: a torch.nn.Module class whose forward(logits, targets) returns the loss, "
+                                    "such as sdnn.losses.SigmoidCrossEntropy (loss=bce)")),
+    "logger": (("pytorch_lightning.loggers.Logger",), ("a logger: a pytorch_lightning.loggers.Logger class such as "
+                                                       "pytorch_lightning.loggers.CSVLogger (logger=csv)")),
+}
+
+
+def check_kind(group: str, target: Any) -> None:
+    """``<group>._target_`` names a class of the kind the group needs (``GROUP_KINDS``); a one-line error
+    otherwise, before it is called."""
+    from hydra.utils import get_class, get_object
+
+    bases, what = GROUP_KINDS[group]
+    try:
+        found = get_object(str(target))
+    except Exception as exc:  # noqa: BLE001 — any import failure is the user's target
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"{group}._target_={target}: cannot import it ({type(cause).__name__}: {cause}); "
+                          "is its package on PYTHONPATH?") from None
+    if not (isinstance(found, type) and issubclass(found, tuple(get_class(base) for base in bases))):
+        raise ConfigError(f"{group}._target_={target} is not {what}")
+
+
 def instantiate_group(group: str, node: Mapping[str, Any], keep_name: bool = False, **kwargs):
     """Instantiate a picked group's ``_target_`` (its ``name`` is a label, not an argument, unless
     ``keep_name``); a bad argument is a one-line ``ConfigError`` naming ``<group>.<argument>``."""
@@ -200,6 +240,8 @@ def instantiate_group(group: str, node: Mapping[str, Any], keep_name: bool = Fal
     if not keep_name:
         arguments.pop("name", None)
     target = arguments["_target_"]
+    if group in GROUP_KINDS:
+        check_kind(group, target)
     try:
         return instantiate(arguments, **{"_convert_": "all", **kwargs})
     except InstantiationException as exc:

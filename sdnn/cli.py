@@ -28,10 +28,24 @@ def _run_dir() -> str:
     return given[-1].lstrip("+") if given else "hydra.run.dir"
 
 
+def _empty_folder(argv: list[str]) -> str | None:
+    """``hydra.run.dir`` or ``hydra.sweep.dir`` given as an empty value (which would be the current folder)."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value.strip() in ("", "''", '""', "null"):
+            return key
+    return None
+
+
 def hydra_cli(main: Callable[[], object]) -> None:
     """Call a ``@hydra.main`` function with Hydra's own errors as one line and exit status 2."""
     from sdnn.config import composition_error
 
+    empty = _empty_folder(sys.argv[1:])
+    if empty:  # before Hydra writes .hydra/ into the current folder
+        print(f"error: {empty} is empty; give the run a folder of its own, e.g. {empty}=outputs/run1",
+              file=sys.stderr, flush=True)
+        sys.exit(2)
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; composition_error words it
     quiet()  # before Hydra imports a sweeper (Optuna's imports log their set-up)

@@ -58,7 +58,11 @@ class CheckpointError(SDNNError):
 
 
 class DiskError(SDNNError):
-    """A file of the run could not be written (disk full, read-only, no permission)."""
+    """A file of the run could not be written (disk full, read-only, no permission); ``where`` and ``reason``
+    (None when not known) let a caller that knows what was saved say so (``sdnn.app.run``)."""
+
+    where: str | None = None
+    reason: str | None = None
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -79,11 +83,11 @@ class Interrupted(KeyboardInterrupt):
 
 # errno values that mean "this place cannot be written": the run stops with one line naming the path
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
-               errno.EEXIST, errno.EISDIR}
+               errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG}
 
 
 RESUMES = ("free space or make the folder writable (or choose another hydra.run.dir), then run the same command "
-           "again: it resumes from the last checkpoint, and what was finished before is kept")
+           "again: it continues from whatever was saved")
 
 
 def disk_error(exc: BaseException, fix: str = RESUMES) -> DiskError | None:
@@ -95,7 +99,9 @@ def disk_error(exc: BaseException, fix: str = RESUMES) -> DiskError | None:
         return None
     where = exc.filename if exc.filename is not None else "a file of the run"
     reason = exc.strerror or type(exc).__name__
-    return DiskError(f"cannot write {where} ({reason}): {fix}")
+    error = DiskError(f"cannot write {where} ({reason}): {fix}")
+    error.where, error.reason = str(where), reason
+    return error
 
 
 def user_message(exc: BaseException, disk_fix: str = RESUMES) -> str | None:

@@ -28,6 +28,7 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ import torch
 
 from sdnn.artifact import LoadedModel, load_model
 from sdnn.errors import DataError
-from sdnn.predict.cli import OneLineParser, atomic_output, with_one_line_errors
+from sdnn.predict.cli import STDOUT, OneLineParser, add_trust, atomic_output, output_path, with_one_line_errors
 
 FORMATS = ("onnx", "torchscript")
 INPUT, OUTPUTS = "input", ("logits", "scores")
@@ -139,10 +140,12 @@ def check_torchscript(model: LoadedModel, path: Path, inputs: list[torch.Tensor]
         compare(reference, tuple(g.numpy() for g in got), "the reloaded TorchScript module", len(x))
 
 
-def export(run_dir: str | Path, fmt: str, output: str | Path, opset: int | None = None) -> tuple[Path, LoadedModel]:
-    """Export, check, then move into place; returns the written path and the model."""
-    output = Path(output).expanduser().resolve()
-    model = load_model(run_dir)
+def export(run_dir: str | Path, fmt: str, output: str | Path, opset: int | None = None,
+           trust: Sequence[str] = ()) -> tuple[Path, LoadedModel]:
+    """Export, check, then move into place (``-``: standard output); returns the written path and the model.
+    ``trust``: packages whose classes the card may name besides sdnn and torch.nn (``--trust``)."""
+    output = output_path(str(output))  # a FIFO, device or folder is refused before any work
+    model = load_model(run_dir, trust)
     if fmt == "onnx":
         try:
             import onnx  # noqa: F401
@@ -174,19 +177,22 @@ def main(argv: list[str] | None = None) -> int:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run's folder (it holds model/)")
     parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--output", required=True, metavar="FILE", help="e.g. model.onnx or model.pt")
+    parser.add_argument("--output", required=True, metavar="FILE", help="e.g. model.onnx or model.pt; - for "
+                        "standard output")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    add_trust(parser)
     args = parser.parse_args(argv)
     return with_one_line_errors(lambda: _export_and_say(args))
 
 
 def _export_and_say(args: argparse.Namespace) -> int:
-    path, loaded = export(args.run_dir, args.format, args.output, args.opset)
+    path, loaded = export(args.run_dir, args.format, args.output, args.opset, args.trust)
     model = loaded.card
     spec = model.preprocessing
     print(f"exported {args.format}: {path}\n  input '{INPUT}': {'uint8' if spec.kind == 'uint8' else 'float32'} "
           f"(N, {', '.join(map(str, spec.shape))}), raw as {spec.source or 'the training data'}\n"
-          f"  outputs 'logits', 'scores': float32 (N, {model.num_classes}); checked against PyTorch on 6 inputs")
+          f"  outputs 'logits', 'scores': float32 (N, {model.num_classes}); checked against PyTorch on 6 inputs",
+          file=sys.stderr if str(path) == STDOUT else sys.stdout)  # standard output holds the model
     return 0
 
 

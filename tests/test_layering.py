@@ -15,7 +15,7 @@ from tests.conftest import ROOT, compose_config
 PURE = ["sdnn.neglect", "sdnn.losses", "sdnn.partition", "sdnn.augment", "sdnn.subclass", "sdnn.repartition",
         "sdnn.models", "sdnn.data", "sdnn.data.sources", "sdnn.data.custom", "sdnn.data.yt8m", "sdnn.cache",
         "sdnn.results", "sdnn.metrics", "sdnn.stats", "sdnn.plots", "sdnn.class2str", "sdnn.data.preprocess",
-        "sdnn.artifact", "sdnn.indicators", "sdnn.verdict"]
+        "sdnn.artifact", "sdnn.indicators", "sdnn.verdict", "sdnn.targets", "sdnn.runfolder", "sdnn.data.arrays"]
 GROUPS = ("dataset", "model", "loss", "partitioner", "augmenter", "optim", "scheduler", "trainer", "logger")
 
 

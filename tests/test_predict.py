@@ -589,5 +589,5 @@ def test_a_card_naming_anything_but_a_network_class_is_refused_before_any_call(t
 
     for node in ({"_target_": target, "args": ["true"]},
                  {"_target_": "sdnn.models.MLP", "hidden": [8], "extra": {"_target_": target, "args": ["true"]}}):
-        with pytest.raises(DataError, match="not a torch.nn.Module class"):
+        with pytest.raises(DataError, match="not allowed in a model card|not a torch.nn.Module class"):
             build_part(node, "model.backbone", input_shape=(4,))

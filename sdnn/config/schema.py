@@ -201,6 +201,7 @@ class RunConfig:
 
     method: Method = Method.sdnn
     seed: int = 0
+    overwrite: bool = False
     phase1: Phase1Config = field(default_factory=Phase1Config)
     subclass: SubclassConfig = field(default_factory=SubclassConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
@@ -441,29 +442,41 @@ class Settings:
     model_name: str            # labels in results.json and in messages (``model.name``, ``loss.name``)
     loss_name: str
     partitioner_name: str
+    overwrite: bool = False    # a run folder holding another run may be replaced (sdnn.runfolder)
 
 
-def check_label(group: str, node: Mapping[str, Any]) -> None:
+def check_label(group: str, node: Mapping[str, Any], own: bool = True) -> None:
     """A group option's ``name`` is its label only: setting it to another option's name (``loss.name=ce``,
-    which picked the loss in an earlier layout) would mislabel the run, so it is an error naming the fix."""
+    which picked the loss in an earlier layout) would mislabel the run, so it is an error naming the fix; so
+    is a class of your own left with an option's label (``own``: checked here; the loss is checked once its
+    class is known to be a loss, ``sdnn.build``)."""
     label = node.get("name")
     option = CONF / group / f"{label}.yaml"
     if not isinstance(label, str) or not option.is_file():
         return
     import yaml
 
-    declared = yaml.safe_load(option.read_text()) or {}
-    target = (declared.get("backbone") or {}).get("_target_") if group == "model" else declared.get("_target_")
+    def target_of(declared: Mapping[str, Any]) -> Any:
+        return (declared.get("backbone") or {}).get("_target_") if group == "model" else declared.get("_target_")
+
+    target = target_of(yaml.safe_load(option.read_text()) or {})
     actual = (node.get("backbone") or {}).get("_target_") if group == "model" else node.get("_target_")
-    if target and target != MISSING and actual and target != actual:  # model=custom: the target is the user's
+    if not target or target == MISSING or not actual or target == actual:  # model=custom: the target is the user's
+        return
+    options = {target_of(yaml.safe_load(path.read_text()) or {}) for path in (CONF / group).glob("*.yaml")}
+    if actual in options:
         raise ConfigError(f"{group}.name={label} only relabels the run (the class is still {actual}); "
                           f"to use {label}, choose the option: {group}={label}")
+    if own:
+        raise ConfigError(f"{group}._target_={actual} is your own class, but {group}.name={label} labels the option "
+                          f"{group}={label} ({target}); give yours a label of its own, e.g. {group}.name=mine")
 
 
 def validate_config(cfg: DictConfig) -> Settings:
     """Everything that can be checked without the data and without torch: the typed settings."""
     try:
         method, seed = cfg.method, cfg.seed
+        OmegaConf.to_container(cfg, resolve=True)  # an interpolation that cannot be resolved (${oc.env:UNSET})
     except OmegaConfBaseException as exc:
         raise ConfigError(one_line(exc)) from None
     require(0 <= seed < SEED_LIMIT, "seed", seed, f"must be an integer in 0..{SEED_LIMIT - 1} (numpy's seed range)")
@@ -490,8 +503,8 @@ def validate_config(cfg: DictConfig) -> Settings:
         raise ConfigError(f"model={cfg.model.get('name')} needs model.backbone._target_: your class, e.g. "
                           "model.backbone._target_=mypackage.MyNet (built with input_shape=(C, H, W) or (F,); "
                           "it has out_features and its forward returns the (n, out_features) features)")
-    for group in ("model", "loss", "partitioner", "augmenter"):
-        check_label(group, cfg[group])
+    for group in ("model", "loss", "partitioner", "augmenter"):  # a loss class of your own: in sdnn.build
+        check_label(group, cfg[group], own=group != "loss")
     optim = typed(OptimizerKeys, cfg.optim, "optim")
     scheduler = typed(SchedulerKeys, cfg.scheduler, "scheduler")
     for group in ("optim", "scheduler"):  # their options have no name: one added (+optim.name=adam) picks nothing
@@ -503,7 +516,8 @@ def validate_config(cfg: DictConfig) -> Settings:
     trainer = trainer_settings(cfg.trainer)
     return Settings(method=Method(method), seed=int(seed), **plain, dataset=dataset_keys, optim=optim,
                     scheduler=scheduler, trainer=trainer, model_name=str(cfg.model.get("name")),
-                    loss_name=str(cfg.loss.get("name")), partitioner_name=str(cfg.partitioner.get("name")))
+                    loss_name=str(cfg.loss.get("name")), partitioner_name=str(cfg.partitioner.get("name")),
+                    overwrite=bool(cfg.get("overwrite", False)))
 
 
 def register() -> None:

@@ -5,12 +5,12 @@ labels as integers 0..c−1.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sdnn.data.arrays import NpzArrays
 from sdnn.data.preprocess import Preprocessing
 from sdnn.data.tensors import TensorSplits
 from sdnn.errors import DataError, listed
@@ -51,16 +51,14 @@ def load_npz_splits(path: str | None, layout: str = "auto") -> TensorSplits:
     file = Path(str(path)).expanduser()
     if not file.is_file():
         raise DataError(f"dataset.path={path}: no such file")
-    try:
-        with np.load(file, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"dataset.path={path}: not a readable .npz file ({exc})") from exc
-    missing = [k for k in REQUIRED if k not in arrays]
-    if missing:
-        raise DataError(f"{file}: missing array(s) {', '.join(missing)}; found {', '.join(sorted(arrays)) or 'none'}")
-    if ("x_val" in arrays) != ("y_val" in arrays):
-        raise DataError(f"{file}: give both x_val and y_val, or neither")
+    with NpzArrays(file) as archive:  # only the arrays used are read, each header checked before it is
+        missing = [k for k in REQUIRED if k not in archive]
+        if missing:
+            raise DataError(f"{file}: missing array(s) {', '.join(missing)}; found "
+                            f"{', '.join(sorted(archive.names)) or 'none'}")
+        if ("x_val" in archive) != ("y_val" in archive):
+            raise DataError(f"{file}: give both x_val and y_val, or neither")
+        arrays = {k: archive.read(k) for k in (*REQUIRED, "x_val", "y_val") if k in archive}
     splits = [s for s in ("train", "val", "test") if f"x_{s}" in arrays]
     tensors = {}
     for s in splits:

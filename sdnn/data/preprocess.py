@@ -18,6 +18,7 @@ The steps, in order:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from sdnn.data.batch_augment import InputPipeline
 
 KINDS = ("uint8", "float")
+MAX_INPUT_VALUES = 2**28  # one input (a 9000 × 9000 RGB image); a model card's shape is refused above it
 LAYOUTS = ("nchw", "nhwc", "nhw", "nf")
 STANDARDIZE = (None, "loaded", "device")
 
@@ -87,7 +89,36 @@ class Preprocessing:
         for key in ("mean", "std"):
             if known.get(key) is not None:
                 known[key] = tuple(float(v) for v in known[key])
+        if "divide" in known:
+            known["divide"] = float(known["divide"])
+        if "l2_normalize" in known:
+            known["l2_normalize"] = bool(known["l2_normalize"])
         return cls(**known)
+
+    def problem(self) -> str | None:
+        """What makes this record unusable (a model card is a file anyone may have written), or None: shapes
+        of positive sizes that fit the layout, a finite ``divide`` > 0, finite ``mean`` and ``std`` > 0 with
+        one value per channel (images) or feature (vectors)."""
+        rank = {"nchw": 3, "nhwc": 3, "nhw": 2, "nf": 1}[self.layout]
+        if len(self.shape) != rank or min(self.shape) < 1:
+            return f"shape {list(self.shape)} is not a {self.layout} input of {rank} positive size(s)"
+        if math.prod(self.shape) > MAX_INPUT_VALUES:
+            return f"shape {list(self.shape)}: more than {MAX_INPUT_VALUES} values per input"
+        if not (math.isfinite(self.divide) and self.divide > 0):
+            return f"divide={self.divide}: must be a finite number > 0"
+        if self.standardize is not None and (self.mean is None or self.std is None):
+            return f"standardize={self.standardize!r} needs mean and std"
+        if self.mean is None and self.std is None:
+            return None
+        width = self.input_shape[0]
+        if self.mean is None or self.std is None or len(self.mean) != width or len(self.std) != width:
+            return (f"mean and std need {width} value(s) each (one per {'channel' if self.is_image else 'feature'}); "
+                    f"got {len(self.mean or ())} and {len(self.std or ())}")
+        if not all(math.isfinite(v) for v in self.mean):
+            return "mean holds NaN or infinite values"
+        if not all(math.isfinite(v) and v > 0 for v in self.std):
+            return "std must be finite and > 0 (a division by it)"
+        return None
 
     def describe(self) -> str:
         """"uint8 (8, 8, 3) images (N, H, W, C)", for messages."""

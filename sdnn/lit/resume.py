@@ -33,6 +33,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sdnn.cache import atomic_write_json
 from sdnn.errors import CheckpointError, ConfigError, SDNNError, disk_error
+from sdnn.runfolder import changes, config_fingerprint
 
 
 class NumericalError(SDNNError):
@@ -161,26 +162,6 @@ class FiniteLossGuard(pl.Callback):
             "input data for extreme values.")
 
 
-def config_fingerprint(cfg_container: dict[str, Any]) -> dict[str, Any]:
-    """The configuration values a checkpoint depends on, flattened (``a.b.c: value``)."""
-    cosmetic = {"logger", "observe", "checkpoint", "hydra"}
-    trainer_cosmetic = {"enable_progress_bar", "enable_model_summary", "log_every_n_steps", "callbacks",
-                        "enable_checkpointing"}
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not prefix and key in cosmetic or prefix == "trainer." and key in trainer_cosmetic:
-                    continue
-                walk(f"{prefix}{key}.", item)
-        else:
-            flat[prefix[:-1]] = value
-
-    walk("", cfg_container)
-    return json.loads(json.dumps(flat, default=str))
-
-
 class CheckpointPlan:
     """Where phase ``phase`` of the run in ``run_dir`` keeps its checkpoint, and whether to resume it.
 
@@ -227,12 +208,10 @@ class CheckpointPlan:
                     f"{stored_path} (the configuration of {self.last}) is damaged ({type(exc).__name__}: {exc}); "
                     "checkpoint.resume=force continues from the checkpoint anyway, checkpoint.resume=false starts "
                     "this phase over") from None
-        changed = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
-        if changed and mode != "force":
-            shown = ", ".join(f"{k}: {stored.get(k)!r} → {self.fingerprint.get(k)!r}" for k in changed[:6])
+        if stored != self.fingerprint and mode != "force":
             raise ConfigError(
-                f"{self.last} was written by a run with another configuration ({shown}"
-                f"{', …' if len(changed) > 6 else ''}). Use a new hydra.run.dir to start a new run, "
+                f"{self.last} was written by a run with another configuration ({changes(stored, self.fingerprint)}"
+                "). Use a new hydra.run.dir to start a new run, "
                 "checkpoint.resume=false to start this one over, or checkpoint.resume=force to continue "
                 "from the checkpoint anyway.")
         check_loadable(self.last)

@@ -20,17 +20,25 @@ class-per-folder tree, or the shards' own) add the accuracy, or YouTube-8M's fou
 ``--split test|val`` reloads the run's dataset from its stored configuration (no training) and
 prints the metric ``results.json`` reports for that split, computed as the run computed it.
 
+A run folder may come from anyone: its card is data (``sdnn.artifact``, ``sdnn.targets``): its
+``_target_``s are allow-listed before anything is imported (sdnn and torch.nn; ``--trust PACKAGE`` for
+your own backbone or dataset), never interpolated, and its sizes bounded by its weights. Only the
+arrays used are read from an ``.npz``; an image over ``--max-image-mb`` is not read. ``--output -``
+writes the CSV to standard output; an existing ``--output`` must be a regular file (a FIFO or device
+is refused). CSV cells that a spreadsheet would take for a formula (``= + - @``) get a leading ``'``.
+
 Every error a user can fix is one line on stderr with exit status 2, and nothing is written then
-(the CSV is written to a temporary file and renamed at the end).
+(the CSV is written to a temporary file and renamed, or copied to standard output, at the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import math
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -38,9 +46,10 @@ from pathlib import Path
 import torch
 
 from sdnn.artifact import launch_dir_of, load_model
+from sdnn.data.image_folder import MAX_IMAGE_MB
 from sdnn.errors import DataError, OneLineParser, user_message
-from sdnn.predict.infer import compare_with_results, format_metrics, predict
-from sdnn.predict.sources import input_source, split_source, working_directory
+from sdnn.predict.infer import CsvWriter, compare_with_results, format_metrics, predict
+from sdnn.predict.sources import input_source, split_dataset, split_source, working_directory
 from sdnn.runlog import PlainProgress
 
 DEFAULT_TOP_K = 20  # multilabel runs
@@ -57,24 +66,57 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+STDOUT = "-"
+
+
+def output_path(text: str | None, what: str = "--output") -> Path | None:
+    """``--output`` as given: None (no file), ``-`` (standard output) or a path; a path that exists must be a
+    regular file (it is replaced): a folder, FIFO, device or socket is a one-line error, never replaced."""
+    if text is None or text == STDOUT:
+        return None if text is None else Path(STDOUT)
+    path = Path(text).expanduser().absolute()
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise DataError(f"{what} {path}: cannot write it ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{what} {path}: is a folder; give a file name")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{what} {path}: exists and is not a regular file (a FIFO, device or socket), so it is not "
+                        f"replaced; give a file name, or {STDOUT} for standard output")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | None, what: str = "--output"):
     """A temporary file beside ``path`` (created now, so an unwritable place fails before any work),
-    renamed to ``path`` when the block succeeds and removed when it fails. ``None``: no file."""
+    renamed to ``path`` when the block succeeds and removed when it fails. ``None``: no file; ``-``: the
+    temporary file is copied to standard output at the end (nothing is written there on an error)."""
     if path is None:
         yield None
         return
-    if path.is_dir():
-        raise DataError(f"{what} {path}: is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise DataError(f"{what} {path}: cannot write it (folder {path.parent} does not exist)")
+    to_stdout = str(path) == STDOUT
+    if not to_stdout:
+        path = output_path(str(path), what)
+        if not path.parent.is_dir():
+            raise DataError(f"{what} {path}: cannot write it (folder {path.parent} does not exist)")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=None if to_stdout else path.parent,
+                                   prefix=".sdnn-output." if to_stdout else f".{path.name}.", suffix=".part")
     except OSError as exc:
         raise DataError(f"{what} {path}: cannot write it ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         yield Path(tmp)
+        if to_stdout:
+            sys.stdout.flush()
+            with open(tmp, "rb") as handle:
+                shutil.copyfileobj(handle, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            os.unlink(tmp)
+            return
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 → what a plain open() would give
@@ -135,13 +177,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--key", help="the array of the .npz to predict (default: x, or the only array)")
     parser.add_argument("--labels", metavar="KEY", help="an array of the .npz with the inputs' class labels: "
                         "prints the accuracy")
-    parser.add_argument("--output", metavar="OUT.csv", help="the predictions (required with --input)")
+    parser.add_argument("--output", metavar="OUT.csv", help="the predictions (required with --input); - for "
+                        "standard output")
     parser.add_argument("--top-k", type=int, default=None, help=f"classes per row (default: 1; multilabel runs "
                         f"{DEFAULT_TOP_K})")
     parser.add_argument("--batch-size", type=int, default=None, help="inputs per batch (default: the run's "
                         "evaluation batch, 4 × dataset.batch_size)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    parser.add_argument("--max-image-mb", type=float, default=MAX_IMAGE_MB, help="an image file larger than this "
+                        f"is an error before it is read (default {MAX_IMAGE_MB:g}, as dataset.max_image_mb)")
+    add_trust(parser)
     args = parser.parse_args(argv)
     if args.input is not None and args.output is None:
         parser.error("--input needs --output OUT.csv")
@@ -151,35 +197,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--batch-size {args.batch_size}: must be >= 1")
     if args.split and (args.key or args.labels):
         parser.error("--key and --labels go with --input, not --split")
+    if not args.max_image_mb > 0:
+        parser.error(f"--max-image-mb {args.max_image_mb:g}: must be > 0")
     return args
 
 
+def add_trust(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust", metavar="PACKAGE", action="append", default=[],
+                        help="a package (installed or on PYTHONPATH) whose classes the run's model card may name "
+                             "besides sdnn and torch.nn: your own backbone or dataset; only for run folders you "
+                             "trust (repeatable)")
+
+
 def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir).expanduser().resolve()
-    output = Path(args.output).expanduser().resolve() if args.output else None
-    model = load_model(run_dir)
+    run_dir = Path(args.run_dir).expanduser().absolute()
+    output = output_path(args.output)  # a FIFO or device is refused before any work
+    model = load_model(run_dir, args.trust)
     card = model.card
     device = pick_device(args.device)
     top_k = min(args.top_k or (DEFAULT_TOP_K if card.multilabel else 1), card.num_classes)
     batch_size = args.batch_size or card.eval_batch_size
     with contextlib.ExitStack() as stack:
         if args.split:
+            dataset = split_dataset(model, args.trust)  # its targets checked before anything runs
             stack.enter_context(working_directory(launch_dir_of(card)))  # the run's relative data paths
-            source = split_source(model, args.split, batch_size)
+            source = split_source(model, args.split, batch_size, dataset, args.trust)
         else:
-            source = input_source(args.input, args.key, args.labels, card, batch_size)
+            source = input_source(args.input, args.key, args.labels, card, batch_size, args.max_image_mb)
         out = stack.enter_context(atomic_output(output))
         handle = stack.enter_context(open(out, "w", newline="", encoding="utf-8")) if out else None
         batches = math.ceil(source.total / batch_size) if source.total else 10
         bar = stack.enter_context(Progress(source.total, source.description, "inputs", not args.quiet, batches))
-        values = predict(model, source, device, top_k, csv.writer(handle) if handle else None, advance=bar.advance)
+        values = predict(model, source, device, top_k, CsvWriter(handle) if handle else None, advance=bar.advance)
     where = f"{args.split} split ({source.total} inputs)" if args.split else f"{args.input} ({source.total} inputs)"
+    said = sys.stderr if str(output) == STDOUT else sys.stdout  # standard output holds the CSV
     if values is not None:
         line = f"{where}: {format_metrics(values)}"
         if args.split:
             line += f"; {compare_with_results(run_dir, args.split, values)}"
-        print(line)
-    if output is not None:
+        print(line, file=said)
+    if output is not None and str(output) != STDOUT:
         print(f"predictions: {output}")
     return 0
 

@@ -48,6 +48,31 @@ class Metrics:
                 "gap": float(pairs["gap"]), "videos": int(pairs["videos"])}
 
 
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting with these as a formula
+
+
+def csv_cell(value) -> str:
+    """One CSV cell as Excel's dialect writes it (quoted where it holds a comma, quote or line break); a text
+    starting with ``= + - @``, a tab or a carriage return is prefixed with ``'`` and quoted, as OWASP's advice on
+    CSV injection has it, so that a class name or file name never runs as a formula."""
+    text = str(value)
+    if text.startswith(FORMULA):
+        return '"' + ("'" + text).replace('"', '""') + '"'
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class CsvWriter:
+    """``writerow`` like ``csv.writer`` (CRLF line ends), with ``csv_cell``'s cells."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def writerow(self, cells) -> None:
+        self.handle.write(",".join(csv_cell(cell) for cell in cells) + "\r\n")
+
+
 def autocast(card: ModelCard, device: torch.device):
     """The run's evaluation precision: bf16/fp16 autocast where it trained with mixed precision."""
     if card.precision.startswith("bf16"):
@@ -69,7 +94,7 @@ def header(card: ModelCard, top_k: int, tag_column: str | None) -> list[str]:
 
 def predict(model: LoadedModel, source: Source, device: torch.device, top_k: int, writer=None,
             advance: Callable[[int], None] | None = None) -> dict[str, float] | None:
-    """Run the model over ``source``; rows to ``writer`` (a csv.writer) and the metrics its labels allow.
+    """Run the model over ``source``; rows to ``writer`` (a ``CsvWriter``) and the metrics its labels allow.
     ``advance(n)`` is told each batch's number of inputs (a progress bar)."""
     card, net = model.card, model.net.to(device)
     s2c = net.subclass_to_class

@@ -7,20 +7,23 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import stat
 import sys
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from sdnn.artifact import LoadedModel, ModelCard
-from sdnn.data.image_folder import IMAGE_SUFFIXES, decode_image
+from sdnn.data.arrays import NpzArrays, read_npy
+from sdnn.data.image_folder import IMAGE_SUFFIXES, MAX_IMAGE_MB, decode_image
 from sdnn.data.preprocess import Preprocessing
 from sdnn.errors import DataError
+from sdnn.targets import build, check_tree, resolve
 
 
 @dataclass
@@ -69,6 +72,8 @@ def to_raw_layout(x: np.ndarray, spec: Preprocessing, where: str) -> np.ndarray:
 
 
 def check_dtype(x: np.ndarray, spec: Preprocessing, where: str) -> np.ndarray:
+    """``x`` as the model takes it: uint8 images as they are, numbers as float32 (the model's cast), finite
+    after that cast (a float64 of 1e300 is infinite in float32)."""
     if spec.kind == "uint8":
         if x.dtype != np.uint8:
             raise DataError(f"{where}: dtype {x.dtype}; expected uint8 images like {spec.source or 'the training data'}")
@@ -76,8 +81,11 @@ def check_dtype(x: np.ndarray, spec: Preprocessing, where: str) -> np.ndarray:
     if x.dtype.kind not in "iuf" or x.dtype == np.uint8:  # uint8 would have been scaled by 1/255 in training
         raise DataError(f"{where}: dtype {x.dtype}; expected numbers like {spec.source or 'the training data'} "
                         "(float32; integers other than uint8 are converted, as in training)")
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
-        raise DataError(f"{where}: contains NaN or Inf values")
+        raise DataError(f"{where}: contains NaN or Inf values (as float32, the model's type: values beyond "
+                        "±3.4e38 are infinite)")
     return x
 
 
@@ -90,44 +98,43 @@ def array_batches(x: np.ndarray, batch_size: int, labels: np.ndarray | None = No
     return batches
 
 
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` or ``.npy`` file, without unpickling anything."""
-    try:
-        if path.suffix.lower() == ".npy":
-            return {"": np.load(path, allow_pickle=False)}
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz/.npy file ({exc})") from None
-
-
 def array_source(path: Path, key: str | None, labels_key: str | None, card: ModelCard, batch_size: int) -> Source:
-    arrays = read_arrays(path)
+    """An ``.npy`` file, or the arrays of an ``.npz`` that are used (opened lazily: ``NpzArrays``)."""
     spec = card.preprocessing
-    found = ", ".join(sorted(k for k in arrays if k)) or "none"
-    if "" in arrays:  # .npy
-        if key:
-            raise DataError(f"--key {key}: {path} is an .npy file with one array; leave --key out")
-        x, where = arrays[""], str(path)
-    elif key is not None:
+    if path.suffix.lower() == ".npy":
+        if key or labels_key:
+            raise DataError(f"--key/--labels: {path} is an .npy file with one array; leave them out")
+        x = read_npy(path)
+        return Source(array_batches(to_raw_layout(check_dtype(x, spec, str(path)), spec, str(path)), batch_size),
+                      len(x), f"predicting {path.name}")
+    with NpzArrays(path) as arrays:
+        return _npz_source(arrays, path, key, labels_key, card, batch_size)
+
+
+def _npz_source(arrays: NpzArrays, path: Path, key: str | None, labels_key: str | None, card: ModelCard,
+                batch_size: int) -> Source:
+    spec = card.preprocessing
+    found = ", ".join(sorted(arrays.names)) or "none"
+    if key is not None:
         if key not in arrays:
             raise DataError(f"{path}: no array '{key}' (--key); found {found}")
-        x, where = arrays[key], f"{path}['{key}']"
+        x, where = arrays.read(key), f"{path}['{key}']"
     elif card.preprocessing.l2_normalize and "mean_rgb" in arrays:  # YouTube-8M features, by their record names
         names = ["mean_rgb", "mean_audio"] if spec.shape[0] == 1152 else ["mean_rgb"]
         missing = [n for n in names if n not in arrays]
         if missing:
             raise DataError(f"{path}: no array '{missing[0]}' (this run's features are {' ⊕ '.join(names)}); "
                             f"found {found}")
-        parts = [arrays[n] for n in names]
+        parts = [arrays.read(n) for n in names]
         if len({len(p) for p in parts}) > 1 or any(p.ndim != 2 for p in parts):
             raise DataError(f"{path}: {' and '.join(names)} must be 2-D arrays with one row per video")
-        x, where = np.concatenate([p.astype(np.float32) for p in parts], axis=1), f"{path}[{' ⊕ '.join(names)}]"
+        where = f"{path}[{' ⊕ '.join(names)}]"
+        x = np.concatenate([check_dtype(p, spec, where) for p in parts], axis=1)
     elif "x" in arrays:
-        x, where = arrays["x"], f"{path}['x']"
-    elif len(arrays) == 1:
-        (name, x), = arrays.items()
-        where = f"{path}['{name}']"
+        x, where = arrays.read("x"), f"{path}['x']"
+    elif len(arrays.names) == 1:
+        name = arrays.names[0]
+        x, where = arrays.read(name), f"{path}['{name}']"
     else:
         raise DataError(f"{path}: no array 'x'; choose one with --key (found {found})")
     x = to_raw_layout(check_dtype(x, spec, where), spec, where)
@@ -138,7 +145,7 @@ def array_source(path: Path, key: str | None, labels_key: str | None, card: Mode
                             "give its TFRecord shards as --input to get the four metrics")
         if labels_key not in arrays:
             raise DataError(f"{path}: no array '{labels_key}' (--labels); found {found}")
-        y = arrays[labels_key]
+        y = arrays.read(labels_key)
         if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
             raise DataError(f"{path}['{labels_key}']: expected {len(x)} integer class labels (1-D), got "
                             f"{y.dtype} {y.shape}")
@@ -150,7 +157,25 @@ def array_source(path: Path, key: str | None, labels_key: str | None, card: Mode
                   labels="acc" if y is not None else None)
 
 
-def image_source(folder: Path, card: ModelCard, batch_size: int) -> Source:
+def read_image(path: Path, max_image_mb: float) -> bytes:
+    """An image file's bytes: a regular file of at most ``max_image_mb`` (checked before it is read)."""
+    limit = int(max_image_mb * 2**20)
+    try:
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DataError(f"{path}: not a regular file")
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise DataError(f"{path}: {max(info.st_size, len(data)) / 2**20:.1f} MB, more than --max-image-mb="
+                        f"{max_image_mb:g} for one image file; remove it, or raise --max-image-mb if your images "
+                        "are that large")
+    return data
+
+
+def image_source(folder: Path, card: ModelCard, batch_size: int, max_image_mb: float = MAX_IMAGE_MB) -> Source:
     """A folder of images: ``folder/<class>/*.png`` (labels when the folder names are class names) and/or
     ``folder/*.png``; each decoded as the run's images (RGB or gray, resized to its size)."""
     spec = card.preprocessing
@@ -176,7 +201,10 @@ def image_source(folder: Path, card: ModelCard, batch_size: int) -> Source:
             images = []
             for path, _ in chunk:
                 try:
-                    images.append(decode_image(path.read_bytes(), (w, h), "L" if c == 1 else "RGB"))
+                    data = read_image(path, max_image_mb)
+                    images.append(decode_image(data, (w, h), "L" if c == 1 else "RGB"))
+                except DataError:
+                    raise
                 except Exception as exc:  # Pillow raises many types for damaged files
                     raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
             x = to_raw_layout(np.stack(images), spec, str(folder))
@@ -209,12 +237,12 @@ def shard_source(pattern: str, card: ModelCard, batch_size: int) -> Source:
 
 
 def input_source(path_text: str, key: str | None, labels_key: str | None, card: ModelCard,
-                 batch_size: int) -> Source:
+                 batch_size: int, max_image_mb: float = MAX_IMAGE_MB) -> Source:
     path = Path(path_text).expanduser()
     if path.is_dir():
         if key or labels_key:
             raise DataError(f"--input {path} is a folder of images; --key and --labels are for .npz files")
-        return image_source(path, card, batch_size)
+        return image_source(path, card, batch_size, max_image_mb)
     if path_text.lower().endswith((".tfrecord", ".tfrecords")) or (glob.has_magic(path_text) and not path.exists()):
         return shard_source(path_text, card, batch_size)
     if not path.is_file():
@@ -226,26 +254,44 @@ def input_source(path_text: str, key: str | None, labels_key: str | None, card: 
 
 @contextlib.contextmanager
 def working_directory(path: Path):
-    previous = Path.cwd()
+    """The block runs in ``path`` (the run's relative data paths), with no relative entry ('' or '.') on the
+    import path meanwhile: a module is never found in that folder."""
+    previous, paths = Path.cwd(), list(sys.path)
+    sys.path[:] = [p for p in sys.path if os.path.isabs(p)]
     os.chdir(path)
     try:
         yield
     finally:
         os.chdir(previous)
+        sys.path[:] = paths
 
 
-def split_source(model: LoadedModel, split: str, batch_size: int) -> Source:
-    """The run's own ``split`` reloaded from its stored configuration, through the run's data path
-    (call inside ``working_directory(launch_dir_of(card))``: relative data paths are the run's)."""
-    from omegaconf import OmegaConf
-
-    from sdnn.build import instantiate_group
-
-    card = model.card
-    if "dataset" not in card.config:
+def split_dataset(model: LoadedModel, trust: Sequence[str] = ()) -> tuple[type, dict[str, Any], int]:
+    """The class of the run's ``config.dataset`` (from its card: data) and its entry and seed, every
+    ``_target_`` in it allow-listed (``sdnn.targets``) before anything is imported, nothing called yet."""
+    node, seed = model.card.config.get("dataset"), model.card.config.get("seed", 0)
+    if not isinstance(node, dict) or "_target_" not in node:
         raise DataError(f"{model.run_dir}: the model card has no dataset configuration to reload --split from")
-    cfg = OmegaConf.create(card.config)
-    source = instantiate_group("dataset", cfg.dataset, keep_name=True, seed=cfg.get("seed", 0))
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise DataError(f"{model.run_dir}: the model card's config.seed={seed!r} is not an integer")
+    cls = resolve(node["_target_"], "dataset", None, trust, model.run_dir,
+                  must=lambda c: callable(getattr(c, "load", None)),
+                  needs="a dataset class (one with load(), such as sdnn.data.sources.Npz)")
+    check_tree(node, "dataset", None, trust, model.run_dir)
+    return cls, node, seed
+
+
+def split_source(model: LoadedModel, split: str, batch_size: int, dataset: tuple[type, dict[str, Any], int],
+                 trust: Sequence[str] = ()) -> Source:
+    """The run's own ``split`` reloaded through the run's data path from ``dataset`` (``split_dataset``),
+    built from the card's values as they are (call inside ``working_directory(launch_dir_of(card))``:
+    relative data paths are the run's)."""
+    card = model.card
+    cls, node, seed = dataset
+    try:
+        source = build(node, "dataset", None, trust, model.run_dir, top=cls, seed=seed)
+    except (TypeError, ValueError) as exc:  # the card's values do not fit the class
+        raise DataError(f"dataset ({node['_target_']}) in the model card: {type(exc).__name__}: {exc}") from None
     loaded = source.load(None)
     if getattr(loaded, "streamed", False):  # YouTube-8M: the validate shards are the run's test split
         if split != "test":
