@@ -2,12 +2,15 @@
 the baseline, reweight and SDNN splitting the k = 1, 2, 3 most neglected classes) on the training split, choose
 on the validation split only, and test the chosen network once.
 
-The guard: a candidate replaces the baseline only when its validation gain is larger than the noise. The gain
-is paired (the same validation observations, candidate − baseline), and a bootstrap over the observations
-(``auto.bootstrap`` resamples) must put it above 0 with ``auto.confidence`` (one-sided; default 95%). Among
-the candidates that pass, the highest validation accuracy wins (a tie: the one listed first). With
-``auto.skip_hopeless`` a candidate whose expected Δ from the label-free indicators (``sdnn.advise``'s verdict,
-80% interval) lies wholly below 0 is not trained, and results.json says so.
+The guard: a candidate replaces the baseline only when its gain is larger than the noise. Its gain on the
+validation split is paired (the same observations, candidate − baseline; mean and standard error), and, with
+``auto.prior`` (the default), combined with what the label-free indicators of its split expect (``sdnn.advise``'s
+verdict: the expected Δ and its 80% interval, from the probe on the training split), each weighted by its
+precision — a validation split of a few hundred observations alone cannot tell a 2-point gain from noise. A
+candidate passes when the one-sided ``auto.confidence`` (95%) lower bound of that gain is above 0; of those, the
+one with the highest gain wins (a tie: the one listed first); none passing keeps the baseline. With
+``auto.skip_hopeless`` a candidate whose expected Δ lies wholly below 0 is not trained, and results.json says
+so. ``auto.calibration``: the indicators' calibration (default ``conf/advise/calibration.yaml``).
 
 Each candidate is an ordinary run in ``<run_dir>/auto/<candidate>/`` (its checkpoints, subclasses, partition),
 sharing phase 1, so a killed auto run resumes candidate by candidate; ``model/`` and ``results.json`` are the
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -31,10 +35,12 @@ from sdnn.lit.loggers import LoggerFactory
 from sdnn.lit.trainer import test_module
 from sdnn.pipeline import baseline, partition_once, reweight, run_phase1, sdnn, select
 from sdnn.results import Phase1Result, Results
-from sdnn.stats import paired_bootstrap
-from sdnn.verdict import judge, load_calibration
+from sdnn.verdict import Z80, Calibration, judge, load_calibration
 
 FOLDER = "auto"
+RULE = ("a candidate's gain over the baseline: paired on the validation split, combined ({prior} auto.prior) with "
+        "the indicators' expectation by precision; chosen when its one-sided {confidence:g} lower bound is above 0, "
+        "the highest gain of those")
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,11 @@ def candidate_job(job: Job, candidate: Candidate, phase1: Phase1Result) -> Job:
     return replace(job, settings=settings, run_dir=folder, training=training, shared_phase1=phase1)
 
 
-def hopeless(job: Job, phase1: Phase1Result, candidates: list[Candidate]) -> dict[str, str]:
-    """Candidates whose expected Δ (the advise verdict on their own split) lies wholly below 0, and why."""
-    calibration, out = load_calibration(), {}
+def expectations(job: Job, phase1: Phase1Result, candidates: list[Candidate],
+                 calibration: Calibration) -> dict[str, tuple[float, float, float]]:
+    """Each candidate's expected Δ test accuracy (points; the 80% interval and its middle), from the label-free
+    indicators of its own split (``sdnn.advise``'s verdict): SDNN's for ``sdnn-k<k>``, reweight's for reweight."""
+    out = {}
     for cand in candidates:
         if cand.method == Method.baseline:
             continue
@@ -89,42 +97,61 @@ def hopeless(job: Job, phase1: Phase1Result, candidates: list[Candidate]) -> dic
         selection = select(sub, phase1)
         probe = split_indicators(sub, selection, partition_once(sub, selection, phase1)[0], phase1).probe
         verdict = judge(calibration, probe.delta, probe.delta_se, probe.reweight, probe.reweight_se)
-        low, mid, high = verdict.expected[str(cand.method)]
-        if high < 0:
-            out[cand.name] = f"expected Δ {mid:+.2f} points, 80% interval [{low:+.2f}, {high:+.2f}] below 0"
+        out[cand.name] = verdict.expected[str(cand.method)]
     return out
 
 
-def choose(scores: dict[str, np.ndarray], job: Job) -> tuple[str, dict[str, dict[str, Any]], str]:
-    """The guard (module docstring): the choice, each candidate's validation record, and why, in words."""
+def combined(hits: np.ndarray, base: np.ndarray, expected: tuple[float, float, float] | None) -> dict[str, float]:
+    """The candidate's gain over the baseline (fractions): on validation (paired mean and standard error, at least
+    one observation's worth), and combined with the indicators' expectation, each weighted by its precision."""
+    diff = hits.astype(float) - base.astype(float)
+    n = len(diff)
+    gain, se = float(diff.mean()), max(float(diff.std(ddof=1)) / np.sqrt(n) if n > 1 else 0.0, 1.0 / n)
+    out = {"val_gain": gain, "val_gain_se": se, "mean": gain, "sd": se}
+    if expected is not None:
+        low, mid, high = (v / 100 for v in expected)
+        prior_sd = max((high - low) / (2 * Z80), 1e-6)
+        weight, prior_weight = 1 / se ** 2, 1 / prior_sd ** 2
+        out.update(mean=(gain * weight + mid * prior_weight) / (weight + prior_weight),
+                   sd=float(np.sqrt(1 / (weight + prior_weight))))
+    return out
+
+
+def choose(scores: dict[str, np.ndarray], job: Job,
+           expected: dict[str, tuple[float, float, float]]) -> tuple[str, dict[str, dict[str, Any]], str]:
+    """The guard (module docstring): the choice, each candidate's record, and why, in words."""
     settings, base = job.settings.auto, scores["baseline"]
+    z = NormalDist().inv_cdf(settings.confidence)
     records: dict[str, dict[str, Any]] = {}
-    passing = []
     for name, hits in scores.items():
         record: dict[str, Any] = {"val_acc": float(hits.mean())}
         if name != "baseline":
-            gain = paired_bootstrap(hits.astype(float) - base, settings.bootstrap, job.seed, settings.confidence)
-            record.update(val_gain=gain["mean"], val_gain_se=gain["se"], val_gain_lower=gain["lower"],
-                          z=gain["mean"] / gain["se"] if gain["se"] > 0 else 0.0)
-            if gain["lower"] > 0:
-                passing.append(name)
+            prior = expected.get(name) if settings.prior else None
+            gain = combined(hits, base, prior)
+            record.update(val_gain=gain["val_gain"], val_gain_se=gain["val_gain_se"], gain=gain["mean"],
+                          gain_sd=gain["sd"], lower=gain["mean"] - z * gain["sd"],
+                          expected=None if prior is None else [round(v, 4) for v in prior])
         records[name] = record
     level = f"{100 * settings.confidence:g}%"
+    rivals = [n for n in records if n != "baseline"]
+    passing = [n for n in rivals if records[n]["lower"] > 0]
     if not passing:
-        rivals = [n for n in records if n != "baseline"]
         if not rivals:
             return "baseline", records, "baseline: no other candidate was trained"
-        best = max(rivals, key=lambda n: records[n]["val_acc"])
-        r = records[best]
-        return "baseline", records, (f"baseline: no candidate's validation gain is clear of the noise (best: {best}, "
-                                     f"{100 * r['val_gain']:+.2f} points = {r['z']:.1f} standard errors; the paired "
-                                     f"bootstrap's {level} lower bound {100 * r['val_gain_lower']:+.2f})")
-    chosen = max(passing, key=lambda n: records[n]["val_acc"])  # max keeps the first listed of equals
-    r = records[chosen]
-    return chosen, records, (f"{chosen}: validation accuracy {100 * r['val_acc']:.2f}% against the baseline's "
-                             f"{100 * records['baseline']['val_acc']:.2f}%, a gain of {100 * r['val_gain']:+.2f} "
-                             f"points = {r['z']:.1f} standard errors; the paired bootstrap's {level} lower bound "
-                             f"{100 * r['val_gain_lower']:+.2f} is above 0")
+        best = max(rivals, key=lambda n: records[n]["gain"])
+        return "baseline", records, f"baseline: no candidate's gain is clear of the noise (best: {_said(best, records[best], level)})"
+    chosen = max(passing, key=lambda n: records[n]["gain"])  # max keeps the first listed of equals
+    return chosen, records, _said(chosen, records[chosen], level) + " is above 0"
+
+
+def _said(name: str, r: dict[str, Any], level: str) -> str:
+    """A candidate's evidence in words: the validation gain, the expectation, their combination and its bound."""
+    text = f"{name}: validation gain {100 * r['val_gain']:+.2f} ± {100 * r['val_gain_se']:.2f} points"
+    if r.get("expected") is not None:
+        low, mid, high = r["expected"]
+        text += (f", expected {mid:+.2f} [{low:+.2f}, {high:+.2f}] from the indicators; combined "
+                 f"{100 * r['gain']:+.2f} ± {100 * r['gain_sd']:.2f}")
+    return text + f"; one-sided {level} lower bound {100 * r['lower']:+.2f}"
 
 
 def auto(job: Job) -> Results:
@@ -135,7 +162,12 @@ def auto(job: Job) -> Results:
     start = time.perf_counter()
     candidates = candidates_of(job)
     phase1 = run_phase1(job)
-    skipped = hopeless(job, phase1, candidates) if job.settings.auto.skip_hopeless else {}
+    settings = job.settings.auto
+    needed = settings.prior or settings.skip_hopeless
+    expected = expectations(job, phase1, candidates, load_calibration(*filter(None, [settings.calibration]))) \
+        if needed else {}
+    skipped = {name: f"expected Δ {mid:+.2f} points, 80% interval [{low:+.2f}, {high:+.2f}] below 0"
+               for name, (low, mid, high) in expected.items() if settings.skip_hopeless and high < 0}
     for name, why in skipped.items():
         job.say(f"auto: skipping {name} ({why})")
     trained: dict[str, Results] = {}
@@ -143,7 +175,7 @@ def auto(job: Job) -> Results:
         job.say(f"auto: candidate {i} of {len(candidates) - len(skipped)}, {cand.name} (in {FOLDER}/{cand.name}/)")
         trained[cand.name] = RECIPE[cand.method](candidate_job(job, cand, phase1))
     scores = {name: r.module.val_correct().numpy() for name, r in trained.items()}
-    chosen, records, why = choose(scores, job)
+    chosen, records, why = choose(scores, job, expected)
     for name, why_skipped in skipped.items():
         records[name] = {"skipped": why_skipped}
     job.say(f"auto: chose {why}")
@@ -151,8 +183,8 @@ def auto(job: Job) -> Results:
     results.test = test_module(results.module, job.data, job.training)
     results.method = str(Method.auto)
     results.auto = {"candidates": {c.name: records[c.name] for c in candidates}, "chosen": chosen, "why": why,
-                    "rule": f"paired bootstrap over the validation observations ({job.settings.auto.bootstrap} "
-                            f"resamples), one-sided {job.settings.auto.confidence:g}: lower bound above 0",
+                    "rule": RULE.format(confidence=settings.confidence, prior="with" if settings.prior else "without"),
+                    "calibration": settings.calibration or "conf/advise/calibration.yaml",
                     "seconds": time.perf_counter() - start}
     if results.selected_classes:
         results.figures = phase1_keys(job, phase1, select(candidate_job(job, Candidate.parse(chosen), phase1),

@@ -67,7 +67,7 @@ class DataFile:
     default: str           # the path the catalogue gives
 
     def check(self) -> None:
-        if self.path.is_file():
+        if self.path.exists():  # a file, or a folder (of shards)
             return
         given = os.environ.get(self.variable)
         where = (f"{self.variable}={given}" if given else

@@ -189,7 +189,25 @@ def format_payoff(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_payoff(folders: Sequence[Path], out: Path, calibration_out: Path | None = None) -> str:
+def write_loo(cells: Sequence[Cell], folder: Path, source: str) -> list[Path]:
+    """One calibration per cell, fitted on the other cells (``<folder>/<cell>.yaml``): what that cell's
+    ``method=auto`` runs use (``python -m sdnn.study <cell> --variants auto --calibration <file>``), so that its
+    own measurements never inform its choice."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for cell in cells:
+        others = [c for c in cells if c.name != cell.name]
+        calibration = calibrate(others, source=f"{source} (leaving out {cell.name})")
+        path = folder / f"{cell.name}.yaml"
+        path.write_text(yaml.safe_dump(calibration.to_json(), sort_keys=False, width=120))
+        written.append(path)
+    return written
+
+
+def write_payoff(folders: Sequence[Path], out: Path, calibration_out: Path | None = None,
+                 loo: Path | None = None) -> str:
     """``payoff.md``, ``payoff.json`` and ``payoff.png`` (predicted against measured) in ``out``; with
     ``calibration_out``, the lines fitted on every cell written there (``conf/advise/calibration.yaml``)."""
     import yaml
@@ -212,7 +230,10 @@ def write_payoff(folders: Sequence[Path], out: Path, calibration_out: Path | Non
         header = ("# sdnn.advise's calibration: Δ test (points) ≈ intercept + slope × probe Δ, fitted on the regime\n"
                   "# map's cells (docs/reproduction.md, \"Predicting the payoff\"); written by the command in source.\n")
         Path(calibration_out).write_text(header + yaml.safe_dump(calibration.to_json(), sort_keys=False, width=120))
+    if loo is not None:
+        write_loo(cells, loo, "python -m sdnn.study payoff " + " ".join(str(f) for f in folders))
     print(text)
     print(f"written to {out}/payoff.md, payoff.json, payoff.png" + (f"; calibration {calibration_out}"
-                                                                     if calibration_out else ""))
+                                                                     if calibration_out else "")
+          + (f"; one calibration per study without it in {loo}/" if loo else ""))
     return text

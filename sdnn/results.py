@@ -214,16 +214,20 @@ def _indicators_line(indicators: dict[str, Any], class_names: list[str]) -> str:
 
 def _auto_lines(auto: dict[str, Any]) -> list[str]:
     """method=auto: each candidate's validation accuracy and gain over the baseline; the choice and why."""
-    lines = ["method=auto, candidates on the validation split (test: the chosen one only):",
-             f"  {'candidate':>10}  {'val acc':>8}  {'gain (points)':>13}  {'in SEs':>6}  {'lower bound':>11}"]
+    lines = ["method=auto, candidates on the validation split (test: the chosen one only; gains in points):",
+             f"  {'candidate':>10}  {'val acc':>8}  {'val gain':>13}  {'expected':>8}  {'combined':>13}  "
+             f"{'lower':>6}"]
     for name, r in auto["candidates"].items():
         if "skipped" in r:
             lines.append(f"  {name:>10}  skipped: {r['skipped']}")
             continue
-        gain = (f"{100 * r['val_gain']:+13.2f}  {r['z']:6.1f}  {100 * r['val_gain_lower']:+11.2f}"
-                if "val_gain" in r else f"{'':13}  {'':6}  {'':11}")
         mark = "  <- chosen" if name == auto["chosen"] else ""
-        lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%  {gain}{mark}")
+        if "val_gain" not in r:
+            lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%{mark}")
+            continue
+        expected = "" if r.get("expected") is None else f"{r['expected'][1]:+.2f}"
+        lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%  {100 * r['val_gain']:+6.2f} ± {100 * r['val_gain_se']:4.2f}"
+                     f"  {expected:>8}  {100 * r['gain']:+6.2f} ± {100 * r['gain_sd']:4.2f}  {100 * r['lower']:+6.2f}{mark}")
     lines.append(f"chosen: {auto['why']}")
     return lines
 

@@ -65,18 +65,3 @@ def seed_mean_std(values: Sequence[float]) -> tuple[float, float | None]:
         return math.nan, None
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
-
-def paired_bootstrap(differences: Sequence[float] | np.ndarray, resamples: int, seed: int,
-                     confidence: float) -> dict[str, float]:
-    """The mean of paired per-observation differences, its standard error, and the one-sided ``confidence``
-    lower bound of the mean from ``resamples`` bootstrap resamples of the observations (percentile method)."""
-    d = np.asarray(differences, dtype=float).ravel()
-    if d.size == 0:
-        raise ValueError("paired_bootstrap needs at least one observation")
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 256):  # blocks of resamples: bounded memory for large validation splits
-        count = min(256, resamples - start)
-        means[start:start + count] = d[rng.integers(0, d.size, (count, d.size))].mean(1)
-    se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0
-    return {"mean": float(d.mean()), "se": se, "lower": float(np.quantile(means, 1.0 - confidence))}

@@ -86,8 +86,11 @@ class Plan:
     pairs: dict[str, tuple[Arm, Arm]]
 
 
-def plan_study(study: Study, names: Sequence[str], out: Path, extra: Sequence[str] = ()) -> Plan:
-    """The baseline of each schedule (first where it is first needed) and each variant's runs."""
+def plan_study(study: Study, names: Sequence[str], out: Path, extra: Sequence[str] = (),
+               calibration: Path | None = None) -> Plan:
+    """The baseline of each schedule (first where it is first needed) and each variant's runs; ``calibration``:
+    the indicators' calibration of ``method=auto`` variants (``auto.calibration``; the payoff validation gives each
+    study one fitted without it)."""
     common = (*study.base, *QUIET, f"phase1.cache_dir={out / 'cache'}", *extra)
     arms: list[Arm] = []
     baselines: dict[tuple[str, ...], Arm] = {}
@@ -101,7 +104,8 @@ def plan_study(study: Study, names: Sequence[str], out: Path, extra: Sequence[st
             baselines[schedule] = Arm(folder, (*schedule, "method=baseline"), folder,
                                       f" (the schedule of variant {name!r})" if schedule else "")
             arms.append(baselines[schedule])
-        arm = Arm(variant.folder(name), (*schedule, f"method={variant.method}", *variant.overrides),
+        own = (f"auto.calibration={calibration.absolute()}",) if calibration and variant.method == "auto" else ()
+        arm = Arm(variant.folder(name), (*schedule, f"method={variant.method}", *variant.overrides, *own),
                   f"{variant.method} {name}", f" (variant {name!r})")
         arms.append(arm)
         pairs[name] = (baselines[schedule], arm)
@@ -218,7 +222,8 @@ def _run_one(cfg: DictConfig, run_dir: Path, job: Job | None = None) -> dict:
 
 
 def run_study(study: Study | str, out: Path, seeds: Sequence[int] | None = None,
-              variants: Sequence[str] | None = None, extra: Sequence[str] = ()) -> dict[str, Any]:
+              variants: Sequence[str] | None = None, extra: Sequence[str] = (),
+              calibration: Path | None = None) -> dict[str, Any]:
     """Checks every run's settings, runs what is missing and returns the comparison per variant (also
     written to ``out``). ``study``: a catalogue name or a loaded study; ``variants``: None for the study's
     defaults, ``["all"]``; ``extra``: overrides after the study's own."""
@@ -229,7 +234,9 @@ def run_study(study: Study | str, out: Path, seeds: Sequence[int] | None = None,
     names = study.pick(variants)
     seeds = list(dict.fromkeys(seeds if seeds is not None else study.seeds))
     study.check_files()
-    plan = plan_study(study, names, out, extra)
+    if calibration is not None and not Path(calibration).is_file():
+        raise ConfigError(f"--calibration {calibration}: no such file")
+    plan = plan_study(study, names, out, extra, calibration)
     print(f"[study {study.name}] checking the settings of {len(plan.arms) * len(seeds)} runs", flush=True)
     configs = compose_runs(plan, seeds, out)
     quiet()  # as sdnn.app.run does, from the first build on
@@ -344,8 +351,10 @@ def _main(argv: list[str]) -> int:
         parser.add_argument("--out", type=Path, required=True)
         parser.add_argument("--calibration", type=Path, help="also write the lines fitted on every study here "
                                                              "(sdnn.advise reads conf/advise/calibration.yaml)")
+        parser.add_argument("--loo", type=Path, help="also write, per study, the lines fitted on the others "
+                                                     "(<loo>/<study>.yaml: its method=auto runs' --calibration)")
         args = parser.parse_args(argv[1:])
-        write_payoff(args.folders, args.out, args.calibration)
+        write_payoff(args.folders, args.out, args.calibration, args.loo)
         return 0
     if argv[:1] == ["map"]:
         parser = OneLineParser(prog="python -m sdnn.study map",
@@ -372,6 +381,8 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--variants", nargs="+", help="variant names, or 'all' (default: the study's defaults)")
     parser.add_argument("--out", type=Path, help="default: studies/<name> (--on: studies/on-<overrides>)")
     parser.add_argument("--list", action="store_true", help="list the studies of the catalogue and stop")
+    parser.add_argument("--calibration", type=Path, help="the indicators' calibration for method=auto variants "
+                        "(auto.calibration; python -m sdnn.study payoff --loo writes one per study without it)")
     parser.add_argument("--advise", action="store_true",
                         help="instead of the runs: python -m sdnn.advise for each seed, on the study's settings and "
                              "phase-1 cache, into <out>/advice/seed<k>/advice.json (the study's payoff predicted)")
@@ -387,7 +398,7 @@ def _main(argv: list[str]) -> int:
     if args.advise:
         advise_study(study, out, args.seeds, extra)
     else:
-        run_study(study, out, args.seeds, args.variants, extra)
+        run_study(study, out, args.seeds, args.variants, extra, args.calibration)
     return 0
 
 

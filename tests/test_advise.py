@@ -114,7 +114,8 @@ def test_the_payoff_table_from_study_folders_and_the_calibration_it_writes(tmp_p
                                    auto=[max(truth, 0.0)] * 3))
     calibration = tmp_path / "calibration.yaml"
     proc = subprocess.run([sys.executable, "-m", "sdnn.study", "payoff", *map(str, folders), "--out",
-                           str(tmp_path / "out"), "--calibration", str(calibration)], cwd=ROOT, capture_output=True,
+                           str(tmp_path / "out"), "--calibration", str(calibration), "--loo", str(tmp_path / "loo")],
+                          cwd=ROOT, capture_output=True,
                           text=True, timeout=QUICK_GUARD)
     assert proc.returncode == 0, proc.stderr[-2000:]
     payoff = json.loads((tmp_path / "out" / "payoff.json").read_text())
@@ -130,6 +131,13 @@ def test_the_payoff_table_from_study_folders_and_the_calibration_it_writes(tmp_p
     assert written.lines["sdnn"].slope == pytest.approx(1.5, abs=0.1) and written.cells == tuple(
         f"cell{i}" for i in range(6))
     assert yaml.safe_load(calibration.read_text())["source"].startswith("python -m sdnn.study payoff")
+    held = load_calibration(tmp_path / "loo" / "cell2.yaml")  # what cell2's method=auto runs use: fitted without it
+    assert held.cells == tuple(f"cell{i}" for i in range(6) if i != 2)
+    others = [0, 1, 3, 4, 5]
+    refit = Line.fit([[0.0, 0.5, 1.0, 2.0, 3.0, -1.0][i] for i in others],
+                     [rows[f"cell{i}"]["sdnn"]["measured"][0] for i in others])
+    assert held.lines["sdnn"].slope == pytest.approx(refit.slope, abs=1e-5)
+    assert held.lines["sdnn"].intercept == pytest.approx(refit.intercept, abs=1e-5)
 
 
 def test_the_payoff_needs_advice_and_enough_cells(tmp_path):

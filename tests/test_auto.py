@@ -4,12 +4,10 @@ whose answer is known; the guard against slow references; determinism, resume be
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 
-from sdnn.stats import paired_bootstrap
 from tests.conftest import QUICK_GUARD, compose_config, run_cli
 
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "observe.figures=false", "observe.norms_every=0",
@@ -115,42 +113,59 @@ def test_auto_is_deterministic_and_resumes_between_candidates_to_the_same_choice
     assert _strip(resumed) == _strip(whole)
 
 
-def test_the_guard_chooses_only_a_gain_clear_of_the_noise():
+def _job(**auto):
     from types import SimpleNamespace
 
-    from sdnn.auto import choose
     from sdnn.config import AutoConfig
 
-    job = SimpleNamespace(settings=SimpleNamespace(auto=AutoConfig()), seed=0)
+    return SimpleNamespace(settings=SimpleNamespace(auto=AutoConfig(**auto)), seed=0)
+
+
+def test_the_guard_chooses_only_a_gain_clear_of_the_noise():
+    from sdnn.auto import choose
+
     rng = np.random.default_rng(0)
     base = (rng.random(400) < 0.8).astype(float)
     clear = base.copy()
     clear[np.flatnonzero(base == 0)[:40]] = 1  # 40 more right, none worse: +10 points
     slight = base.copy()
     slight[np.flatnonzero(base == 0)[:2]] = 1  # +0.5 points: 2 observations
-    chosen, records, why = choose({"baseline": base, "reweight": slight, "sdnn-k1": clear}, job)
+    job = _job(prior=False)
+    chosen, records, why = choose({"baseline": base, "reweight": slight, "sdnn-k1": clear}, job, {})
     assert chosen == "sdnn-k1" and records["sdnn-k1"]["val_gain"] == pytest.approx(0.1)
-    chosen, records, why = choose({"baseline": base, "reweight": slight}, job)
+    chosen, records, why = choose({"baseline": base, "reweight": slight}, job, {})
     assert chosen == "baseline" and "clear of the noise" in why
-    worse = 1 - base
-    chosen, _, _ = choose({"baseline": base, "sdnn-k2": worse}, job)
+    chosen, _, _ = choose({"baseline": base, "sdnn-k2": 1 - base}, job, {})
     assert chosen == "baseline"
-    chosen, _, _ = choose({"baseline": base, "sdnn-k1": clear, "sdnn-k2": clear.copy()}, job)
+    chosen, _, _ = choose({"baseline": base, "sdnn-k1": clear, "sdnn-k2": clear.copy()}, job, {})
     assert chosen == "sdnn-k1"  # equal: the first listed
 
 
-def test_paired_bootstrap_against_a_loop():
-    rng = np.random.default_rng(3)
-    d = rng.integers(-1, 2, 150).astype(float)
-    out = paired_bootstrap(d, resamples=500, seed=7, confidence=0.9)
-    again = np.random.default_rng(7)
-    means = []
-    for _ in range(2):  # the same draws, block by block, one resample at a time
-        block = again.integers(0, len(d), (256 if not means else 500 - 256, len(d)))
-        means += [float(np.mean(d[row])) for row in block]
-    assert out["mean"] == pytest.approx(d.mean())
-    assert out["se"] == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)))
-    assert out["lower"] == pytest.approx(np.quantile(means, 0.1))
+def test_the_indicators_expectation_tips_a_small_validation_gain_but_not_a_loss():
+    """+1 point on 400 validation observations (12 more right, 8 more wrong) is noise alone; with an expectation of +3 [+1.7, +4.3] it is not.
+    A candidate that loses on validation is not rescued by a hopeful expectation."""
+    from sdnn.auto import choose, combined
+
+    rng = np.random.default_rng(1)
+    base = (rng.random(400) < 0.8).astype(float)
+    small = base.copy()
+    small[np.flatnonzero(base == 0)[:12]] = 1  # 12 more right, 8 more wrong: +1 point
+    small[np.flatnonzero(base == 1)[:8]] = 0
+    expected = {"sdnn-k2": (1.7, 3.0, 4.3), "reweight": (1.7, 3.0, 4.3)}
+    assert choose({"baseline": base, "sdnn-k2": small}, _job(prior=False), expected)[0] == "baseline"
+    chosen, records, why = choose({"baseline": base, "sdnn-k2": small}, _job(), expected)
+    assert chosen == "sdnn-k2" and "expected +3.00" in why
+    worse = base.copy()
+    worse[np.flatnonzero(base == 1)[:40]] = 0  # −10 points
+    assert choose({"baseline": base, "reweight": worse}, _job(), expected)[0] == "baseline"
+    # the combination against a hand computation: precision-weighted mean and sd
+    gain = combined(small, base, expected["sdnn-k2"])
+    se = max(np.std(small - base, ddof=1) / np.sqrt(400), 1 / 400)
+    prior_sd = (0.043 - 0.017) / (2 * 1.2816)
+    weights = np.array([1 / se ** 2, 1 / prior_sd ** 2])
+    assert gain["mean"] == pytest.approx((weights @ [0.01, 0.03]) / weights.sum())
+    assert gain["sd"] == pytest.approx(np.sqrt(1 / weights.sum()))
+    assert records["sdnn-k2"]["lower"] == pytest.approx(gain["mean"] - 1.6449 * gain["sd"], abs=1e-4)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -349,6 +349,15 @@ def test_the_cli_trains_on_it_and_predict_takes_what_the_loaders_yield(my_data, 
     assert [int(row["index"]) for row in rows] == list(range(len(y_test)))
     right = np.mean([int(row["class"]) == int(label) for row, label in zip(rows, y_test.tolist())])
     assert f"({100 * right:.2f}%)" in proc.stdout + proc.stderr
+    # --split test rebuilds the user's module, which a run folder may only import when its package is trusted
+    split = [sys.executable, "-m", "sdnn.predict", str(run_dir), "--split", "test"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    refused = subprocess.run(split, cwd=ROOT, capture_output=True, text=True, timeout=RUN_GUARD, env=env)
+    assert refused.returncode == 2 and "--trust my_data" in refused.stderr and "Traceback" not in refused.stderr
+    trusted = subprocess.run([*split, "--trust", "my_data"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=RUN_GUARD, env=env)
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
+    assert f"results.json test.acc {results['test']['acc']}: the same" in trusted.stdout
 
 
 def test_a_split_too_big_for_the_free_memory_is_one_line_before_it_is_read(my_data, monkeypatch):

@@ -215,6 +215,30 @@ def test_split_test_of_the_baseline_and_its_missing_val_split(runs, capsys, tmp_
     assert code == 2 and "no validation split" in err and len(err.strip().splitlines()) == 1
 
 
+def test_features_are_the_backbones_of_the_runs_own_validation_and_test_splits(runs, capsys, tmp_path):
+    """--features: the penultimate features; the run's own head on them predicts what --split test predicts."""
+    import torch
+
+    run_dir = tmp_path / "with_val"
+    train(run_dir, runs["base"] / "cache", ["dataset=npz", f"dataset.path={runs['vectors']}", "method=baseline",
+                                            "model=mlp", "model.backbone.hidden=[32]", "dataset.batch_size=16",
+                                            "dataset.val_fraction=0.25"])
+    code, stdout, err = predict([run_dir, "--features", tmp_path / "f.npz"], capsys)
+    assert code == 0, err
+    features = np.load(tmp_path / "f.npz")
+    vectors = np.load(runs["vectors"])
+    assert features["x_test"].shape == (len(vectors["y_test"]), 32)
+    assert features["x_train"].shape[1] == 32 and 0 < len(features["y_train"]) < len(vectors["y_train"])
+    assert np.array_equal(features["y_test"], vectors["y_test"])
+    weights = torch.load(run_dir / "model" / "weights.pt", weights_only=True)
+    logits = features["x_test"] @ weights["head.weight"].numpy().T + weights["head.bias"].numpy()
+    code, _, _ = predict([run_dir, "--split", "test", "--output", tmp_path / "t.csv", "--quiet"], capsys)
+    assert code == 0 and [int(r[1]) for r in read_csv(tmp_path / "t.csv")[1]] == logits.argmax(1).tolist()
+    code, _, err = predict([runs["baseline"][0], "--features", tmp_path / "g.npz"], capsys)
+    assert code == 2 and "dataset.val_fraction" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "g.npz").exists()
+
+
 def test_progress_on_a_non_terminal_is_plain_lines_and_quiet_silences_it(runs, capsys, tmp_path):
     """stderr is not a terminal here: a line per tenth of the inputs, then one at the end; none with --quiet
     or for an input of fewer than 4 batches."""

@@ -177,9 +177,10 @@ class AutoConfig:
     """``method=auto`` (sdnn.auto): the candidates, each trained from one phase 1 and compared on validation only."""
 
     candidates: list[str] = field(default_factory=lambda: ["baseline", "reweight", "sdnn-k1", "sdnn-k2", "sdnn-k3"])
-    confidence: float = 0.95   # a candidate beats the baseline when the paired bootstrap's lower bound is above 0
-    bootstrap: int = 2000      # resamples of the validation observations
+    confidence: float = 0.95   # a candidate beats the baseline when its one-sided lower bound is above 0
+    prior: bool = True         # combine the validation gain with the indicators' expectation (sdnn.advise)
     skip_hopeless: bool = True  # skip a candidate whose expected Δ (sdnn.advise's 80% interval) lies below 0
+    calibration: Optional[str] = None  # the indicators' calibration; null: conf/advise/calibration.yaml
 
     def __post_init__(self):
         names = list(self.candidates)
@@ -192,7 +193,6 @@ class AutoConfig:
                 "must include baseline (the reference every other candidate has to beat on validation)")
         require(0.5 <= self.confidence < 1, "auto.confidence", self.confidence,
                 "must be in [0.5, 1) (one-sided confidence that a candidate's validation gain is above 0)")
-        require(self.bootstrap >= 100, "auto.bootstrap", self.bootstrap, "must be an integer >= 100 (resamples)")
 
 
 @dataclass

@@ -48,6 +48,7 @@ import torch
 from sdnn.artifact import launch_dir_of, load_model
 from sdnn.data.image_folder import MAX_IMAGE_MB
 from sdnn.errors import DataError, OneLineParser, user_message
+from sdnn.predict.features import write_features
 from sdnn.predict.infer import CsvWriter, compare_with_results, format_metrics, predict
 from sdnn.predict.sources import input_source, split_dataset, split_source, working_directory
 from sdnn.runlog import PlainProgress
@@ -174,6 +175,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--input", metavar="PATH", help="an .npz/.npy file, a folder of images, or TFRecord shards")
     what.add_argument("--split", choices=["test", "val"], help="re-evaluate the run's own split")
+    what.add_argument("--features", metavar="OUT.npz", help="write the backbone's features of the run's own "
+                      "validation split (as x_train) and test split (as x_test) for dataset=npz: a shallow head on "
+                      "frozen features")
     parser.add_argument("--key", help="the array of the .npz to predict (default: x, or the only array)")
     parser.add_argument("--labels", metavar="KEY", help="an array of the .npz with the inputs' class labels: "
                         "prints the accuracy")
@@ -217,6 +221,16 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     top_k = min(args.top_k or (DEFAULT_TOP_K if card.multilabel else 1), card.num_classes)
     batch_size = args.batch_size or card.eval_batch_size
+    if args.features:
+        out = output_path(args.features, "--features")
+        if out is None or str(out) == STDOUT:
+            parser_error = "--features writes an .npz file; give its name, not -"
+            raise DataError(parser_error)
+        with working_directory(launch_dir_of(card)):  # the run's relative data paths
+            rows = write_features(model, out, batch_size, device, args.trust)
+        print(f"features of the run's splits ({', '.join(f'{k} {v}' for k, v in rows.items())} rows, "
+              f"{card.model} backbone): {out}")
+        return 0
     with contextlib.ExitStack() as stack:
         if args.split:
             dataset = split_dataset(model, args.trust)  # its targets checked before anything runs

@@ -275,10 +275,18 @@ def split_dataset(model: LoadedModel, trust: Sequence[str] = ()) -> tuple[type, 
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise DataError(f"{model.run_dir}: the model card's config.seed={seed!r} is not an integer")
     cls = resolve(node["_target_"], "dataset", None, trust, model.run_dir,
-                  must=lambda c: callable(getattr(c, "load", None)),
-                  needs="a dataset class (one with load(), such as sdnn.data.sources.Npz)")
+                  must=lambda c: callable(getattr(c, "load", None)) or _is_data_module(c),
+                  needs="a dataset class (one with load(), such as sdnn.data.sources.Npz, or a data module with "
+                        "train_dataloader() and test_dataloader(): dataset=custom)")
     check_tree(node, "dataset", None, trust, model.run_dir)
     return cls, node, seed
+
+
+def _is_data_module(cls: Any) -> bool:
+    """A user's data module (``dataset=custom``): not SDNN's own dataset class, but one with both loaders."""
+    from sdnn.data.custom import is_source, provides
+
+    return not is_source(cls) and all(provides(cls, hook) for hook in ("train_dataloader", "test_dataloader"))
 
 
 def split_source(model: LoadedModel, split: str, batch_size: int, dataset: tuple[type, dict[str, Any], int],
@@ -289,7 +297,14 @@ def split_source(model: LoadedModel, split: str, batch_size: int, dataset: tuple
     card = model.card
     cls, node, seed = dataset
     try:
-        source = build(node, "dataset", None, trust, model.run_dir, top=cls, seed=seed)
+        if _is_data_module(cls):  # dataset=custom: the user's module (trusted by name), read as training read it
+            from sdnn.data.custom import DataModuleSource, split_arguments
+
+            own, shared = split_arguments(node)
+            module = build(own, "dataset", None, trust, model.run_dir, top=cls)
+            source = DataModuleSource(module, str(node["_target_"]), progress=False, seed=seed, **shared)
+        else:
+            source = build(node, "dataset", None, trust, model.run_dir, top=cls, seed=seed)
     except (TypeError, ValueError) as exc:  # the card's values do not fit the class
         raise DataError(f"dataset ({node['_target_']}) in the model card: {type(exc).__name__}: {exc}") from None
     loaded = source.load(None)
