@@ -23,22 +23,30 @@ def _nanmean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
+MULTILABEL_METRIC = "hit_at_1"  # a multilabel study's accuracy (what the indicators' probe scores): Hit@1
+
+
 def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]:
     """Baseline vs a variant (SDNN, a control, another method) over the seeds both have: accuracies,
     paired differences, per-class changes of the selected classes against the others, θ against the
     baseline's error, and the subclasses' NMI against the fine labels where they are known."""
     seeds = sorted(set(baselines) & set(sdnn))
-    out: dict[str, Any] = {"seeds": seeds}
+    multilabel = any("per_class_acc" not in (baselines[s].get("test") or {}) for s in seeds)
+    metric = MULTILABEL_METRIC if multilabel else "acc"
+    out: dict[str, Any] = {"seeds": seeds, "metric": metric}
     for split in ("test", "val"):
-        base = [(baselines[s].get(split) or {}).get("acc") for s in seeds]
-        ours = [(sdnn[s].get(split) or {}).get("acc") for s in seeds]
+        base = [(baselines[s].get(split) or {}).get(metric) for s in seeds]
+        ours = [(sdnn[s].get(split) or {}).get(metric) for s in seeds]
         if any(v is None for v in base + ours):
             continue
         diffs = [o - b for o, b in zip(ours, base)]
         out[split] = {"baseline": mean_std(base), "variant": mean_std(ours), "diff": mean_std(diffs),
                       "diff_per_seed": diffs, "wins": sum(d > 0 for d in diffs)}
+    if multilabel:  # YouTube-8M: the GAP beside hit@1; per-class accuracies are a multiclass notion
+        gaps = [sdnn[s]["test"]["gap"] - baselines[s]["test"]["gap"] for s in seeds]
+        out["gap"] = {"diff": mean_std(gaps), "diff_per_seed": gaps}
     selected_change, other_change, rhos, per_class = [], [], [], []
-    for s in seeds:
+    for s in seeds if not multilabel else []:
         base_acc = np.asarray(baselines[s]["test"]["per_class_acc"], dtype=float)
         ours_acc = np.asarray(sdnn[s]["test"]["per_class_acc"], dtype=float)
         change = ours_acc - base_acc
@@ -51,12 +59,13 @@ def compare(baselines: dict[int, dict], sdnn: dict[int, dict]) -> dict[str, Any]
         theta = [math.nan if t is None else t for t in (sdnn[s].get("theta") or [])]
         if theta:
             rhos.append(spearman(theta, 1.0 - base_acc))
-    if seeds:
+    if seeds and not multilabel:
         out["per_class_change"] = [_nanmean(column) for column in np.asarray(per_class).T]
         out["selected_change"] = mean_std(selected_change)
         out["other_change"] = mean_std(other_change)
-        out["selected"] = {str(s): sdnn[s].get("selected_classes") for s in seeds}
         out["spearman_theta_vs_baseline_error"] = {"per_seed": rhos, "mean": mean_std(rhos)}
+    if seeds:
+        out["selected"] = {str(s): sdnn[s].get("selected_classes") for s in seeds}
         nmi = [(sdnn[s].get("partition_quality") or {}).get("nmi") for s in seeds]
         if all(v is not None for v in nmi):
             out["nmi"] = {"per_seed": nmi, "mean": mean_std(nmi)}
@@ -168,7 +177,10 @@ def format_report(report: dict[str, Any]) -> str:
         lines += [f"What ran: the baseline of seed {report['settings']['seed']} as composed and built (each variant "
                   "adds only the overrides in its row):", "",
                   *WhatRan.from_json(report["settings"]).lines(report.get("seeds") or []), ""]
+    multilabel = any(v.get("metric") == MULTILABEL_METRIC for v in report["variants"].values())
     lines += ["Overrides of every run: `" + " ".join(report["overrides"]) + "`", "",
+             *(["Multilabel data: the accuracy columns are Hit@1 (the share of videos whose top class is one of "
+                "their labels); study.json has the Δ GAP@20 of each variant beside it.", ""] if multilabel else []),
              "Accuracies in %, mean ± sample std over seeds; Δ = variant − baseline of the same seed "
              "(paired); wins = seeds where Δ > 0. Validation = the held-out part of the training set. NMI: the "
              "subclasses against the fine labels (merged classes; 1 = the subclasses are the original classes).", "",
