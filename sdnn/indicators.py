@@ -17,6 +17,7 @@ Pure numpy / torch / scikit-learn: no Lightning, no configuration.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -154,11 +155,22 @@ def probe_targets(labels: Tensor, subclass_units: Tensor, num_classes: int, unit
 
 
 def _standardised(features: Tensor) -> Tensor:
-    """z-scored columns and a constant column (the bias), float64: the ridge penalty then means the same
-    for every feature scale."""
-    x = features.double().reshape(len(features), -1)
-    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-8)
+    """z-scored columns and a constant column (the bias), float32: the ridge penalty then means the same for every
+    feature scale, and λ keeps the system well conditioned."""
+    x = features.float().reshape(len(features), -1)
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
     return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread meanwhile: small systems, and a busy machine's thread pool costs more than it gives."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def ridge_probe(features: Tensor, class_targets: Tensor, unit_targets: Tensor, subclass_to_class: Tensor,
@@ -169,15 +181,22 @@ def ridge_probe(features: Tensor, class_targets: Tensor, unit_targets: Tensor, s
     the class head whose selected classes' positives carry weight H (eq. 3 reweighted; one solve per selected
     class). λ = ``ridge`` × the mean diagonal of XᵀX. A held-out observation counts as right when its top class
     is one of its classes (multiclass: accuracy; multilabel: hit@1)."""
+    with one_thread():
+        return _ridge_probe(features, class_targets, unit_targets, subclass_to_class, selected, per_class, seed,
+                            folds, ridge, reweight)
+
+
+def _ridge_probe(features, class_targets, unit_targets, subclass_to_class, selected, per_class, seed, folds, ridge,
+                 reweight) -> ProbeResult:
     x = _standardised(features)
     n, d = x.shape
-    yc, yu = class_targets.double(), unit_targets.double()
+    yc, yu = class_targets.float(), unit_targets.float()
     c = yc.shape[1]
     fold = torch.as_tensor(np.random.default_rng(seed).permutation(n) % folds)
     grams = [x[fold == f].T @ x[fold == f] for f in range(folds)]  # one pass over the data for every fold
     gram = sum(grams)
     penalty = ridge * torch.trace(gram) / d * torch.eye(d, dtype=x.dtype)
-    right = {name: torch.zeros(n, dtype=torch.float64) for name in ("plain", "units", "reweight")}
+    right = {name: torch.zeros(n) for name in ("plain", "units", "reweight")}
     s2c = torch.as_tensor(subclass_to_class)
     extra = float(per_class - 1)
     for f in range(folds):
@@ -185,8 +204,7 @@ def ridge_probe(features: Tensor, class_targets: Tensor, unit_targets: Tensor, s
         a = gram - grams[f] + penalty
         chol = torch.linalg.cholesky(a)
         xk = x[kept]
-        w_class = torch.cholesky_solve(xk.T @ yc[kept], chol)
-        w_unit = torch.cholesky_solve(xk.T @ yu[kept], chol)
+        w_class, w_unit = _solve(chol, xk.T @ yc[kept]), _solve(chol, xk.T @ yu[kept])
         xh, yh = x[held], yc[held]
         right["plain"][held] = _hits(xh @ w_class, yh)
         right["units"][held] = _hits(class_scores(xh @ w_unit, s2c, c), yh)
@@ -194,13 +212,46 @@ def ridge_probe(features: Tensor, class_targets: Tensor, unit_targets: Tensor, s
             w_re = w_class.clone()
             for k in selected:  # weighted least squares for the k-th column: positives count H times
                 pos = xk[yc[kept][:, k] > 0]
-                w_re[:, k] = torch.linalg.solve(a + extra * pos.T @ pos, xk.T @ yc[kept][:, k] + extra * pos.sum(0))
+                w_re[:, k] = _weighted_column(a, chol, pos, extra, xk.T @ yc[kept][:, k] + extra * pos.sum(0))
             right["reweight"][held] = _hits(xh @ w_re, yh)
-    units, re = right["units"] - right["plain"], right["reweight"] - right["plain"]
+    units, re = (right[name].double() - right["plain"].double() for name in ("units", "reweight"))
     se = (lambda diff: 100 * float(diff.std(unbiased=True)) / np.sqrt(n))
     return ProbeResult(plain=100 * float(right["plain"].mean()), delta=100 * float(units.mean()), delta_se=se(units),
                        reweight=100 * float(re.mean()) if reweight else None, reweight_se=se(re) if reweight else None,
                        n=n, folds=folds)
+
+
+def _weighted_column(a: Tensor, chol: Tensor, pos: Tensor, extra: float, rhs: Tensor, steps: int = 100,
+                     tolerance: float = 1e-6) -> Tensor:
+    """w solving (A + extra · PᵀP) w = rhs by conjugate gradients preconditioned with A (its Cholesky factor): the
+    preconditioned system's eigenvalues lie in [1, 1 + extra] (PᵀP ≤ A), so a few steps suffice and PᵀP (d × d)
+    is never formed."""
+    def apply(v: Tensor) -> Tensor:
+        return a @ v + extra * (pos.T @ (pos @ v))
+
+    def precondition(v: Tensor) -> Tensor:
+        return _solve(chol, v[:, None])[:, 0]
+
+    w = precondition(rhs)
+    residual = rhs - apply(w)
+    z = precondition(residual)
+    direction, rz, scale = z, residual @ z, float(rhs.norm())
+    for _ in range(steps):
+        if float(residual.norm()) <= tolerance * scale:
+            break
+        q = apply(direction)
+        alpha = rz / (direction @ q)
+        w, residual = w + alpha * direction, residual - alpha * q
+        z = precondition(residual)
+        rz, previous = residual @ z, rz
+        direction = z + (rz / previous) * direction
+    return w
+
+
+def _solve(chol: Tensor, rhs: Tensor) -> Tensor:
+    """A⁻¹ rhs from A's lower Cholesky factor: two triangular solves (for a few right-hand sides much faster
+    than ``torch.cholesky_solve``, which copies the factor each call)."""
+    return torch.linalg.solve_triangular(chol.T, torch.linalg.solve_triangular(chol, rhs, upper=False), upper=True)
 
 
 def _hits(scores: Tensor, targets: Tensor) -> Tensor:
