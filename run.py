@@ -37,6 +37,22 @@ def optimising_sweeper() -> str | None:
     return choice if hydra_cfg.mode == RunMode.MULTIRUN and choice not in (None, "basic") else None
 
 
+def check_sweep() -> None:
+    """sweep=<name> (conf/sweep/) sets hydra.sweeper.params, which only -m reads, and one sweep per command."""
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    sweep = hydra_cfg.runtime.choices.get("sweep")
+    if sweep is None:
+        return
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        raise ConfigError(f"sweep={sweep} sets the values of a sweep (several runs): add -m, as in "
+                          f"python run.py -m sweep={sweep}")
+    given = {override.split("=", 1)[0].lstrip("+~") for override in hydra_cfg.overrides.task}
+    if not set(hydra_cfg.sweeper.get("params") or {}) <= given:  # sweep=a,b: every job one plain run, nothing swept
+        raise ConfigError(f"sweep takes one option per command: python run.py -m sweep={sweep}, then the next")
+
+
 def check_objective(job) -> None:
     """A sweeper that optimises the run's value needs a validation split: tuning on test is not allowed."""
     sweeper = optimising_sweeper()
@@ -57,6 +73,7 @@ def main(cfg: DictConfig) -> float | None:
     from sdnn.config import validate_config
 
     try:
+        check_sweep()
         settings = validate_config(cfg)  # bad values fail here, before torch is imported
         from sdnn.build import build_job, config_snapshot
         from sdnn.runfolder import claimed

@@ -144,6 +144,8 @@ def test_help_opens_with_the_projects_own_header():
     assert proc.stdout.startswith("SDNN: subclass deep neural networks (Gkalelis & Mezaris, MMM 2020)")
     assert "powered by Hydra" not in proc.stdout
     assert "dataset: cifar10, cifar100, custom, digits, image_folder, npz, svhn, yt8m" in proc.stdout
+    sweeps = ", ".join(sorted(path.stem for path in (ROOT / "conf" / "sweep").glob("*.yaml")))
+    assert f"\nsweep: {sweeps}\n" in proc.stdout and "sweep is chosen only with -m" in proc.stdout
     examples = re.findall(r"^  python run\.py(.*?)\s+#", proc.stdout, flags=re.M)
     assert len(examples) == 3
     for overrides in examples[:2]:  # they compose (the third is a sweep of them)

@@ -66,6 +66,7 @@ def test_an_override_hydra_cannot_parse_is_one_line_with_the_grammar():
     (["model=cnnn"], "model=cnnn is not an option; did you mean model=cnn? choose one of: cnn, cnn1d"),
     (["trainer=ddp_cpuu"], "did you mean trainer=ddp_cpu?"),
     (["experiment=paper/cifar10_wrnn"], "did you mean experiment=paper/cifar10_wrn?"),   # an option in a subfolder
+    (["sweep=num_clases"], "did you mean sweep=num_classes?"),                                # a sweep (conf/sweep/)
     (["method=sdn"], "did you mean method=sdnn?"),
 ])
 def test_a_misspelled_key_group_or_option_gets_did_you_mean(overrides, guess):

@@ -1,4 +1,4 @@
-"""Hyperparameter search (multirun_sweeps/tune.yaml, Hydra's Optuna sweeper): the objective a sweeper
+"""Hyperparameter search (conf/sweep/tune.yaml, Hydra's Optuna sweeper): the objective a sweeper
 reads from run.py is the validation accuracy (results.json val.acc), never a test metric; an optimising
 sweeper without a validation split stops before training; a few real Optuna trials on digits (slow)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -52,8 +53,19 @@ def test_tune_config_composes_the_optuna_sweeper_on_a_validation_split():
     assert cfg.dataset.val_fraction == 0.2 and cfg.method == "sdnn"
 
 
+@needs_optuna
+def test_the_sweep_comes_after_the_experiment_and_the_command_line_after_both(tmp_path):
+    conf = tmp_path / "conf"  # a copy of conf/ with an experiment that holds out 30%
+    shutil.copytree(ROOT / "conf", conf)
+    (conf / "experiment" / "held_out.yaml").write_text("# @package _global_\ndataset:\n  val_fraction: 0.3\n")
+    assert compose_sweep("tune", ["experiment=held_out"], conf=conf).dataset.val_fraction == 0.2
+    given = compose_sweep("tune", ["experiment=held_out", "dataset.val_fraction=0.1", "hydra.sweeper.n_trials=5"],
+                          conf=conf)
+    assert given.dataset.val_fraction == 0.1 and given.hydra.sweeper.n_trials == 5
+
+
 def _sweep(tmp_path, extra, timeout=RUN_GUARD):
-    args = ["-m", "--config-dir", "multirun_sweeps", "--config-name", "tune", *FAST_SWEEP, *extra,
+    args = ["-m", "sweep=tune", *FAST_SWEEP, *extra,
             f"phase1.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
             "+hydra.callbacks.record._target_=tests.sweep_probe.RecordReturn"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}

@@ -16,6 +16,8 @@ from sdnn.config.wording import CONF
 # groups that options build on, the user's own file, and the catalogues of other commands (sdnn.study's studies,
 # sdnn.advise's calibration): never typed as group=option
 NOT_CHOSEN = ("base", "local", "study", "advise")
+# groups whose options set keys of the other groups and of hydra (@package _global_): no keys of their own
+GLOBAL = ("experiment", "sweep")
 
 
 def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
@@ -75,7 +77,7 @@ def key_tree() -> dict[str, Any]:
 
     tree = _fields(RunConfig)
     for group in groups():
-        if group == "experiment":  # its options set keys of the other groups (@package _global_)
+        if group in GLOBAL:
             continue
         keys: dict[str, Any] = {}
         for option in options(group):

@@ -31,6 +31,8 @@ MOVED = {
     "optim.gamma": "scheduler.gamma",
 }
 MODEL_KEYS_MOVED = "model.backbone.{key} (a model's arguments are under model.backbone)"
+# The folder of ready sweeps of an earlier layout (python run.py -m --config-dir multirun_sweeps --config-name <name>)
+SWEEPS_MOVED = "; the ready sweeps are the config group sweep now (conf/sweep/): python run.py -m sweep=<{options}>"
 
 
 def moved_hint(key: str) -> str:
@@ -145,10 +147,18 @@ def _enum_guess(key: str, detail: str) -> str:
 def composition_error(exc: BaseException) -> str | None:
     """Hydra's composition errors (an override it cannot parse, an unknown option or key, a value of the wrong
     type) as one line naming the key and the fix; None for any other exception."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from hydra.errors import (ConfigCompositionException, MissingConfigException, OverrideParseException,
+                              SearchPathException)
 
     if isinstance(exc, OverrideParseException):
         return parse_error(exc.override, exc.message)
+    if isinstance(exc, SearchPathException):  # --config-dir names no folder
+        text = str(exc).strip().splitlines()[0]
+        if "multirun_sweeps" not in text:
+            return f"--config-dir: {text}"
+        from sdnn.config.names import options
+
+        return f"--config-dir: {text}{SWEEPS_MOVED.format(options='|'.join(options('sweep')))}"
     if isinstance(exc, MissingConfigException):
         path = str(exc.missing_cfg_file or "")
         if "/" in path:
