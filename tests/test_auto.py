@@ -175,6 +175,7 @@ def test_the_indicators_expectation_tips_a_small_validation_gain_but_not_a_loss(
     (["auto.candidates=[reweight,sdnn-k1]"], "must include baseline"),
     (["auto.candidates=[baseline,sdnn-two]"], "sdnn-k<k>"),
     (["auto.confidence=1.5"], "auto.confidence=1.5"),
+    (["auto.calibration=nowhere.yaml"], "auto.calibration='nowhere.yaml' is not a file"),
 ])
 def test_auto_errors_are_one_line(tmp_path, extra, message):
     data = write_blobs(tmp_path / "modes.npz", multimodal=True, per_class=30, with_val=extra != ["no validation split"])

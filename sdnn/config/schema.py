@@ -14,6 +14,7 @@ import collections
 import dataclasses
 import enum
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -191,6 +192,9 @@ class AutoConfig:
         require(len(set(names)) == len(names), "auto.candidates", names, "names a candidate twice")
         require("baseline" in names, "auto.candidates", names,
                 "must include baseline (the reference every other candidate has to beat on validation)")
+        require(self.calibration is None or os.path.isfile(self.calibration), "auto.calibration", self.calibration,
+                "is not a file; give a calibration written by python -m sdnn.study payoff, or null for "
+                "conf/advise/calibration.yaml")
         require(0.5 <= self.confidence < 1, "auto.confidence", self.confidence,
                 "must be in [0.5, 1) (one-sided confidence that a candidate's validation gain is above 0)")
 
