@@ -186,7 +186,8 @@ def auto(job: Job) -> Results:
                     "rule": RULE.format(confidence=settings.confidence, prior="with" if settings.prior else "without"),
                     "calibration": settings.calibration or "conf/advise/calibration.yaml",
                     "seconds": time.perf_counter() - start}
-    if results.selected_classes:
-        results.figures = phase1_keys(job, phase1, select(candidate_job(job, Candidate.parse(chosen), phase1),
-                                                          phase1)).get("figures")
+    # phase 1 as every run with one reports it (θ, its windows, the figures), marking the chosen split's classes
+    keys = phase1_keys(job, phase1, select(candidate_job(job, Candidate.parse(chosen), phase1), phase1))
+    results.theta, results.theta_history, results.phase1 = keys["theta"], keys["theta_history"], keys["phase1"]
+    results.figures = keys.get("figures")
     return results

@@ -185,3 +185,27 @@ def test_auto_errors_are_one_line(tmp_path, extra, message):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "r" / "phase1").exists()
+
+
+def test_auto_in_a_hydra_multirun_beside_sdnn_and_in_the_report(tmp_path):
+    """method=auto is a method like any other: a sweep over methods runs it and sdnn.report reads its results."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, RUN_GUARD
+
+    data = write_blobs(tmp_path / "modes.npz", multimodal=True, per_class=100)
+    sweep = tmp_path / "multirun"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "method=sdnn,auto", "dataset=npz",
+                           f"dataset.path={data}", *SHORT, "auto.candidates=[baseline,sdnn-k1]",
+                           f"phase1.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=RUN_GUARD, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [json.loads((sweep / str(i) / "results.json").read_text()) for i in (0, 1)]
+    assert [r["method"] for r in runs] == ["sdnn", "auto"] and runs[1]["auto"]["chosen"] in ("baseline", "sdnn-k1")
+    assert runs[1]["phase1"]["cached"]  # the sdnn job's phase 1, from the cache
+    report = subprocess.run([sys.executable, "-m", "sdnn.report", str(sweep)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=QUICK_GUARD, env=env)
+    assert report.returncode == 0 and "| auto |" in (sweep / "report.md").read_text(), report.stderr[-2000:]
