@@ -194,3 +194,22 @@ def test_advise_errors_are_one_line(tmp_path, extra, message):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "cache").exists()
+
+
+def test_advise_on_multilabel_shards_probes_hit_at_one(tmp_path):
+    """YouTube-8M's streams: phase 1 over half an epoch, Algorithm 1 on-line, the probe on the first videos."""
+    from sdnn.data.yt8m_synth import write_synthetic_shards
+
+    write_synthetic_shards(tmp_path / "yt", classes=12, train_shards=2, validate_shards=1, videos_per_shard=100, seed=1)
+    proc = advise_cli(["dataset=yt8m", f"dataset.train={tmp_path}/yt/train*.tfrecord",
+                       f"dataset.validate={tmp_path}/yt/validate*.tfrecord", "dataset.num_classes=12",
+                       "dataset.batch_size=32", "dataset.num_workers=0", "model=lr", "optim=adam", "optim.lr=0.01",
+                       "scheduler=exponential", "phase1.epochs=0.5", "subclass.num_classes_to_repartition=3",
+                       "logger=none", "trainer.enable_progress_bar=false", f"phase1.cache_dir={tmp_path / 'cache'}",
+                       f"hydra.run.dir={tmp_path / 'a'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    advice = json.loads((tmp_path / "a" / "advice.json").read_text())
+    assert len(advice["selected_classes"]) == 3 and set(advice["per_class"]) == {str(c) for c in
+                                                                                 advice["selected_classes"]}
+    assert advice["probe"]["n"] == 200 and advice["recommendation"] in ("sdnn", "reweight", "baseline")
+    assert all(-1.0 <= v["stability"] <= 1.0 for v in advice["per_class"].values())
