@@ -28,11 +28,12 @@ from torch import Tensor
 
 from sdnn.subclass import class_scores
 
-__all__ = ["Resplit", "separation_gap", "split_stability", "ClassIndicators", "class_indicators", "ProbeResult",
+__all__ = ["Resplit", "gaussian_references", "separation_gap", "split_stability", "ClassIndicators", "class_indicators", "ProbeResult",
            "ridge_probe", "probe_targets"]
 
 # (vectors, seed) -> subclass numbers 0..H-1: the run's partitioner applied again (for references, subsamples)
 Resplit = Callable[[np.ndarray, int], np.ndarray]
+REFERENCES = 3  # one-mode references per class for the gap
 
 
 def _within(vectors: np.ndarray, labels: np.ndarray) -> float:
@@ -50,26 +51,34 @@ def _explained_log(vectors: np.ndarray, labels: np.ndarray) -> float:
     return float(np.log(max(_within(vectors, labels), 1e-300) / max(whole, 1e-300)))
 
 
-def gaussian_reference(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """As many draws as ``vectors`` from a Gaussian with their mean and sample covariance (one mode)."""
-    centred = vectors - vectors.mean(0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    draws = rng.standard_normal((len(vectors), len(s)))
-    return vectors.mean(0) + (draws * (s / np.sqrt(max(len(vectors) - 1, 1)))) @ vt
+def gaussian_references(vectors: np.ndarray, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    """``count`` draws, each of as many rows as ``vectors``, from a Gaussian with their mean and sample covariance
+    (one mode): z Λ^½ Vᵀ / √(n−1) + mean, the principal axes from the eigendecomposition of the smaller Gram
+    matrix (no SVD of the data)."""
+    mean = vectors.mean(0)
+    centred = vectors - mean
+    n, d = centred.shape
+    if n >= d:
+        values, axes = np.linalg.eigh(centred.T @ centred)              # (d,), (d, d)
+        scale, basis = np.sqrt(np.clip(values, 0, None)), axes.T
+    else:
+        values, left = np.linalg.eigh(centred @ centred.T)               # (n,), (n, n)
+        scale = np.sqrt(np.clip(values, 0, None))
+        basis = (left.T @ centred) / np.maximum(scale, 1e-12)[:, None]   # the right singular vectors
+    scale = scale / np.sqrt(max(n - 1, 1))
+    return [mean + (rng.standard_normal((n, len(scale))) * scale) @ basis for _ in range(count)]
 
 
-def separation_gap(vectors: np.ndarray, subclasses: np.ndarray, resplit: Resplit, rng: np.random.Generator,
-                   references: int = 3) -> tuple[float, float]:
-    """``(gap, z)``: mean over one-mode references of log(W_H/W_1)(reference, split anew) − log(W_H/W_1)(data),
-    and the gap in units of the references' standard deviation (floored, so a tie is not infinite)."""
+def separation_gap(vectors: np.ndarray, subclasses: np.ndarray, resplit: Resplit,
+                   references: Sequence[np.ndarray]) -> tuple[float, float]:
+    """``(gap, z)``: mean over one-mode ``references`` (``gaussian_references``) of log(W_H/W_1)(reference, split
+    anew) − log(W_H/W_1)(data), and the gap in units of the references' standard deviation (floored, so a tie is
+    not infinite)."""
     vectors = np.asarray(vectors, dtype=np.float64)
     data = _explained_log(vectors, np.asarray(subclasses))
-    ref = []
-    for r in range(references):
-        reference = gaussian_reference(vectors, rng)
-        ref.append(_explained_log(reference, np.asarray(resplit(reference, r + 1))))
+    ref = [_explained_log(reference, np.asarray(resplit(reference, r + 1))) for r, reference in enumerate(references)]
     gap = float(np.mean(ref) - data)
-    spread = max(float(np.std(ref, ddof=1)) if references > 1 else 0.0, 0.01 * abs(float(np.mean(ref))), 1e-6)
+    spread = max(float(np.std(ref, ddof=1)) if len(ref) > 1 else 0.0, 0.01 * abs(float(np.mean(ref))), 1e-6)
     return gap, gap / spread
 
 
@@ -105,7 +114,7 @@ class ClassIndicators:
 
 
 def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, resplit: Resplit, seed: int,
-                     max_rows: int = 2000) -> ClassIndicators:
+                     max_rows: int = 1000) -> ClassIndicators:
     """Gap and stability of one class's split (its vectors in the partition's space, its subclass numbers)."""
     rng = np.random.default_rng(seed)
     vectors = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
@@ -114,7 +123,7 @@ def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, resplit: Respl
         keep = np.sort(rng.choice(len(vectors), max_rows, replace=False))
         vectors, subclasses = vectors[keep], subclasses[keep]
     with threadpool_limits(1):  # a few thousand rows: one BLAS/OpenMP thread beats a contended pool many times over
-        gap, z = separation_gap(vectors, subclasses, resplit, rng)
+        gap, z = separation_gap(vectors, subclasses, resplit, gaussian_references(vectors, rng, REFERENCES))
         stability = split_stability(vectors, resplit, rng)
     return ClassIndicators(n=len(vectors), gap=gap, gap_z=z, stability=stability)
 

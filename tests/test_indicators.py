@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sdnn.indicators import (class_indicators, probe_targets, ridge_probe, separation_gap, split_stability)
+from sdnn.indicators import (class_indicators, gaussian_references, probe_targets, ridge_probe, separation_gap,
+                             split_stability)
 from sdnn.partition import kmeans_split, random_split
 from sdnn.subclass import build_subclass_to_class, subclass_numbers, subclass_targets
 
@@ -72,7 +73,7 @@ def test_a_random_split_is_unstable_and_explains_nothing():
 
 
 def test_the_gap_against_a_slow_reference():
-    """log(W_H/W_1) of the reference minus that of the data, with W summed by a loop over the observations."""
+    """log(W_H/W_1) of each reference minus that of the data, with W summed by a loop over the observations."""
     rng = np.random.default_rng(4)
     x, _ = two_modes(120, rng, dim=3)
     labels = _kmeans(x, 0)
@@ -83,16 +84,23 @@ def test_the_gap_against_a_slow_reference():
         total = sum(float(((row - v.mean(0)) ** 2).sum()) for row in v)
         return np.log(within / total)
 
-    references = []
-    reference_rng = np.random.default_rng(9)
-    for r in range(3):  # the same draws as separation_gap makes from the same generator
-        centred = x - x.mean(0)
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        draw = x.mean(0) + (reference_rng.standard_normal((len(x), len(s))) * (s / np.sqrt(len(x) - 1))) @ vt
-        references.append(explained(draw, _kmeans(draw, r + 1)))
-    gap, z = separation_gap(x, labels, _kmeans, np.random.default_rng(9))
-    assert gap == pytest.approx(np.mean(references) - explained(x, labels), rel=1e-9)
-    assert z == pytest.approx(gap / np.std(references, ddof=1), rel=1e-9)
+    references = [rng.standard_normal(x.shape) * 2 for _ in range(3)]  # any references: the arithmetic is checked
+    logs = [explained(r, _kmeans(r, i + 1)) for i, r in enumerate(references)]
+    gap, z = separation_gap(x, labels, _kmeans, references)
+    assert gap == pytest.approx(np.mean(logs) - explained(x, labels), rel=1e-9)
+    assert z == pytest.approx(gap / np.std(logs, ddof=1), rel=1e-9)
+
+
+@pytest.mark.parametrize("n, d", [(4000, 3), (8, 20)])
+def test_the_references_have_the_datas_mean_and_covariance(n, d):
+    """Both ways of finding the principal axes (more rows than features, and fewer) draw from the data's
+    Gaussian: the draws' mean and covariance match the data's, over many draws."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) + 3.0
+    draws = np.concatenate(gaussian_references(x, np.random.default_rng(6), 4000 // n + 50))
+    assert np.allclose(draws.mean(0), x.mean(0), atol=0.15 * x.std(0).max())
+    covariance = np.cov(x, rowvar=False)
+    assert np.allclose(np.cov(draws, rowvar=False), covariance, atol=0.1 * np.abs(covariance).max())
 
 
 def test_stability_is_one_for_a_deterministic_split_of_separated_modes():
