@@ -33,6 +33,7 @@ class Cell:
     name: str
     regime: str
     probes: dict[int, dict[str, Any]]               # seed → advice.json's probe
+    per_class: dict[int, dict[str, Any]]            # seed → advice.json's per_class (gap, stability)
     measured: dict[str, dict[int, float]]           # method (sdnn, reweight, auto, ...) → seed → Δ test, points
     auto: dict[int, dict[str, Any]] = field(default_factory=dict)   # seed → {"chosen", "seconds"}
     baseline_seconds: dict[int, float] = field(default_factory=dict)
@@ -40,6 +41,10 @@ class Cell:
     def probe_mean(self, method: str) -> float:
         key = "delta" if method == "sdnn" else "reweight"
         return float(np.mean([p[key] or 0.0 for p in self.probes.values()]))
+
+    def class_mean(self, key: str) -> float:
+        """A per-class indicator (``gap``, ``stability``) averaged over the split classes and the seeds."""
+        return float(np.mean([v[key] for seed in self.per_class.values() for v in seed.values()]))
 
     def delta(self, method: str) -> tuple[float, float]:
         """Mean and sample std over seeds of a method's measured Δ (points); (0, 0) for the baseline itself."""
@@ -56,9 +61,10 @@ def read_cell(folder: Path) -> Cell:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; run the study first (python -m sdnn.study <name> --out {folder})")
     report = json.loads(path.read_text())
-    probes = {}
+    probes, per_class = {}, {}
     for advice in sorted(folder.glob("advice/seed*/advice.json")):
-        probes[int(advice.parent.name.removeprefix("seed"))] = json.loads(advice.read_text())["probe"]
+        seed, payload = int(advice.parent.name.removeprefix("seed")), json.loads(advice.read_text())
+        probes[seed], per_class[seed] = payload["probe"], payload.get("per_class") or {}
     if not probes:
         raise ConfigError(f"{folder}: no advice/seed*/advice.json; run python -m sdnn.study {report['study']} --advise "
                           f"--out {folder}")
@@ -79,7 +85,8 @@ def read_cell(folder: Path) -> Cell:
     if missing:
         raise ConfigError(f"{folder}: the study has no {', '.join(VARIANT[m] for m in missing)} variant; run it with "
                           f"--variants main reweight")
-    return Cell(report["study"], report.get("regime", report["study"]), probes, measured, auto, baseline_seconds)
+    return Cell(report["study"], report.get("regime", report["study"]), probes, per_class, measured, auto,
+                baseline_seconds)
 
 
 def calibrate(cells: Sequence[Cell], source: str = "") -> Calibration:
@@ -135,6 +142,21 @@ def validate(cells: Sequence[Cell]) -> list[dict[str, Any]]:
     return rows
 
 
+def evidence(cells: Sequence[Cell]) -> dict[str, dict[str, float]]:
+    """How well each label-free indicator, averaged over a cell's seeds, tracks the cell's measured Δ sdnn across
+    the cells (Pearson's r, Spearman's ρ): why the verdict rests on the probe."""
+    from sdnn.stats import spearman
+
+    measured = [c.delta("sdnn")[0] for c in cells]
+    out = {}
+    for name, values in (("probe", [c.probe_mean("sdnn") for c in cells]),
+                         ("gap", [c.class_mean("gap") for c in cells]),
+                         ("stability", [c.class_mean("stability") for c in cells])):
+        pearson = float(np.corrcoef(values, measured)[0, 1]) if np.std(values) > 0 else float("nan")
+        out[name] = {"pearson": pearson, "spearman": spearman(values, measured)}
+    return out
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The targets of issues 25 and 26, counted over the cells."""
     clear = [r for r in rows if r["sdnn"]["clear"]]
@@ -158,7 +180,7 @@ def _interval(values: Sequence[float]) -> str:
     return f"{mid:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def format_payoff(rows: Sequence[dict[str, Any]]) -> str:
+def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str, float]] | None = None) -> str:
     """The table of docs/reproduction.md, "Predicting the payoff", and the counts against the targets."""
     head = ("| cell | regime | probe Δ (seed 0) | predicted Δ sdnn [80%] | measured Δ sdnn | sign | predicted Δ "
             "reweight | measured Δ reweight | recommended (seeds agreeing) | best | ok | method=auto Δ (chosen) | "
@@ -182,6 +204,10 @@ def format_payoff(rows: Sequence[dict[str, Any]]) -> str:
               f"- recommended method within one seed std of the best in {total['recommendation_ok']} of "
               f"{total['cells']} cells (target: 80%)",
               f"- measured Δ sdnn inside the 80% interval in {total['sdnn_inside_interval']} of {total['cells']} cells"]
+    if indicators:
+        lines += ["", "Each indicator (mean over a cell's seeds and split classes) against the cell's measured Δ sdnn, "
+                      "across the cells:", "", "| indicator | Pearson r | Spearman ρ |", "|---|---:|---:|"]
+        lines += [f"| {name} | {v['pearson']:+.2f} | {v['spearman']:+.2f} |" for name, v in indicators.items()]
     if "auto_cells" in total:
         lines += [f"- method=auto no worse than the baseline by more than one seed std in {total['auto_never_worse']} "
                   f"of {total['auto_cells']} cells; at least 80% of the best candidate's gain in "
@@ -219,10 +245,11 @@ def write_payoff(folders: Sequence[Path], out: Path, calibration_out: Path | Non
     if len(cells) < 4:
         raise ConfigError(f"leave-one-out needs at least 4 cells (3 to fit a line on), got {len(cells)}")
     rows = validate(cells)
+    indicators = evidence(cells)
     out.mkdir(parents=True, exist_ok=True)
-    text = format_payoff(rows)
+    text = format_payoff(rows, indicators)
     (out / "payoff.md").write_text(text)
-    atomic_write_json(out / "payoff.json", {"rows": rows, "summary": summary(rows)})
+    atomic_write_json(out / "payoff.json", {"rows": rows, "summary": summary(rows), "indicators": indicators})
     plot_payoff([(r["cell"], r["sdnn"]["predicted"], r["sdnn"]["measured"]) for r in rows],
                 [(r["cell"], r["reweight"]["predicted"], r["reweight"]["measured"]) for r in rows], out / "payoff.png")
     if calibration_out is not None:

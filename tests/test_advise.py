@@ -99,7 +99,8 @@ def _write_cell(folder, name, probes, sdnn, reweight, auto=None):
         advice = folder / "advice" / f"seed{seed}"
         advice.mkdir(parents=True)
         (advice / "advice.json").write_text(json.dumps({"probe": {"delta": probe, "delta_se": 0.3,
-                                                                  "reweight": 0.0, "reweight_se": 0.3}}))
+                                                                  "reweight": 0.0, "reweight_se": 0.3},
+                                                        "per_class": {"0": {"gap": 0.01 * probe, "stability": 0.9}}}))
     return folder
 
 
@@ -127,6 +128,7 @@ def test_the_payoff_table_from_study_folders_and_the_calibration_it_writes(tmp_p
     assert payoff["summary"]["auto_never_worse"] == 6 and rows["cell4"]["auto"]["cost"] == pytest.approx(5.0)
     assert (tmp_path / "out" / "payoff.png").stat().st_size > 10_000
     assert "| `cell3` |" in (tmp_path / "out" / "payoff.md").read_text()
+    assert payoff["indicators"]["probe"]["spearman"] > 0.9 and payoff["indicators"]["gap"]["spearman"] > 0.9
     written = load_calibration(calibration)
     assert written.lines["sdnn"].slope == pytest.approx(1.5, abs=0.1) and written.cells == tuple(
         f"cell{i}" for i in range(6))
