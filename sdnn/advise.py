@@ -118,19 +118,21 @@ def write_advice(advice: Advice, run_dir: Path, names: list[str]) -> Path:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     """The Hydra task: build the run as run.py would, advise, print, write advice.json."""
-    from sdnn.build import build_job
+    from sdnn.build import build_job, config_snapshot
     from sdnn.config import validate_config
+    from sdnn.runfolder import claimed
 
     quiet()
     try:
         settings = validate_config(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        job = build_job(cfg, run_dir, settings)
-        advice = advise(job)
-        names = job.data.names()
-        path = write_advice(advice, run_dir, names)
-        job.say(advice.describe(names))
-        job.say(f"advice: {path}")
+        with claimed(run_dir, config_snapshot(cfg), settings.checkpoint.resume, settings.overwrite):  # one per folder
+            job = build_job(cfg, run_dir, settings)
+            advice = advise(job)
+            names = job.data.names()
+            path = write_advice(advice, run_dir, names)
+            job.say(advice.describe(names))
+            job.say(f"advice: {path}")
     except KeyboardInterrupt:
         stop("interrupted (Ctrl-C); phase 1 and the partition are kept in the phase-1 cache where they finished, so "
              "the same command goes on from there", 130, every_rank=False)

@@ -32,11 +32,12 @@ from sdnn.errors import ConfigError, disk_error
 
 IDENTITY = ".sdnn-run.json"
 LOCK = ".sdnn-run.lock"
-# what a run writes into its folder (sdnn.app, sdnn.pipeline, sdnn.figures, the loggers under <phase>/)
+# what a run writes into its folder (sdnn.app, sdnn.pipeline, sdnn.figures, the loggers under <phase>/; method=auto's
+# candidates under auto/; sdnn.advise's advice.json)
 RUN_OUTPUTS = ("results.json", "model", "subclasses.json", "partition.npz", "gradient_norms.npz", "data_skipped.jsonl",
                "fig1_neglect_and_accuracy.png", "fig2_gradient_norms.png", "neglect_vs_error.png",
                "test_accuracy_per_class.png", "hierarchy_tree.png", "phase1", "phase2", "baseline", "reweight",
-               "class2str", "wandb", "lightning_logs")
+               "class2str", "auto", "advice.json", "wandb", "lightning_logs")
 _COSMETIC = {"logger", "observe", "checkpoint", "hydra", "overwrite"}
 _TRAINER_COSMETIC = {"enable_progress_bar", "enable_model_summary", "log_every_n_steps", "callbacks",
                      "enable_checkpointing"}

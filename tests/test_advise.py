@@ -215,3 +215,17 @@ def test_advise_on_multilabel_shards_probes_hit_at_one(tmp_path):
                                                                                  advice["selected_classes"]}
     assert advice["probe"]["n"] == 200 and advice["recommendation"] in ("sdnn", "reweight", "baseline")
     assert all(-1.0 <= v["stability"] <= 1.0 for v in advice["per_class"].values())
+
+
+def test_advise_refuses_the_folder_of_another_run(tmp_path):
+    """advise holds its run folder as run.py does: a trained run's folder is not written over."""
+    data = write_blobs(tmp_path / "blobs.npz", multimodal=False, per_class=30)
+    from tests.conftest import run_cli
+
+    common = ["dataset=npz", f"dataset.path={data}", *SHORT, f"phase1.cache_dir={tmp_path / 'cache'}",
+              f"hydra.run.dir={tmp_path / 'run'}"]
+    assert run_cli([*common, "method=baseline", "checkpoint.every_n_epochs=0"]).returncode == 0
+    before = (tmp_path / "run" / "results.json").read_bytes()
+    proc = advise_cli(common, timeout=QUICK_GUARD)
+    assert proc.returncode == 2 and "error:" in proc.stderr and "overwrite=true" in proc.stderr, proc.stderr[-2000:]
+    assert (tmp_path / "run" / "results.json").read_bytes() == before and not (tmp_path / "run" / "advice.json").exists()
