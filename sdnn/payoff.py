@@ -37,6 +37,8 @@ class Cell:
     measured: dict[str, dict[int, float]]           # method (sdnn, reweight, auto, ...) → seed → Δ test, points
     auto: dict[int, dict[str, Any]] = field(default_factory=dict)   # seed → {"chosen", "seconds"}
     baseline_seconds: dict[int, float] = field(default_factory=dict)
+    sdnn_seconds: dict[int, float] = field(default_factory=dict)     # phase 2's training time
+    advice_seconds: dict[int, tuple[float, float]] = field(default_factory=dict)  # (after phase 1, phase 1)
 
     def probe_mean(self, method: str) -> float:
         key = "delta" if method == "sdnn" else "reweight"
@@ -61,16 +63,19 @@ def read_cell(folder: Path) -> Cell:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; run the study first (python -m sdnn.study <name> --out {folder})")
     report = json.loads(path.read_text())
-    probes, per_class = {}, {}
+    probes, per_class, advice_seconds = {}, {}, {}
     for advice in sorted(folder.glob("advice/seed*/advice.json")):
         seed, payload = int(advice.parent.name.removeprefix("seed")), json.loads(advice.read_text())
         probes[seed], per_class[seed] = payload["probe"], payload.get("per_class") or {}
+        advice_seconds[seed] = (payload["seconds_after_phase1"], payload["phase1"]["seconds"])
     if not probes:
         raise ConfigError(f"{folder}: no advice/seed*/advice.json; run python -m sdnn.study {report['study']} --advise "
                           f"--out {folder}")
     measured: dict[str, dict[int, float]] = {}
     auto: dict[int, dict[str, Any]] = {}
     baseline_seconds: dict[int, float] = {}
+    main_seconds = ((report["variants"].get("main") or {}).get("seconds") or {}).get("variant") or []
+    sdnn_seconds = {s: t for s, t in zip((report["variants"].get("main") or {}).get("seeds", []), main_seconds)}
     for name, variant in report["variants"].items():
         test = variant.get("test") or {}
         if not test:
@@ -86,7 +91,7 @@ def read_cell(folder: Path) -> Cell:
         raise ConfigError(f"{folder}: the study has no {', '.join(VARIANT[m] for m in missing)} variant; run it with "
                           f"--variants main reweight")
     return Cell(report["study"], report.get("regime", report["study"]), probes, per_class, measured, auto,
-                baseline_seconds)
+                baseline_seconds, sdnn_seconds, advice_seconds)
 
 
 def calibrate(cells: Sequence[Cell], source: str = "") -> Calibration:
@@ -157,6 +162,22 @@ def evidence(cells: Sequence[Cell]) -> dict[str, dict[str, float]]:
     return out
 
 
+def costs(cells: Sequence[Cell]) -> list[dict[str, Any]]:
+    """What ``sdnn.advise`` cost in each cell against the runs it predicts, as the study's runs measured them:
+    the baseline's and phase 2's training times and phase 1's (seconds, means over the seeds)."""
+    out = []
+    for cell in cells:
+        seeds = [s for s in cell.advice_seconds if s in cell.baseline_seconds and s in cell.sdnn_seconds]
+        if not seeds:
+            continue
+        after = float(np.mean([cell.advice_seconds[s][0] for s in seeds]))
+        phase1 = float(np.mean([cell.advice_seconds[s][1] for s in seeds]))
+        runs = float(np.mean([cell.baseline_seconds[s] + cell.sdnn_seconds[s] for s in seeds])) + phase1
+        out.append({"cell": cell.name, "advise_seconds": after, "phase1_seconds": phase1, "runs_seconds": runs,
+                    "share_cached": after / runs, "share_with_phase1": (after + phase1) / runs})
+    return out
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The targets of issues 25 and 26, counted over the cells."""
     clear = [r for r in rows if r["sdnn"]["clear"]]
@@ -180,7 +201,8 @@ def _interval(values: Sequence[float]) -> str:
     return f"{mid:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str, float]] | None = None) -> str:
+def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str, float]] | None = None,
+                  spent: Sequence[dict[str, Any]] = ()) -> str:
     """The table of docs/reproduction.md, "Predicting the payoff", and the counts against the targets."""
     head = ("| cell | regime | probe Δ (seed 0) | predicted Δ sdnn [80%] | measured Δ sdnn | sign | predicted Δ "
             "reweight | measured Δ reweight | recommended (seeds agreeing) | best | ok | method=auto Δ (chosen) | "
@@ -208,6 +230,13 @@ def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str
         lines += ["", "Each indicator (mean over a cell's seeds and split classes) against the cell's measured Δ sdnn, "
                       "across the cells:", "", "| indicator | Pearson r | Spearman ρ |", "|---|---:|---:|"]
         lines += [f"| {name} | {v['pearson']:+.2f} | {v['spearman']:+.2f} |" for name, v in indicators.items()]
+    if spent:
+        lines += ["", "What advise cost against the baseline + SDNN runs it predicts (seconds, means over the seeds; the "
+                      "runs' training times as the study measured them, phase 1 counted once):", "",
+                  "| cell | advise after phase 1 | phase 1 | baseline + SDNN runs | share, phase 1 cached | share, "
+                  "phase 1 included |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| `{c['cell']}` | {c['advise_seconds']:.1f} | {c['phase1_seconds']:.1f} | {c['runs_seconds']:.1f} | "
+                  f"{100 * c['share_cached']:.1f}% | {100 * c['share_with_phase1']:.1f}% |" for c in spent]
     if "auto_cells" in total:
         lines += [f"- method=auto no worse than the baseline by more than one seed std in {total['auto_never_worse']} "
                   f"of {total['auto_cells']} cells; at least 80% of the best candidate's gain in "
@@ -245,11 +274,12 @@ def write_payoff(folders: Sequence[Path], out: Path, calibration_out: Path | Non
     if len(cells) < 4:
         raise ConfigError(f"leave-one-out needs at least 4 cells (3 to fit a line on), got {len(cells)}")
     rows = validate(cells)
-    indicators = evidence(cells)
+    indicators, spent = evidence(cells), costs(cells)
     out.mkdir(parents=True, exist_ok=True)
-    text = format_payoff(rows, indicators)
+    text = format_payoff(rows, indicators, spent)
     (out / "payoff.md").write_text(text)
-    atomic_write_json(out / "payoff.json", {"rows": rows, "summary": summary(rows), "indicators": indicators})
+    atomic_write_json(out / "payoff.json", {"rows": rows, "summary": summary(rows), "indicators": indicators,
+                                            "costs": spent})
     plot_payoff([(r["cell"], r["sdnn"]["predicted"], r["sdnn"]["measured"]) for r in rows],
                 [(r["cell"], r["reweight"]["predicted"], r["reweight"]["measured"]) for r in rows], out / "payoff.png")
     if calibration_out is not None:

@@ -88,7 +88,7 @@ def _write_cell(folder, name, probes, sdnn, reweight, auto=None):
     """A finished study folder as sdnn.study writes it: study.json and advice per seed (points → fractions)."""
     seeds = list(range(len(sdnn)))
     variants = {"main": {"seeds": seeds, "test": {"diff_per_seed": [d / 100 for d in sdnn]},
-                         "seconds": {"baseline": [10.0] * len(seeds)}},
+                         "seconds": {"baseline": [10.0] * len(seeds), "variant": [8.0] * len(seeds)}},
                 "reweight": {"seeds": seeds, "test": {"diff_per_seed": [d / 100 for d in reweight]}}}
     if auto is not None:
         variants["auto"] = {"seeds": seeds, "test": {"diff_per_seed": [d / 100 for d in auto]},
@@ -100,7 +100,8 @@ def _write_cell(folder, name, probes, sdnn, reweight, auto=None):
         advice.mkdir(parents=True)
         (advice / "advice.json").write_text(json.dumps({"probe": {"delta": probe, "delta_se": 0.3,
                                                                   "reweight": 0.0, "reweight_se": 0.3},
-                                                        "per_class": {"0": {"gap": 0.01 * probe, "stability": 0.9}}}))
+                                                        "per_class": {"0": {"gap": 0.01 * probe, "stability": 0.9}},
+                                                        "seconds_after_phase1": 1.0, "phase1": {"seconds": 2.0}}))
     return folder
 
 
@@ -129,6 +130,8 @@ def test_the_payoff_table_from_study_folders_and_the_calibration_it_writes(tmp_p
     assert (tmp_path / "out" / "payoff.png").stat().st_size > 10_000
     assert "| `cell3` |" in (tmp_path / "out" / "payoff.md").read_text()
     assert payoff["indicators"]["probe"]["spearman"] > 0.9 and payoff["indicators"]["gap"]["spearman"] > 0.9
+    assert payoff["costs"][0]["share_cached"] == pytest.approx(1 / 20)  # 1 s against 10 + 8 + 2 (phase 1)
+    assert payoff["costs"][0]["share_with_phase1"] == pytest.approx(3 / 20)
     written = load_calibration(calibration)
     assert written.lines["sdnn"].slope == pytest.approx(1.5, abs=0.1) and written.cells == tuple(
         f"cell{i}" for i in range(6))
