@@ -534,6 +534,61 @@ def bench_fail_fast(scale: Scale) -> list[tuple]:
             for what, args in FAIL_FAST_CASES]
 
 
+# sdnn.advise and method=auto against the runs they stand in for: (what, overrides) per scale; every run of a case
+# shares one fresh phase-1 cache and a validation split (auto needs one; the others ignore it).
+ADVISE_CASES = {
+    "smoke": (("digits merged 2→1 × LR, 1 + 2 epochs",
+               ["model=lr", "dataset.merge=[0,0,1,1,2,2,3,3,4,4]", "phase1.epochs=1", "trainer.max_epochs=2"]),),
+    "quick": (("digits merged 2→1 × LR, 5 + 30 epochs", ["model=lr", "dataset.merge=[0,0,1,1,2,2,3,3,4,4]"]),),
+    "full": (("digits merged 2→1 × LR, 5 + 30 epochs", ["model=lr", "dataset.merge=[0,0,1,1,2,2,3,3,4,4]"]),
+             ("digits × small CNN (the default run), 5 + 30 epochs", [])),
+}
+
+
+def bench_advise(scale: Scale) -> list[tuple]:
+    """What ``sdnn.advise`` costs against the baseline + SDNN runs it predicts (phase 1 counted once: advise trains
+    it, the SDNN run takes it from the cache), and what ``method=auto`` (its five default candidates) costs
+    against one baseline run: whole in-process runs, one after the other, on the same machine."""
+    from hydra import compose, initialize_config_dir
+
+    from sdnn.advise import advise
+    from sdnn.app import run
+    from sdnn.build import build_job
+    from sdnn.config import register
+    from sdnn.pipeline import run_phase1
+
+    register()
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+    quiet = ["logger=none", "trainer.enable_progress_bar=false", "checkpoint.every_n_epochs=0", "observe.figures=false",
+             "dataset.val_fraction=0.15"]
+    rows = []
+    for what, overrides in ADVISE_CASES[scale.name]:
+        with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=conf, version_base="1.3"):
+            def config(*extra: str):
+                return compose(config_name="config", overrides=[*overrides, *quiet, f"phase1.cache_dir={tmp}/cache",
+                                                                 *extra])
+
+            def timed(fn: Callable[[], object]) -> float:
+                start = time.perf_counter()
+                fn()
+                return time.perf_counter() - start
+
+            job = build_job(config(), f"{tmp}/advise")
+            phase1 = timed(lambda: run_phase1(job))
+            after = timed(lambda: advise(job))                      # phase 1 from the cache now
+            baseline = timed(lambda: run(config("method=baseline"), f"{tmp}/baseline"))
+            sdnn = timed(lambda: run(config(), f"{tmp}/sdnn"))      # phase 1 and the partition from the cache
+            auto = timed(lambda: run(config("method=auto", "auto.skip_hopeless=false"), f"{tmp}/auto"))
+        runs = baseline + phase1 + sdnn
+        rows += [(f"{what}: sdnn.advise, phase 1 cached", "baseline + SDNN runs (phase 1 once)", runs,
+                  "sdnn.advise after phase 1", after),
+                 (f"{what}: sdnn.advise with its own phase 1", "baseline + SDNN runs (phase 1 once)", runs,
+                  "phase 1 + sdnn.advise", phase1 + after),
+                 (f"{what}: method=auto (5 candidates, phase 1 from the cache)", "one baseline run", baseline,
+                  "method=auto run", auto)]
+    return rows
+
+
 SECTIONS = {
     "theta_training": ("θ during training (target: ≤ 2% extra per step, i.e. ratio ≥ 0.98)", bench_theta_in_training),
     "theta_batch": ("θ for one batch", bench_theta_batch),
@@ -544,5 +599,7 @@ SECTIONS = {
     "yt8m": ("YouTube-8M: streaming reader, and θ's share of a training step (target: ≤ 2%)", bench_yt8m),
     "fail_fast": ("Bad input: time to the one-line error (ratio: interpreter start-up / time to the error)",
                   bench_fail_fast),
+    "advise": ("sdnn.advise against the runs it predicts (target: ≤ 15%, ratio ≥ 6.7×); method=auto against one "
+               "baseline run", bench_advise),
     "gpu": ("GPU: paper backbones (bf16, channels_last, torch.compile), framework overhead, θ cost", bench_gpu),
 }
