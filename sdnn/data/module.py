@@ -290,7 +290,7 @@ class StreamedData(SDNNData):
     def indicator_sample(self, partition: VideoSubclasses, max_rows: int) -> IndicatorSample:
         """The first ``max_rows`` training videos in the partition's fixed order, with their subclass targets."""
         xs, ys, units, count = [], [], [], 0
-        for x, y, ids in self._training_videos():
+        for x, y, ids in self._training_videos("split indicators", max_rows):
             x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
             rows, cols = np.nonzero(y > 0)
             inputs, targets = partition.batch(x, rows, cols, list(ids))
@@ -307,10 +307,12 @@ class StreamedData(SDNNData):
     def describe_training(self) -> str:
         return f"{self.recipe.augmenter}: one added copy per training video of a selected class" if self.recipe else ""
 
-    def _training_videos(self) -> Iterator[tuple]:
+    def _training_videos(self, what: str = "partition", total: int | None = None) -> Iterator[tuple]:
         """Every training video once, in a fixed order, as ``(x, multi-hot y, ids)`` batches (the two
-        passes of Algorithm 1 read this; run by one process, with the DataLoader's workers)."""
+        passes of Algorithm 1 read this; run by one process, with the DataLoader's workers); ``what`` reads them
+        (the progress line), ``total`` of them at most."""
         stream = self.shards.stream("train", train=False, batch_size=4 * self.batch_size, with_ids=True)
         stream.place(0, 1)
-        yield from Console(bars=self.progress).progress(self.shards.loader(stream), stream.total,
-                                                        "partition: reading training videos", unit="videos")
+        yield from Console(bars=self.progress).progress(self.shards.loader(stream), min(stream.total, total or
+                                                                                      stream.total),
+                                                        f"{what}: reading training videos", unit="videos")
