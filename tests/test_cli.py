@@ -77,7 +77,8 @@ def _summary(text: str) -> str:
 
 
 NUMBERS = [(r"[-+]?\d+\.\d+", "<x>"), (r"\b\d+/\d+\b", ""), (r"(?<=\s)yes(?=\s)", ""),
-           (r"(most neglected[^:]*:) .*$", r"\1 <classes>"), (r"[ \t]+", " ")]  # which, how many, how much
+           (r"(most neglected[^:]*:) .*$", r"\1 <classes>"), (r"(split indicators[^:]*:) [^;]*;", r"\1 <classes>;"),
+           (r"[ \t]+", " ")]  # which, how many, how much
 PRINTED_ON = re.compile(r"<!-- printed on: (.+?) -->")
 
 
