@@ -88,11 +88,16 @@ class Advice:
         return "\n".join(lines)
 
 
+def check_judged(method: Method) -> None:
+    """advise judges a split: a method without one is a one-line error (before any data is read)."""
+    if method not in JUDGED:
+        raise ConfigError(f"method={method}: sdnn.advise judges SDNN's split of the neglected classes (and the "
+                          "reweight control); leave method out (or method=sdnn) and keep the other overrides")
+
+
 def advise(job: Job, calibration: Calibration | None = None) -> Advice:
     """Phase 1 → selection → partition → indicators → verdict, for the run ``job`` describes."""
-    if job.method not in JUDGED:
-        raise ConfigError(f"method={job.method}: sdnn.advise judges SDNN's split of the neglected classes (and the "
-                          "reweight control); leave method out (or method=sdnn) and keep the other overrides")
+    check_judged(job.method)
     calibration = calibration or load_calibration()
     phase1 = run_phase1(job)
     start = time.perf_counter()
@@ -125,6 +130,7 @@ def main(cfg: DictConfig) -> None:
     quiet()
     try:
         settings = validate_config(cfg)
+        check_judged(settings.method)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         with claimed(run_dir, config_snapshot(cfg), settings.checkpoint.resume, settings.overwrite):  # one per folder
             job = build_job(cfg, run_dir, settings)

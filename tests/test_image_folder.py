@@ -142,6 +142,7 @@ def test_unknown_test_class_and_missing_root(tmp_path):
         load_image_folder(None)
 
 
+@pytest.mark.slow  # decodes the 60,000 JPEGs (~40 s); the small folders above cover the same code by default
 @pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="needs ../shared/data/cifar10-jpeg.tar.gz")
 def test_short_cpu_run_on_the_shared_cifar10_jpeg_archive(tmp_path):
     run_dir = tmp_path / "run"
