@@ -63,6 +63,7 @@ QUIET = ("logger=none", "trainer.enable_progress_bar=false", "checkpoint.every_n
          "observe.figures=false", "observe.norms_every=0", "observe.per_class_test_acc=false")
 # Where the phase-1 cache is changes no result: a study folder moved elsewhere still holds its runs.
 NOT_SETTINGS = ("phase1.cache_dir",)
+_ABSENT = object()  # a key the finished run's configuration did not have
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -141,7 +142,7 @@ def compose_runs(plan: Plan, seeds: Sequence[int], out: Path) -> dict[tuple[str,
                     validate_config(cfg)
                 except ConfigError as exc:
                     raise ConfigError(f"{exc}{arm.origin}") from None
-                check_finished(cfg, out / "runs" / arm.folder / f"seed{seed}")
+                check_finished(cfg, out / "runs" / arm.folder / f"seed{seed}", overrides)
                 configs[arm.folder, seed] = cfg
     return configs
 
@@ -165,8 +166,10 @@ def _composition_error(exc: Exception, overrides: Sequence[str]) -> str:
     return message
 
 
-def check_finished(cfg: DictConfig, run_dir: Path) -> None:
-    """A finished run in ``run_dir`` is reused only if it ran with these settings."""
+def check_finished(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> None:
+    """A finished run in ``run_dir`` is reused only if it ran with these settings: the keys both configurations
+    have (a key a later release added is its default), and every key ``overrides`` sets, which the finished run
+    must have had with the same value."""
     path = run_dir / "results.json"
     if not path.is_file():
         return
@@ -180,9 +183,11 @@ def check_finished(cfg: DictConfig, run_dir: Path) -> None:
         raise ConfigError(f"{path}: unreadable ({type(exc).__name__}: {exc}); remove {run_dir} to run it "
                           "again") from None
     now = config_fingerprint(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    changed = [key for key in sorted(before.keys() & now.keys()) if key not in NOT_SETTINGS and before[key] != now[key]]
+    named = {o.lstrip("+~").split("=", 1)[0] for o in overrides if "=" in o}
+    compared = (before.keys() & now.keys()) | (named & now.keys())
+    changed = [key for key in sorted(compared) if key not in NOT_SETTINGS and before.get(key, _ABSENT) != now[key]]
     if changed:
-        shown = ", ".join(f"{key}={before[key]} there, {now[key]} now" for key in changed[:3])
+        shown = ", ".join(f"{key}={before.get(key, '(unset)')} there, {now[key]} now" for key in changed[:3])
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         raise ConfigError(f"{run_dir} holds a finished run of other settings ({shown}{more}); give the study "
                           "another --out, or remove that run folder to run it again")

@@ -187,3 +187,20 @@ def test_a_finished_run_of_other_settings_is_not_reused(tmp_path):
                                           r"\(trainer.max_epochs=7 there, 30 now\); give the study another"):
         run_study("digits_lr", out, seeds=[0], variants=["main"])
     assert not (out / "runs" / "sdnn-main").exists()
+
+
+def test_a_finished_run_without_a_key_the_study_sets_is_not_reused(tmp_path):
+    """A key the finished run's configuration lacked (an older release) is its default, unless the study sets it:
+    then the run ran without that setting, and is not reused."""
+    from sdnn.study import check_finished
+
+    run_dir = tmp_path / "seed0"
+    run_dir.mkdir()
+    cfg = compose_config([*load_study("digits_lr").base, *QUIET, "method=auto", "seed=0", "dataset.val_fraction=0.15"])
+    older = OmegaConf.to_container(cfg, resolve=True)
+    del older["auto"]["calibration"], older["auto"]["prior"]          # a release before these keys
+    (run_dir / "results.json").write_text(json.dumps({"config": older}))
+    check_finished(cfg, run_dir, ["method=auto"])                       # the defaults: the same run
+    cfg.auto.calibration = str(tmp_path / "loo.yaml")
+    with pytest.raises(ConfigError, match=r"auto.calibration=\(unset\) there, .*loo.yaml now"):
+        check_finished(cfg, run_dir, ["method=auto", f"auto.calibration={tmp_path / 'loo.yaml'}"])
