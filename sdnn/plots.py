@@ -18,6 +18,7 @@ a PNG and returns the path. Nothing here imports torch, Lightning or Hydra.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -573,7 +574,7 @@ def plot_regime_map(diffs: dict[str, dict[str, Sequence[float]]], path: str | Pa
     variants = list(dict.fromkeys(v for per in diffs.values() for v in per))
     columns = max(1, min(columns, len(regimes)))
     rows = max(1, math.ceil(len(regimes) / columns))
-    fig = _figure(3.0 * columns + 1.6, rows * (0.42 * max(len(variants), 2) + 1.0) + 0.6)
+    fig = _figure(3.0 * columns + 1.6, rows * (0.42 * max(len(variants), 2) + 1.4) + 0.6)  # room for two-line titles
     axes = np.atleast_2d(fig.subplots(rows, columns, sharey=True, sharex=True, squeeze=False))
     for index, ax in enumerate(axes.flat):
         if index >= len(regimes):
@@ -589,7 +590,7 @@ def plot_regime_map(diffs: dict[str, dict[str, Sequence[float]]], path: str | Pa
             ax.errorbar(values.mean(), row, xerr=std, fmt="s", color=colour, capsize=3, zorder=3)
             ax.scatter(values, np.full(len(values), row), color="tab:blue", alpha=0.5, s=14, zorder=2)
         ax.axvline(0.0, color="grey", lw=1, ls="--")
-        ax.set_title(regime, fontsize=9)
+        ax.set_title(textwrap.fill(regime, 36), fontsize=9)  # long regime names would run into the next panel
         ax.tick_params(labelsize=8)
         if index >= len(regimes) - columns:
             ax.set_xlabel("Δ test accuracy (points)", fontsize=8)
