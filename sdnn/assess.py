@@ -53,7 +53,7 @@ def assess(job: Job, selection: Selection, partition: Partition, phase1: Phase1R
     """results.json ``split_indicators`` (None with ``observe.split_indicators=false``), said in one line."""
     if not job.observe.split_indicators:
         return None
-    indicators = split_indicators(job, selection, partition, phase1)
+    indicators = job.shared_indicators or split_indicators(job, selection, partition, phase1)
     job.say(f"split indicators: {indicators.describe(job.data.names())}")
     return indicators.to_json()
 

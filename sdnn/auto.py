@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sdnn.assess import split_indicators
+from sdnn.assess import SplitIndicators, split_indicators
 from sdnn.config import Method
 from sdnn.errors import ConfigError
 from sdnn.figures import phase1_keys
@@ -73,32 +73,36 @@ def candidates_of(job: Job) -> list[Candidate]:
     return [cand for cand in candidates if cand.name not in left_out]
 
 
-def candidate_job(job: Job, candidate: Candidate, phase1: Phase1Result) -> Job:
-    """The candidate as an ordinary run of its method in ``<run_dir>/auto/<name>/``: phase 1 shared, no look at
-    the test split, no figures of its own."""
+def candidate_job(job: Job, candidate: Candidate, phase1: Phase1Result,
+                  indicators: SplitIndicators | None = None) -> Job:
+    """The candidate as an ordinary run of its method in ``<run_dir>/auto/<name>/``: phase 1 shared (and its split's
+    indicators, where ``expectations`` computed them), no look at the test split, no figures of its own."""
     folder = job.run_dir / FOLDER / candidate.name
     subclass = job.subclass if candidate.k is None else replace(job.subclass, num_classes_to_repartition=candidate.k)
     settings = replace(job.settings, method=candidate.method, subclass=subclass,
                        observe=replace(job.observe, figures=False))
     loggers = LoggerFactory(job.training.loggers.make_logger, folder, job.config)
     training = replace(job.training, run_dir=folder, test=False, loggers=loggers)
-    return replace(job, settings=settings, run_dir=folder, training=training, shared_phase1=phase1)
+    return replace(job, settings=settings, run_dir=folder, training=training, shared_phase1=phase1,
+                   shared_indicators=indicators)
 
 
-def expectations(job: Job, phase1: Phase1Result, candidates: list[Candidate],
-                 calibration: Calibration) -> dict[str, tuple[float, float, float]]:
+def expectations(job: Job, phase1: Phase1Result, candidates: list[Candidate], calibration: Calibration
+                 ) -> tuple[dict[str, tuple[float, float, float]], dict[str, SplitIndicators]]:
     """Each candidate's expected Δ test accuracy (points; the 80% interval and its middle), from the label-free
-    indicators of its own split (``sdnn.advise``'s verdict): SDNN's for ``sdnn-k<k>``, reweight's for reweight."""
-    out = {}
+    indicators of its own split (``sdnn.advise``'s verdict): SDNN's for ``sdnn-k<k>``, reweight's for reweight;
+    and those indicators, which the candidate's run then reports instead of computing them again."""
+    expected, indicators = {}, {}
     for cand in candidates:
         if cand.method == Method.baseline:
             continue
         sub = candidate_job(job, cand, phase1)
         selection = select(sub, phase1)
-        probe = split_indicators(sub, selection, partition_once(sub, selection, phase1)[0], phase1).probe
+        indicators[cand.name] = split_indicators(sub, selection, partition_once(sub, selection, phase1)[0], phase1)
+        probe = indicators[cand.name].probe
         verdict = judge(calibration, probe.delta, probe.delta_se, probe.reweight, probe.reweight_se)
-        out[cand.name] = verdict.expected[str(cand.method)]
-    return out
+        expected[cand.name] = verdict.expected[str(cand.method)]
+    return expected, indicators
 
 
 def combined(hits: np.ndarray, base: np.ndarray, expected: tuple[float, float, float] | None) -> dict[str, float]:
@@ -164,8 +168,8 @@ def auto(job: Job) -> Results:
     phase1 = run_phase1(job)
     settings = job.settings.auto
     needed = settings.prior or settings.skip_hopeless
-    expected = expectations(job, phase1, candidates, load_calibration(*filter(None, [settings.calibration]))) \
-        if needed else {}
+    expected, indicators = expectations(job, phase1, candidates,
+                                        load_calibration(*filter(None, [settings.calibration]))) if needed else ({}, {})
     skipped = {name: f"expected Δ {mid:+.2f} points, 80% interval [{low:+.2f}, {high:+.2f}] below 0"
                for name, (low, mid, high) in expected.items() if settings.skip_hopeless and high < 0}
     for name, why in skipped.items():
@@ -173,7 +177,7 @@ def auto(job: Job) -> Results:
     trained: dict[str, Results] = {}
     for i, cand in enumerate([c for c in candidates if c.name not in skipped], 1):
         job.say(f"auto: candidate {i} of {len(candidates) - len(skipped)}, {cand.name} (in {FOLDER}/{cand.name}/)")
-        trained[cand.name] = RECIPE[cand.method](candidate_job(job, cand, phase1))
+        trained[cand.name] = RECIPE[cand.method](candidate_job(job, cand, phase1, indicators.get(cand.name)))
     scores = {name: r.module.val_correct().numpy() for name, r in trained.items()}
     chosen, records, why = choose(scores, job, expected)
     for name, why_skipped in skipped.items():

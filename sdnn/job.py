@@ -36,6 +36,7 @@ class Job:
     config: dict[str, Any]     # the resolved configuration: an opaque snapshot for results.json
     backbone_config: dict[str, Any]   # the backbone's ``_target_`` and arguments: the model card rebuilds it
     shared_phase1: Any = None   # a Phase1Result the recipe takes instead of running phase 1 (method=auto's candidates)
+    shared_indicators: Any = None  # the SplitIndicators of this run's split, when method=auto computed them already
 
     @property
     def method(self) -> Method:

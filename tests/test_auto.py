@@ -51,8 +51,14 @@ def _auto(tmp_path, data, extra=(), name="run"):
     return run(cfg, tmp_path / name).to_json()
 
 
-def test_auto_picks_sdnn_where_a_class_is_two_modes(tmp_path):
+def test_auto_picks_sdnn_where_a_class_is_two_modes(tmp_path, monkeypatch):
+    import sdnn.assess
+    import sdnn.auto  # noqa: F401 — binds the real split_indicators for the guard before the patch
+
+    recomputed = []  # the candidates' runs report the indicators auto computed for its guard, not their own again
+    monkeypatch.setattr(sdnn.assess, "split_indicators", lambda *a: recomputed.append(a))
     results = _auto(tmp_path, write_blobs(tmp_path / "modes.npz", multimodal=True))
+    assert not recomputed and results["split_indicators"]["probe"]["delta"] > 10
     auto = results["auto"]
     assert auto["chosen"].startswith("sdnn-k"), auto["why"]
     chosen = auto["candidates"][auto["chosen"]]
