@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from sdnn.errors import ConfigError
+from sdnn.stats import mean_std
 from sdnn.verdict import Calibration, Line, judge, leave_one_out
 
 METHODS = ("sdnn", "reweight")
@@ -52,8 +53,7 @@ class Cell:
         """Mean and sample std over seeds of a method's measured Δ (points); (0, 0) for the baseline itself."""
         if method == "baseline":
             return 0.0, 0.0
-        values = list(self.measured[method].values())
-        return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        return mean_std(list(self.measured[method].values()))
 
 
 def read_cell(folder: Path) -> Cell:
