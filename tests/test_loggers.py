@@ -14,6 +14,9 @@ def test_wandb_offline_has_theta_per_class_accuracy_figures_table_and_artifacts(
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     results = run_pipeline(["logger=wandb", "model=mlp", "phase1.epochs=2"], run_dir=tmp_path / "w")
+    import wandb
+
+    wandb.teardown()  # W&B's service writes the run files after finish() returns; teardown waits for it
     # in the order they ran (folder names tie within a second, then sort by a random id)
     runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"),
                   key=lambda r: next(r.glob("run-*.wandb")).stat().st_mtime_ns)
@@ -25,7 +28,7 @@ def test_wandb_offline_has_theta_per_class_accuracy_figures_table_and_artifacts(
         assert f"theta/{i}".encode() in phase1 and f"epoch_test/acc_class_{i}".encode() in phase1
     assert b"epoch_test/acc_class_0" in phase2 and b"theta/0" not in phase2
     group = str(tmp_path / "w").encode()  # not a sweep: the run folder is the group
-    assert all(group in r for r in records)
+    assert [group in r for r in records] == [True] * 3, [len(r) for r in records]
     media = {p.name.rsplit("_", 2)[0] for p in (runs[2] / "files" / "media" / "images" / "figures").glob("*.png")}
     assert media == {"fig1_neglect_and_accuracy", "fig2_gradient_norms", "neglect_vs_error", "test_accuracy_per_class"}
     table = json.loads(next((runs[2] / "files" / "media" / "table").glob("subclasses_*.table.json")).read_text())
