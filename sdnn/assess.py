@@ -72,13 +72,15 @@ def split_indicators(job: Job, selection: Selection, partition: Partition, phase
     space = features.numpy() if partitioner.space == "features" else embed_chunks(embedder(pipeline), sample.x)
     mean = space.mean(0)
 
-    def resplit(vectors: np.ndarray, seed: int) -> np.ndarray:  # the run's partitioner, on other observations
-        return partitioner.split(vectors, per_class, mean, job.seed + seed, np.random.default_rng(job.seed + seed))
+    def resplit(vectors: np.ndarray, seed: int, centre: np.ndarray | None) -> np.ndarray:  # on other observations
+        return partitioner.split(vectors, per_class, vectors.mean(0) if centre is None else centre, job.seed + seed,
+                                 np.random.default_rng(job.seed + seed))
 
     indicators = {}
     for cls in selection.classes:  # k classes, once per run
         members, numbers = subclass_numbers(sample.units, s2c, cls)
-        indicators[cls] = class_indicators(space[members.numpy()], numbers.numpy(), resplit, seed=job.seed + cls)
+        indicators[cls] = class_indicators(space[members.numpy()], numbers.numpy(), resplit, seed=job.seed + cls,
+                                           mean=mean)
     probe = None
     if features is not None:
         classes, units = probe_targets(sample.labels, sample.units, data.num_classes, len(s2c))

@@ -12,6 +12,11 @@ phase 1 and the partition alone, with the class labels but never the fine labels
   and the reweight control (the selected classes' positives weighted by H), scored at class level on
   the held-out folds; the paired per-observation differences give Δ and its standard error.
 
+Wide vectors are reduced first, so the cost grows with the width as a run's does (linearly), not as its square or
+cube: a class's vectors to their top ``CLASS_WIDTH`` principal coordinates for gap and stability (k-means' costs
+there are within 1 + ε of the full space's, Cohen et al., STOC 2015), the probe's features by a seeded Gaussian
+sketch to ``PROBE_WIDTH`` columns (Johnson–Lindenstrauss).
+
 Pure numpy / torch / scikit-learn: no Lightning, no configuration.
 """
 
@@ -28,12 +33,17 @@ from torch import Tensor
 
 from sdnn.subclass import class_scores
 
-__all__ = ["Resplit", "gaussian_references", "separation_gap", "split_stability", "ClassIndicators", "class_indicators", "ProbeResult",
-           "ridge_probe", "probe_targets"]
+__all__ = ["Resplit", "Partitioner", "principal_coordinates", "gaussian_references", "separation_gap",
+           "split_stability", "ClassIndicators", "class_indicators", "ProbeResult", "ridge_probe", "probe_targets"]
 
 # (vectors, seed) -> subclass numbers 0..H-1: the run's partitioner applied again (for references, subsamples)
 Resplit = Callable[[np.ndarray, int], np.ndarray]
-REFERENCES = 3  # one-mode references per class for the gap
+# (vectors, seed, mean) -> subclass numbers: the run's partitioner, ``mean`` (of all training data) in the same
+# coordinates as ``vectors``; None where the caller has no mean (the vectors' own)
+Partitioner = Callable[[np.ndarray, int, "np.ndarray | None"], np.ndarray]
+REFERENCES = 3      # one-mode references per class for the gap
+CLASS_WIDTH = 64    # gap and stability in a class's top principal coordinates beyond this many features
+PROBE_WIDTH = 512   # the probe's heads on a Gaussian sketch of the features beyond this many
 
 
 def _within(vectors: np.ndarray, labels: np.ndarray) -> float:
@@ -49,6 +59,25 @@ def _explained_log(vectors: np.ndarray, labels: np.ndarray) -> float:
     """log(W_H / W_1): the log share of the spread the split leaves within its subclasses (≤ 0)."""
     whole = _within(vectors, np.zeros(len(vectors), dtype=np.int64))
     return float(np.log(max(_within(vectors, labels), 1e-300) / max(whole, 1e-300)))
+
+
+def principal_coordinates(vectors: np.ndarray, width: int) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The rows' coordinates on their top ``width`` principal axes (about their mean), and the map taking any point
+    (e.g. the training data's mean) into the same coordinates; above ``width`` features only, else the vectors as
+    they are and the identity. The axes come from the eigendecomposition of the smaller Gram matrix."""
+    n, d = vectors.shape
+    if d <= width:
+        return vectors, (lambda point: point)
+    centre = vectors.mean(0)
+    centred = vectors - centre
+    if n >= d:
+        values, axes = np.linalg.eigh(centred.T @ centred)            # ascending
+        basis = axes[:, ::-1][:, :width]                              # (d, width)
+    else:
+        values, left = np.linalg.eigh(centred @ centred.T)
+        values, left = values[::-1][:width], left[:, ::-1][:, :width]
+        basis = (centred.T @ left) / np.sqrt(np.clip(values, 1e-12, None))  # the right singular vectors
+    return centred @ basis, (lambda point: (np.asarray(point, dtype=np.float64).reshape(-1) - centre) @ basis)
 
 
 def gaussian_references(vectors: np.ndarray, rng: np.random.Generator, count: int) -> list[np.ndarray]:
@@ -113,9 +142,11 @@ class ClassIndicators:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, resplit: Resplit, seed: int,
-                     max_rows: int = 1000) -> ClassIndicators:
-    """Gap and stability of one class's split (its vectors in the partition's space, its subclass numbers)."""
+def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, partitioner: Partitioner, seed: int,
+                     mean: np.ndarray | None = None, max_rows: int = 1000, width: int = CLASS_WIDTH) -> ClassIndicators:
+    """Gap and stability of one class's split: its vectors in the partition's space, its subclass numbers, the
+    run's partitioner and the training data's ``mean`` in that space; in the class's top ``width`` principal
+    coordinates where the space is wider (``principal_coordinates``)."""
     rng = np.random.default_rng(seed)
     vectors = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
     subclasses = np.asarray(subclasses)
@@ -123,6 +154,12 @@ def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, resplit: Respl
         keep = np.sort(rng.choice(len(vectors), max_rows, replace=False))
         vectors, subclasses = vectors[keep], subclasses[keep]
     with threadpool_limits(1):  # a few thousand rows: one BLAS/OpenMP thread beats a contended pool many times over
+        vectors, to_coordinates = principal_coordinates(vectors, width)
+        centre = None if mean is None else to_coordinates(mean)
+
+        def resplit(part: np.ndarray, split_seed: int) -> np.ndarray:
+            return partitioner(part, split_seed, centre)
+
         gap, z = separation_gap(vectors, subclasses, resplit, gaussian_references(vectors, rng, REFERENCES))
         stability = split_stability(vectors, resplit, rng)
     return ClassIndicators(n=len(vectors), gap=gap, gap_z=z, stability=stability)
@@ -134,7 +171,8 @@ def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, resplit: Respl
 class ProbeResult:
     """Cross-fitted class-level accuracy of ridge heads on frozen features, in percentage points: ``plain``
     (one unit per class); ``delta`` (subclass head − plain) and ``reweight`` (reweighted − plain), each with
-    its standard error over the ``n`` held-out observations (paired). Multilabel: hit@1 instead of accuracy."""
+    its standard error over the ``n`` held-out observations (paired). Multilabel: hit@1 instead of accuracy.
+    ``width``: the features the heads saw, of ``features`` (fewer: a Gaussian sketch, ``PROBE_WIDTH``)."""
 
     plain: float
     delta: float
@@ -143,6 +181,8 @@ class ProbeResult:
     reweight_se: float | None
     n: int
     folds: int
+    width: int
+    features: int
 
     def to_json(self) -> dict[str, float | int | None]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -163,11 +203,15 @@ def probe_targets(labels: Tensor, subclass_units: Tensor, num_classes: int, unit
     return classes, unit
 
 
-def _standardised(features: Tensor) -> Tensor:
-    """z-scored columns and a constant column (the bias), float32: the ridge penalty then means the same for every
-    feature scale, and λ keeps the system well conditioned."""
+def _standardised(features: Tensor, width: int, seed: int) -> Tensor:
+    """z-scored columns, through a seeded Gaussian sketch to ``width`` columns where there are more, and a constant
+    column (the bias), float32: the ridge penalty then means the same for every feature scale, and λ keeps the
+    system well conditioned."""
     x = features.float().reshape(len(features), -1)
     x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+    if x.shape[1] > width:  # n·d·width instead of the n·d² Gram and the d³ factorisations
+        sketch = torch.randn(x.shape[1], width, generator=torch.Generator().manual_seed(seed)) / np.sqrt(width)
+        x = x @ sketch
     return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
 
 
@@ -184,20 +228,21 @@ def one_thread():
 
 def ridge_probe(features: Tensor, class_targets: Tensor, unit_targets: Tensor, subclass_to_class: Tensor,
                 selected: Sequence[int], per_class: int, seed: int, folds: int = 5, ridge: float = 1e-2,
-                reweight: bool = True) -> ProbeResult:
+                reweight: bool = True, width: int = PROBE_WIDTH) -> ProbeResult:
     """Ridge heads W = (XᵀX + λI)⁻¹ XᵀY on ``features`` (n, f), fitted on all folds but one and scored on it:
     class targets (n, c), unit targets (n, S) (a class's score: the max of its units), and, with ``reweight``,
     the class head whose selected classes' positives carry weight H (eq. 3 reweighted; one solve per selected
     class). λ = ``ridge`` × the mean diagonal of XᵀX. A held-out observation counts as right when its top class
-    is one of its classes (multiclass: accuracy; multilabel: hit@1)."""
+    is one of its classes (multiclass: accuracy; multilabel: hit@1). Features wider than ``width``: a seeded
+    Gaussian sketch to ``width`` columns first."""
     with one_thread():
         return _ridge_probe(features, class_targets, unit_targets, subclass_to_class, selected, per_class, seed,
-                            folds, ridge, reweight)
+                            folds, ridge, reweight, width)
 
 
 def _ridge_probe(features, class_targets, unit_targets, subclass_to_class, selected, per_class, seed, folds, ridge,
-                 reweight) -> ProbeResult:
-    x = _standardised(features)
+                 reweight, width) -> ProbeResult:
+    x = _standardised(features, width, seed)
     n, d = x.shape
     yc, yu = class_targets.float(), unit_targets.float()
     c = yc.shape[1]
@@ -227,7 +272,7 @@ def _ridge_probe(features, class_targets, unit_targets, subclass_to_class, selec
     se = (lambda diff: 100 * float(diff.std(unbiased=True)) / np.sqrt(n))
     return ProbeResult(plain=100 * float(right["plain"].mean()), delta=100 * float(units.mean()), delta_se=se(units),
                        reweight=100 * float(re.mean()) if reweight else None, reweight_se=se(re) if reweight else None,
-                       n=n, folds=folds)
+                       n=n, folds=folds, width=d - 1, features=int(np.prod(features.shape[1:])))
 
 
 def _weighted_column(a: Tensor, chol: Tensor, pos: Tensor, extra: float, rhs: Tensor, steps: int = 100,

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from sdnn.indicators import (class_indicators, gaussian_references, probe_targets, ridge_probe, separation_gap,
-                             split_stability)
+from sdnn.indicators import (class_indicators, gaussian_references, principal_coordinates, probe_targets, ridge_probe,
+                             separation_gap, split_stability)
 from sdnn.partition import kmeans_split, random_split
 from sdnn.subclass import build_subclass_to_class, subclass_numbers, subclass_targets
 
 
-def _kmeans(vectors, seed):
-    return kmeans_split(vectors, 2, seed=seed)
+def _kmeans(vectors, seed, mean=None):
+    return kmeans_split(vectors, 2, seed=seed, mean=mean)
 
 
-def _random(vectors, seed):
+def _random(vectors, seed, mean=None):
     return random_split(len(vectors), 2, seed=seed)
 
 
@@ -101,6 +101,59 @@ def test_the_references_have_the_datas_mean_and_covariance(n, d):
     assert np.allclose(draws.mean(0), x.mean(0), atol=0.15 * x.std(0).max())
     covariance = np.cov(x, rowvar=False)
     assert np.allclose(np.cov(draws, rowvar=False), covariance, atol=0.1 * np.abs(covariance).max())
+
+
+@pytest.mark.parametrize("n, d", [(300, 100), (50, 200)])
+def test_principal_coordinates_against_numpys_svd(n, d):
+    """The top-``width`` coordinates hold the same geometry as the projection onto the SVD's top right singular
+    vectors (columns may differ in sign), and the point map sends each row to its own coordinates."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, d)) * np.linspace(3, 0.1, d) + 5.0
+    coordinates, to_coordinates = principal_coordinates(x, 10)
+    centred = x - x.mean(0)
+    top = centred @ np.linalg.svd(centred, full_matrices=False)[2][:10].T
+    assert coordinates.shape == (n, 10)
+    assert np.allclose(coordinates @ coordinates.T, top @ top.T, atol=1e-8 * np.abs(top @ top.T).max())
+    assert np.allclose(to_coordinates(x[3]), coordinates[3])
+    same, identity = principal_coordinates(x, d)
+    row = x[0]
+    assert same is x and identity(row) is row
+
+
+def test_wide_classes_are_judged_in_their_principal_coordinates():
+    """Two modes and one elongated mode, each in 400 dimensions of noise: the top 64 principal coordinates keep
+    what tells them apart, as in the narrow tests above (on a smaller scale: most of the spread is noise)."""
+    rng = np.random.default_rng(8)
+    rotation = np.linalg.qr(rng.standard_normal((400, 400)))[0]
+    modes, _ = two_modes(600, rng, dim=400)
+    modes = modes @ rotation
+    result = class_indicators(modes, _kmeans(modes, 0), _kmeans, seed=0, mean=np.zeros(400))
+    assert result.gap > 0.02 and result.gap_z > 4 and result.stability > 0.95
+    full = class_indicators(modes, _kmeans(modes, 0), _kmeans, seed=0, mean=np.zeros(400), width=400)
+    assert full.gap_z > 4 and full.gap < result.gap  # the noise's many small axes dilute the modes' share
+    elongated = one_mode(600, rng, dim=400) @ rotation
+    flat = class_indicators(elongated, _kmeans(elongated, 0), _kmeans, seed=0, mean=np.zeros(400))
+    assert abs(flat.gap) < 0.01 and abs(flat.gap_z) < 2
+
+
+def test_the_partitioner_sees_the_training_mean_in_the_same_coordinates():
+    """Beyond the width the partitioner gets the projected mean: the same point as the vectors' map of it."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((200, 100))
+    mean = rng.standard_normal(100)
+    seen = []
+
+    def recording(vectors, seed, centre):
+        seen.append((vectors.shape[1], None if centre is None else centre.shape))
+        return _kmeans(vectors, seed, centre)
+
+    class_indicators(x, _kmeans(x, 0), recording, seed=0, mean=mean, width=16)
+    expected = principal_coordinates(x, 16)[1](mean)
+    assert set(seen) == {(16, (16,))}
+    wide = []
+    class_indicators(x, _kmeans(x, 0), lambda v, s, c: wide.append(c) or _kmeans(v, s, c), seed=0, mean=mean,
+                     width=100)
+    assert all(c is mean for c in wide) and len(expected) == 16
 
 
 def test_stability_is_one_for_a_deterministic_split_of_separated_modes():
@@ -187,6 +240,21 @@ def test_the_probe_against_slow_per_fold_least_squares():
     assert result.delta == pytest.approx(100 * (right["units"] - right["plain"]).mean())
     assert result.reweight == pytest.approx(100 * (right["reweight"] - right["plain"]).mean())
     assert result.delta_se == pytest.approx(100 * (right["units"] - right["plain"]).std(ddof=1) / np.sqrt(n))
+
+
+def test_a_wide_probe_is_sketched_and_still_sees_what_subclasses_buy():
+    """xor_like's two informative directions spread over 300 correlated columns: past ``width`` the heads see a
+    seeded Gaussian sketch (its width recorded), which keeps the modes and so the subclasses' payoff."""
+    rng = np.random.default_rng(4)
+    x, y, modes = xor_like(300, rng)
+    wide = x @ torch.as_tensor(rng.standard_normal((2, 300)), dtype=torch.float32)
+    wide = wide + 0.1 * torch.as_tensor(rng.standard_normal(wide.shape), dtype=torch.float32)
+    result = _probe(wide, y, modes, [0], width=32)
+    assert (result.width, result.features) == (32, 300)
+    assert result.delta > 15 and result.delta > 5 * result.delta_se
+    assert _probe(wide, y, modes, [0], width=32) == result  # the sketch is seeded
+    narrow = _probe(x, y, modes, [0])
+    assert (narrow.width, narrow.features) == (2, 2)
 
 
 def test_the_probe_of_multilabel_data_counts_a_hit_at_one():
