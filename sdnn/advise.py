@@ -74,7 +74,7 @@ class Advice:
                          f"(80% interval {low:+.2f} to {high:+.2f})")
         if probe is not None:
             reweight = "" if probe.reweight is None else f"; reweight {probe.reweight:+.2f} ± {probe.reweight_se:.2f}"
-            lines.append(f"  probe (ridge heads on the phase-1 features, {probe.folds}-fold on {probe.n} training "
+            lines.append(f"  probe (ridge heads on {probe.seen()}, {probe.folds}-fold on {probe.n} training "
                          f"observations): subclass heads {probe.delta:+.2f} ± {probe.delta_se:.2f} points{reweight}")
         lines.append("  per selected class (gap against one mode: about 0 = no modes to split; stability: ARI of "
                      "the split under resampling):")

@@ -187,6 +187,12 @@ class ProbeResult:
     def to_json(self) -> dict[str, float | int | None]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
+    def seen(self) -> str:
+        """What the heads were fitted on, in words."""
+        if self.width < self.features:
+            return f"a {self.width}-column Gaussian sketch of the {self.features:,} phase-1 features"
+        return "the phase-1 features"
+
 
 def probe_targets(labels: Tensor, subclass_units: Tensor, num_classes: int, units: int) -> tuple[Tensor, Tensor]:
     """Class and unit indicator matrices ``(n, c)``, ``(n, S)`` for the probe. ``labels``: class indices (n,)

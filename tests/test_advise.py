@@ -189,6 +189,19 @@ def test_advise_recommends_the_baseline_for_one_mode_a_class(tmp_path):
     assert advice["recommendation"] == "baseline" and abs(advice["probe"]["delta"]) < 2
 
 
+def test_advise_on_wide_inputs_sketches_the_probe_and_still_sees_the_modes(tmp_path):
+    """600 features: the probe's heads on a 512-column sketch (said in the output and advice.json), the split
+    classes judged in their top principal coordinates; the two modes of class 0 are still seen."""
+    data = write_blobs(tmp_path / "wide.npz", multimodal=True, width=600)
+    proc = advise_cli(["dataset=npz", f"dataset.path={data}", *SHORT, f"phase1.cache_dir={tmp_path / 'cache'}",
+                       f"hydra.run.dir={tmp_path / 'a'}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    advice = json.loads((tmp_path / "a" / "advice.json").read_text())
+    assert (advice["probe"]["width"], advice["probe"]["features"]) == (512, 600)
+    assert "ridge heads on a 512-column Gaussian sketch of the 600 phase-1 features" in proc.stdout
+    assert advice["recommendation"] == "sdnn" and advice["probe"]["delta"] > 10 and advice["per_class"]["0"]["gap"] > 0.1
+
+
 @pytest.mark.parametrize("extra, message", [(["method=baseline"], "sdnn.advise judges SDNN's split"),
                                             (["method=class2str"], "sdnn.advise judges SDNN's split"),
                                             (["modle=lr"], "modle"),

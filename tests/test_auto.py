@@ -16,11 +16,13 @@ SHORT = ["phase1.epochs=3", "trainer.max_epochs=8", "optim.lr=0.1", "scheduler.m
          "dataset.batch_size=64", "model=lr", "checkpoint.every_n_epochs=0", *QUIET]
 
 
-def write_blobs(path, multimodal: bool, seed: int = 0, per_class: int = 300, with_val: bool = True):
-    """Three classes in the plane (padded to 4 features). ``multimodal``: class 0 is two blobs on either side of
-    class 1's one, which no hyperplane separates, and which class 0's subclasses (its blobs) let a linear head
-    tell apart; else one well-separated blob a class (nothing for subclasses to buy)."""
+def write_blobs(path, multimodal: bool, seed: int = 0, per_class: int = 300, with_val: bool = True, width: int = 4):
+    """Three classes in the plane (padded to 4 features; ``width`` > 4: the plane's coordinates mixed into that
+    many, with a little noise). ``multimodal``: class 0 is two blobs on either side of class 1's one, which no
+    hyperplane separates, and which class 0's subclasses (its blobs) let a linear head tell apart; else one
+    well-separated blob a class (nothing for subclasses to buy)."""
     rng = np.random.default_rng(seed)
+    mixing = rng.standard_normal((2, width)) / np.sqrt(2) if width > 4 else None  # the default data's draws as before
     if multimodal:
         centres = [[(-5, 0), (5, 0)], [(0, 0)], [(0, 6)]]
     else:
@@ -34,7 +36,10 @@ def write_blobs(path, multimodal: bool, seed: int = 0, per_class: int = 300, wit
                                rng.standard_normal(2)])
                 y.append(label)
         order = rng.permutation(len(y))
-        return np.asarray(x, dtype=np.float32)[order], np.asarray(y, dtype=np.int64)[order]
+        x = np.asarray(x)
+        if width > 4:
+            x = x[:, :2] @ mixing + 0.3 * rng.standard_normal((len(x), width))
+        return x.astype(np.float32)[order], np.asarray(y, dtype=np.int64)[order]
 
     arrays = {}
     for split, n in (("train", per_class), ("test", per_class // 2)) + ((("val", per_class // 2),) if with_val else ()):

@@ -255,6 +255,8 @@ def test_a_wide_probe_is_sketched_and_still_sees_what_subclasses_buy():
     assert _probe(wide, y, modes, [0], width=32) == result  # the sketch is seeded
     narrow = _probe(x, y, modes, [0])
     assert (narrow.width, narrow.features) == (2, 2)
+    assert result.seen() == "a 32-column Gaussian sketch of the 300 phase-1 features"
+    assert narrow.seen() == "the phase-1 features"
 
 
 def test_the_probe_of_multilabel_data_counts_a_hit_at_one():
