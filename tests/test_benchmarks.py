@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, RUN_GUARD
 
 
+@pytest.mark.slow  # every section at tiny sizes, about 30 s; test_smoke_runs_leave_the_docs_alone runs the command
 def test_benchmark_command_runs_and_writes_the_table(tmp_path):
     out = tmp_path / "bench.md"
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out)], cwd=ROOT,
