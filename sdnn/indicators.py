@@ -33,14 +33,14 @@ from torch import Tensor
 
 from sdnn.subclass import class_scores
 
-__all__ = ["Resplit", "Partitioner", "principal_coordinates", "gaussian_references", "separation_gap",
+__all__ = ["Resplit", "ResplitAround", "principal_coordinates", "gaussian_references", "separation_gap",
            "split_stability", "ClassIndicators", "class_indicators", "ProbeResult", "ridge_probe", "probe_targets"]
 
 # (vectors, seed) -> subclass numbers 0..H-1: the run's partitioner applied again (for references, subsamples)
 Resplit = Callable[[np.ndarray, int], np.ndarray]
 # (vectors, seed, mean) -> subclass numbers: the run's partitioner, ``mean`` (of all training data) in the same
 # coordinates as ``vectors``; None where the caller has no mean (the vectors' own)
-Partitioner = Callable[[np.ndarray, int, "np.ndarray | None"], np.ndarray]
+ResplitAround = Callable[[np.ndarray, int, "np.ndarray | None"], np.ndarray]
 REFERENCES = 3      # one-mode references per class for the gap
 CLASS_WIDTH = 64    # gap and stability in a class's top principal coordinates beyond this many features
 PROBE_WIDTH = 512   # the probe's heads on a Gaussian sketch of the features beyond this many
@@ -142,7 +142,7 @@ class ClassIndicators:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, partitioner: Partitioner, seed: int,
+def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, resplit_around: ResplitAround, seed: int,
                      mean: np.ndarray | None = None, max_rows: int = 1000, width: int = CLASS_WIDTH) -> ClassIndicators:
     """Gap and stability of one class's split: its vectors in the partition's space, its subclass numbers, the
     run's partitioner and the training data's ``mean`` in that space; in the class's top ``width`` principal
@@ -158,7 +158,7 @@ def class_indicators(vectors: np.ndarray, subclasses: np.ndarray, partitioner: P
         centre = None if mean is None else to_coordinates(mean)
 
         def resplit(part: np.ndarray, split_seed: int) -> np.ndarray:
-            return partitioner(part, split_seed, centre)
+            return resplit_around(part, split_seed, centre)
 
         gap, z = separation_gap(vectors, subclasses, resplit, gaussian_references(vectors, rng, REFERENCES))
         stability = split_stability(vectors, resplit, rng)
