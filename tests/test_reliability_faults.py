@@ -346,3 +346,32 @@ def test_an_error_in_a_dataloader_worker_is_our_one_line():
         next(iter(loader))
     assert "Caught _TwoArguments in DataLoader worker process 0" in str(wrapped.value)
     assert user_message(wrapped.value) == worker_message(str(wrapped.value)) == "/data/x.bin: damaged"
+
+
+def test_a_distributed_run_closes_its_process_group_once_before_the_interpreter_ends(tmp_path, monkeypatch):
+    """Left open, gloo's threads can abort a finished DDP run at exit (status -6): train_phase registers, once per
+    process, a close that destroys the group if one is open and does nothing otherwise."""
+    import atexit
+
+    import torch.distributed as dist
+
+    from sdnn.lit import trainer as lit_trainer
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        lit_trainer.close_process_group()
+        assert not dist.is_initialized()
+        lit_trainer.close_process_group()  # nothing open: nothing to do
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    registered = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    lit_trainer.close_process_group_at_exit.cache_clear()
+    try:
+        lit_trainer.close_process_group_at_exit()
+        lit_trainer.close_process_group_at_exit()
+        assert registered == [lit_trainer.close_process_group]
+    finally:
+        lit_trainer.close_process_group_at_exit.cache_clear()

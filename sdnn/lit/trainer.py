@@ -3,7 +3,9 @@ resume, a fresh seeded network, fit and test → ``PhaseResult``."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +53,21 @@ class Training:
 
     def checkpoints(self, phase: str) -> CheckpointPlan:
         return CheckpointPlan(self.run_dir, phase, self.config, self.checkpoint.every_n_epochs, self.checkpoint.resume)
+
+
+def close_process_group() -> None:
+    """Destroy the distributed process group, if one is open (its threads joined)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@functools.cache
+def close_process_group_at_exit() -> None:
+    """Once per process: close the process group before the interpreter ends; left open, gloo's threads can abort
+    a finished run at exit ("terminate called without an active exception", exit status -6)."""
+    atexit.register(close_process_group)
 
 
 @contextlib.contextmanager
@@ -107,6 +124,8 @@ def train_phase(phase: str, data: SDNNData, build: Callable[[], SDNNModule], epo
     if not data.has_validation:
         arguments["limit_val_batches"] = 0
     trainer = training.make_trainer(**arguments)
+    if trainer.world_size > 1:  # one process group for every phase of the run; closed when the process ends
+        close_process_group_at_exit()
     start = time.perf_counter()
     with interruptible(trainer):
         trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)  # sdnn.lit.resume: never code
