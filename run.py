@@ -20,7 +20,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sdnn.cli import hydra_cli, stop
+from sdnn.cli import hydra_cli, save_hydra_files, stop
 from sdnn.config import register
 from sdnn.errors import ConfigError, Interrupted, user_message
 from sdnn.runlog import quiet
@@ -80,6 +80,7 @@ def main(cfg: DictConfig) -> float | None:
 
         run_dir = HydraConfig.get().runtime.output_dir
         with claimed(run_dir, config_snapshot(cfg), settings.checkpoint.resume, settings.overwrite):  # one run
+            save_hydra_files(cfg)
             job = build_job(cfg, run_dir, settings)  # bad data fails here, before the Trainer is built
             check_objective(job)
             from sdnn.app import run

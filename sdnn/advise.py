@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sdnn.assess import SplitIndicators, split_indicators
-from sdnn.cli import hydra_cli, stop
+from sdnn.cli import hydra_cli, save_hydra_files, stop
 from sdnn.config import Method, register
 from sdnn.errors import ConfigError, user_message
 from sdnn.job import Job
@@ -133,6 +133,7 @@ def main(cfg: DictConfig) -> None:
         check_judged(settings.method)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         with claimed(run_dir, config_snapshot(cfg), settings.checkpoint.resume, settings.overwrite):  # one per folder
+            save_hydra_files(cfg)
             job = build_job(cfg, run_dir, settings)
             advice = advise(job)
             names = job.data.names()

@@ -1,7 +1,8 @@
 """What every Hydra command of the project (``run.py``, ``python -m sdnn.advise``) does around its task: Hydra's
 own errors (an override it cannot parse, an unknown option or key, a value of the wrong type, a run folder it
 cannot create) as one line and exit status 2, Ctrl-C before the task as one line and 130, a closed pipe quietly;
-``stop`` says a message on stderr and in run.log and exits."""
+``stop`` says a message on stderr and in run.log and exits; ``save_hydra_files`` writes ``.hydra/`` once the run
+folder is the run's."""
 
 from __future__ import annotations
 
@@ -20,6 +21,27 @@ def stop(message: str, status: int, every_rank: bool = True) -> None:
         print(message, file=sys.stderr, flush=True)
         record(message)
     sys.exit(status)
+
+
+def save_hydra_files(cfg) -> None:
+    """Hydra's ``.hydra/`` (``config.yaml``, ``hydra.yaml``, ``overrides.yaml``), as Hydra writes them, once the run
+    folder is this run's (``sdnn.runfolder.claimed``): Hydra itself would write them before the folder is checked,
+    over the files of a run the command is then refused for (``hydra.output_subdir: null`` in conf/config.yaml)."""
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from sdnn.runfolder import first_process
+
+    if not first_process():  # DDP: the other ranks run the same command in the same folder
+        return
+    hydra = HydraConfig.get()
+    folder = Path(hydra.runtime.output_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hydra})),
+                       ("overrides.yaml", hydra.overrides.task)):
+        (folder / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
 
 
 def _run_dir() -> str:

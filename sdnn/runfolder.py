@@ -10,8 +10,8 @@
   ``overwrite=true`` (another run's outputs are removed first, other files are left alone) or
   ``checkpoint.resume=force`` (continue from that run's checkpoints anyway).
 
-What Hydra writes into the folder before the run starts (``.hydra/``, the job's ``*.log``) and the two files
-above do not count as contents. Under DDP only the first process claims the folder: the others run the same
+Hydra's files (``.hydra/``, which ``run.py`` writes once the claim holds, and the job's ``*.log``, which Hydra opens
+before the run starts) and the two files above do not count as contents. Under DDP only the first process claims the folder: the others run the same
 script in it.
 """
 

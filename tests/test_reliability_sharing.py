@@ -737,3 +737,18 @@ def test_a_write_that_fails_without_a_file_name_is_named(tmp_path, monkeypatch):
         sdnn.cache.atomic_write_bytes(tmp_path / "results.json", b"{}")
     assert err.value.filename == str(tmp_path / "results.json") and err.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_command_leaves_the_runs_hydra_files_as_they_were(tmp_path):
+    """Hydra would write .hydra/ before the run folder is checked; run.py writes it once the folder is the run's,
+    so a command refused for another run's folder leaves that run's configuration files alone."""
+
+    folder = tmp_path / "r"
+    common = [*FAST, "model=mlp", f"hydra.run.dir={folder}", f"phase1.cache_dir={tmp_path / 'c'}"]
+    assert run_cli([*common, "method=baseline"]).returncode == 0
+    hydra = {p.name: p.read_bytes() for p in (folder / ".hydra").iterdir()}
+    assert set(hydra) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    assert b"- method=baseline" in hydra["overrides.yaml"] and b"method: baseline" in hydra["config.yaml"]
+    proc = run_cli([*common, "method=sdnn"], timeout=QUICK_GUARD)
+    one_line(proc.returncode, proc.stderr, "holds another run")
+    assert {p.name: p.read_bytes() for p in (folder / ".hydra").iterdir()} == hydra
