@@ -151,6 +151,13 @@ def test_cifar_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     message = str(err.value)
     assert REFUSED_URL in message and "offline" in message and str(tmp_path / "x.tar.gz") in message
     assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.iterdir())
+    with pytest.raises(DataError):  # a root that did not exist: no empty folder left behind
+        load_cifar(tmp_path / "new" / "root", "cifar10", download=True)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DataError):  # a folder that was there stays
+        load_cifar(tmp_path / "kept", "cifar10", download=True)
+    assert (tmp_path / "kept").is_dir()
 
 
 @pytest.mark.parametrize("variant", ["cifar10", "cifar100"])
@@ -455,4 +462,4 @@ def test_cifar_download_with_bad_archive_md5(tmp_path, monkeypatch):
     root = tmp_path / "data"
     with pytest.raises(DataError, match="cifar-10-python.tar.gz.*expected c58f30108f718f92721af3b95e74349a"):
         load_cifar(root, "cifar10", download=True)
-    assert not list(root.iterdir())
+    assert not root.exists()  # neither the partial file nor the folder the download made

@@ -5,6 +5,7 @@ tar archives safely. Everything a user can fix (offline, corrupt file, bad check
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -67,6 +68,7 @@ def download_and_verify(url: str, dest: Path, md5: str, progress: bool = True,
         return dest
     by_hand = manual or f"download {url} on a machine with internet and put it at {dest}"
     part = dest.with_suffix(dest.suffix + ".part")
+    created = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]  # deepest first
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -90,6 +92,9 @@ def download_and_verify(url: str, dest: Path, md5: str, progress: bool = True,
     finally:
         if not done:
             part.unlink(missing_ok=True)
+            for folder in created:  # a failed download leaves no empty folder of its own behind
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     return dest
 
 
