@@ -17,12 +17,13 @@ def test_wandb_offline_has_theta_per_class_accuracy_figures_table_and_artifacts(
     import wandb
 
     wandb.teardown()  # W&B's service writes the run files after finish() returns; teardown waits for it
-    # in the order they ran (folder names tie within a second, then sort by a random id)
-    runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"),
-                  key=lambda r: next(r.glob("run-*.wandb")).stat().st_mtime_ns)
-    assert len(runs) == 3
-    records = [next(r.glob("run-*.wandb")).read_bytes() for r in runs]
-    assert [b"w/phase1" in r for r in records] == [True, False, False]
+    found = {folder: next(folder.glob("run-*.wandb")).read_bytes()
+             for folder in (tmp_path / "w" / "wandb").glob("offline-run-*")}
+    names = {folder: [n for n in ("phase1", "phase2", "summary") if f"w/{n}".encode() in record]
+             for folder, record in found.items()}
+    assert sorted(map(tuple, names.values())) == [("phase1",), ("phase2",), ("summary",)]  # each run named once
+    runs = sorted(found, key=lambda folder: names[folder][0])  # phase1, phase2, summary
+    records = [found[folder] for folder in runs]
     phase1, phase2, summary = records
     for i in range(10):
         assert f"theta/{i}".encode() in phase1 and f"epoch_test/acc_class_{i}".encode() in phase1
