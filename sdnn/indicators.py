@@ -70,13 +70,13 @@ def principal_coordinates(vectors: np.ndarray, width: int) -> tuple[np.ndarray, 
         return vectors, (lambda point: point)
     centre = vectors.mean(0)
     centred = vectors - centre
-    if n >= d:
-        values, axes = np.linalg.eigh(centred.T @ centred)            # ascending
-        basis = axes[:, ::-1][:, :width]                              # (d, width)
-    else:
-        values, left = np.linalg.eigh(centred @ centred.T)
-        values, left = values[::-1][:width], left[:, ::-1][:, :width]
-        basis = (centred.T @ left) / np.sqrt(np.clip(values, 1e-12, None))  # the right singular vectors
+    small = n < d
+    values, axes = np.linalg.eigh(centred @ centred.T if small else centred.T @ centred)
+    values, axes = values[::-1][:width], axes[:, ::-1][:, :width]   # the largest first
+    spread = values > max(values[0], 0.0) * 1e-10                    # axes with spread (fewer rows: at most n − 1)
+    spread[0] = True                                                  # identical rows: one axis, all at 0
+    values, axes = values[spread], axes[:, spread]
+    basis = (centred.T @ axes) / np.sqrt(np.maximum(values, 1e-300)) if small else axes  # the right singular vectors
     return centred @ basis, (lambda point: (np.asarray(point, dtype=np.float64).reshape(-1) - centre) @ basis)
 
 

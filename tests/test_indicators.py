@@ -120,6 +120,15 @@ def test_principal_coordinates_against_numpys_svd(n, d):
     assert same is x and identity(row) is row
 
 
+def test_principal_coordinates_of_fewer_rows_than_the_width_keep_the_axes_with_spread():
+    """20 rows span 19 directions about their mean: no axis of zero spread (which would amplify rounding)."""
+    x = np.random.default_rng(8).standard_normal((20, 200))
+    coordinates, _ = principal_coordinates(x, 64)
+    centred = x - x.mean(0)
+    assert coordinates.shape == (20, 19)
+    assert np.allclose(coordinates @ coordinates.T, centred @ centred.T, atol=1e-9)  # all the geometry kept
+
+
 def test_wide_classes_are_judged_in_their_principal_coordinates():
     """Two modes and one elongated mode, each in 400 dimensions of noise: the top 64 principal coordinates keep
     what tells them apart, as in the narrow tests above (on a smaller scale: most of the spread is noise)."""
