@@ -107,18 +107,21 @@ def expectations(job: Job, phase1: Phase1Result, candidates: list[Candidate], ca
 
 def combined(hits: np.ndarray, base: np.ndarray, expected: tuple[float, float, float] | None) -> dict[str, float]:
     """The candidate's gain over the baseline (fractions): on validation (paired mean and standard error, at least
-    one observation's worth), and combined with the indicators' expectation, each weighted by its precision."""
+    one observation's worth), and combined with the indicators' expectation (``combined_gain``)."""
     diff = hits.astype(float) - base.astype(float)
     n = len(diff)
     gain, se = float(diff.mean()), max(float(diff.std(ddof=1)) / np.sqrt(n) if n > 1 else 0.0, 1.0 / n)
-    out = {"val_gain": gain, "val_gain_se": se, "mean": gain, "sd": se}
-    if expected is not None:
-        low, mid, high = (v / 100 for v in expected)
-        prior_sd = max((high - low) / (2 * Z80), 1e-6)
-        weight, prior_weight = 1 / se ** 2, 1 / prior_sd ** 2
-        out.update(mean=(gain * weight + mid * prior_weight) / (weight + prior_weight),
-                   sd=float(np.sqrt(1 / (weight + prior_weight))))
-    return out
+    mean, sd = (gain, se) if expected is None else combined_gain(gain, se, expected)
+    return {"val_gain": gain, "val_gain_se": se, "mean": mean, "sd": sd}
+
+
+def combined_gain(gain: float, se: float, expected: tuple[float, float, float]) -> tuple[float, float]:
+    """(mean, sd) of a validation gain ± se (fractions) and the indicators' expectation (80% interval in points),
+    each weighted by its precision."""
+    low, mid, high = (v / 100 for v in expected)
+    prior_sd = max((high - low) / (2 * Z80), 1e-6)
+    weight, prior_weight = 1 / se ** 2, 1 / prior_sd ** 2
+    return (gain * weight + mid * prior_weight) / (weight + prior_weight), float(np.sqrt(1 / (weight + prior_weight)))
 
 
 def choose(scores: dict[str, np.ndarray], job: Job,
