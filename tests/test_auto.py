@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import QUICK_GUARD, compose_config, run_cli
+from tests.conftest import QUICK_GUARD, ROOT, compose_config, run_cli
 
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "observe.figures=false", "observe.norms_every=0",
          "observe.per_class_test_acc=false"]
@@ -77,6 +77,25 @@ def test_auto_picks_sdnn_where_a_class_is_two_modes(tmp_path, monkeypatch):
     for k in (1, 2):  # each candidate is a run of its own in auto/<name>/
         assert len(json.loads((tmp_path / "run" / "auto" / f"sdnn-k{k}" / "subclasses.json").read_text())
                    ["settings"]["classes"]) == k
+
+
+def test_the_docs_replay_of_a_choice_with_the_same_lines_is_the_choice(tmp_path):
+    """docs/payoff/replay_auto.py (docs/reproduction.md): the guard applied anew to a finished auto run's recorded
+    validation results, with the calibration it ran with, gives its choice and its candidates' combined gains."""
+    import importlib.util
+
+    from sdnn.verdict import CALIBRATION
+
+    results = _auto(tmp_path, write_blobs(tmp_path / "modes.npz", multimodal=True))
+    spec = importlib.util.spec_from_file_location("replay_auto", ROOT / "docs" / "payoff" / "replay_auto.py")
+    replay_auto = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay_auto)
+    choice, gains = replay_auto.replay(json.loads(json.dumps(results)), CALIBRATION)
+    recorded = results["auto"]["candidates"]
+    assert choice == results["auto"]["chosen"] and choice.startswith("sdnn-k")
+    assert set(gains) == {name for name in recorded if name != "baseline"}
+    for name, (gain, sd) in gains.items():
+        assert (gain, sd) == pytest.approx((recorded[name]["gain"], recorded[name]["gain_sd"]), rel=1e-6)
 
 
 def test_auto_keeps_the_baseline_where_nothing_beats_it(tmp_path):

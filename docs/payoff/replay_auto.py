@@ -23,8 +23,9 @@ from sdnn.runlog import quiet
 from sdnn.verdict import load_calibration
 
 
-def replay(results: dict, calibration: Path) -> str:
-    """The candidate the guard chooses from ``results``' recorded validation gains and new expectations."""
+def replay(results: dict, calibration: Path) -> tuple[str, dict[str, tuple[float, float]]]:
+    """The candidate the guard chooses from ``results``' recorded validation gains and new expectations, and each
+    candidate's combined gain (mean, sd; fractions)."""
     auto = results["auto"]
     job = build_job(OmegaConf.create(results["config"]), Path(tempfile.mkdtemp()))
     expected, _ = expectations(job, run_phase1(job), candidates_of(job), load_calibration(calibration))
@@ -32,7 +33,7 @@ def replay(results: dict, calibration: Path) -> str:
     gains = {name: combined_gain(record["val_gain"], record["val_gain_se"], expected[name])
              for name, record in auto["candidates"].items() if "val_gain" in record}
     passing = [name for name, (gain, sd) in gains.items() if gain - z * sd > 0]
-    return max(passing, key=lambda name: gains[name][0]) if passing else "baseline"
+    return (max(passing, key=lambda name: gains[name][0]) if passing else "baseline"), gains
 
 
 def main() -> None:
@@ -46,7 +47,7 @@ def main() -> None:
     for cell in args.cells:
         for path in sorted((args.studies / cell / "runs" / "auto-auto").glob("seed*/results.json")):
             results = json.loads(path.read_text())
-            choice, total = replay(results, args.loo / f"{cell}.yaml"), total + 1
+            choice, total = replay(results, args.loo / f"{cell}.yaml")[0], total + 1
             print(f"{cell} {path.parent.name}: recorded {results['auto']['chosen']}, replayed {choice}", flush=True)
             if choice != results["auto"]["chosen"]:
                 changed.append(f"{cell} {path.parent.name}")
