@@ -589,6 +589,42 @@ def bench_advise(scale: Scale) -> list[tuple]:
     return rows
 
 
+# the split indicators on wide vectors (CIFAR-10 pixels: 3,072): (probe rows, class rows, width) per scale
+WIDE = {"smoke": (400, 200, 600), "quick": (10_000, 1_000, 3_072), "full": (10_000, 1_000, 3_072)}
+
+
+def bench_indicators_wide(scale: Scale) -> list[tuple]:
+    """``sdnn.advise``'s indicators on vectors as wide as CIFAR-10's pixels: the ridge probe on every column against
+    the probe on a 512-column sketch, and a class's gap and stability in all its dimensions against its top 64
+    principal coordinates (sdnn.indicators; ten classes, two of them split in two, one thread as in advise)."""
+    from sdnn.indicators import class_indicators, probe_targets, ridge_probe
+    from sdnn.subclass import subclass_targets
+
+    n, rows, width = WIDE[scale.name]
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(n, width, generator=generator)
+    labels = torch.arange(n) % 10
+    numbers = torch.randint(0, 2, (n,), generator=generator)
+    s2c = build_subclass_to_class(10, {0: 2, 9: 2})
+    classes, units = probe_targets(labels, subclass_targets(labels, numbers, s2c), 10, len(s2c))
+
+    def probe(columns: int):
+        return lambda: ridge_probe(features, classes, units, s2c, [0, 9], 2, seed=0, width=columns)
+
+    vectors = np.random.default_rng(0).standard_normal((rows, width))
+    split = kmeans_split(vectors, 2, seed=0)
+
+    def judged(columns: int):
+        return lambda: class_indicators(vectors, split, lambda v, seed, centre: kmeans_split(v, 2, seed, centre),
+                                        seed=0, mean=np.zeros(width), width=columns)
+
+    return [(f"ridge probe, {n:,} × {width:,} features (5 folds, reweight of 2 classes)", "every column",
+             best_time(probe(width), scale.repeats), "a 512-column sketch", best_time(probe(512), scale.repeats)),
+            (f"gap and stability of one class, {rows:,} × {width:,} (k-means, 9 re-splits)", "every dimension",
+             best_time(judged(width), scale.repeats), "top 64 principal coordinates",
+             best_time(judged(64), scale.repeats))]
+
+
 SECTIONS = {
     "theta_training": ("θ during training (target: ≤ 2% extra per step, i.e. ratio ≥ 0.98)", bench_theta_in_training),
     "theta_batch": ("θ for one batch", bench_theta_batch),
@@ -601,5 +637,7 @@ SECTIONS = {
                   bench_fail_fast),
     "advise": ("sdnn.advise against the runs it predicts (target: ≤ 15%, ratio ≥ 6.7×); method=auto against one "
                "baseline run", bench_advise),
+    "indicators_wide": ("sdnn.advise's indicators on wide vectors: full width against the reductions",
+                        bench_indicators_wide),
     "gpu": ("GPU: paper backbones (bf16, channels_last, torch.compile), framework overhead, θ cost", bench_gpu),
 }

@@ -18,10 +18,10 @@ def test_benchmark_command_runs_and_writes_the_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     for title in ("θ during training", "θ for one batch", "Subclass CE", "Training throughput", "Partitioners",
-                  "Image input pipeline", "YouTube-8M", "Bad input", "sdnn.advise"):
+                  "Image input pipeline", "YouTube-8M", "Bad input", "sdnn.advise", "sdnn.advise's indicators"):
         assert f"## {title}" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and line.endswith("× |")]
-    assert len(rows) == 2 + 3 + 2 + 1 + 5 + 1 + 6 + 5 + 3
+    assert len(rows) == 2 + 3 + 2 + 1 + 5 + 1 + 6 + 5 + 3 + 2
     assert "python -m benchmarks --smoke" in text and "machine:" in text
 
 
