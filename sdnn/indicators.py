@@ -61,41 +61,41 @@ def _explained_log(vectors: np.ndarray, labels: np.ndarray) -> float:
     return float(np.log(max(_within(vectors, labels), 1e-300) / max(whole, 1e-300)))
 
 
+def _principal_axes(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The singular values (ascending, ≥ 0) and right singular vectors (rows) of centred rows, from the
+    eigendecomposition of the smaller Gram matrix (no SVD of the data)."""
+    n, d = centred.shape
+    if n >= d:
+        values, axes = np.linalg.eigh(centred.T @ centred)               # (d,), (d, d)
+        return np.sqrt(np.clip(values, 0, None)), axes.T
+    values, left = np.linalg.eigh(centred @ centred.T)                   # (n,), (n, n)
+    scale = np.sqrt(np.clip(values, 0, None))
+    return scale, (left.T @ centred) / np.maximum(scale, 1e-12)[:, None]
+
+
 def principal_coordinates(vectors: np.ndarray, width: int) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """The rows' coordinates on their top ``width`` principal axes (about their mean), and the map taking any point
-    (e.g. the training data's mean) into the same coordinates; above ``width`` features only, else the vectors as
-    they are and the identity. The axes come from the eigendecomposition of the smaller Gram matrix."""
-    n, d = vectors.shape
-    if d <= width:
+    """The rows' coordinates on their top ``width`` principal axes (about their mean; only axes with spread, so at
+    most n − 1 of them), and the map taking any point (e.g. the training data's mean) into the same coordinates;
+    above ``width`` features only, else the vectors as they are and the identity."""
+    if vectors.shape[1] <= width:
         return vectors, (lambda point: point)
     centre = vectors.mean(0)
     centred = vectors - centre
-    small = n < d
-    values, axes = np.linalg.eigh(centred @ centred.T if small else centred.T @ centred)
-    values, axes = values[::-1][:width], axes[:, ::-1][:, :width]   # the largest first
-    spread = values > max(values[0], 0.0) * 1e-10                    # axes with spread (fewer rows: at most n − 1)
-    spread[0] = True                                                  # identical rows: one axis, all at 0
-    values, axes = values[spread], axes[:, spread]
-    basis = (centred.T @ axes) / np.sqrt(np.maximum(values, 1e-300)) if small else axes  # the right singular vectors
+    scale, axes = _principal_axes(centred)
+    scale, axes = scale[::-1][:width], axes[::-1][:width]              # the largest first
+    spread = scale > max(scale[0], 0.0) * 1e-5                          # (relative variance 1e-10)
+    spread[0] = True                                                    # identical rows: one axis, all at 0
+    basis = axes[spread].T                                              # (d, ≤ width)
     return centred @ basis, (lambda point: (np.asarray(point, dtype=np.float64).reshape(-1) - centre) @ basis)
 
 
 def gaussian_references(vectors: np.ndarray, rng: np.random.Generator, count: int) -> list[np.ndarray]:
     """``count`` draws, each of as many rows as ``vectors``, from a Gaussian with their mean and sample covariance
-    (one mode): z Λ^½ Vᵀ / √(n−1) + mean, the principal axes from the eigendecomposition of the smaller Gram
-    matrix (no SVD of the data)."""
+    (one mode): z Λ^½ Vᵀ / √(n−1) + mean, on the principal axes (``_principal_axes``)."""
     mean = vectors.mean(0)
-    centred = vectors - mean
-    n, d = centred.shape
-    if n >= d:
-        values, axes = np.linalg.eigh(centred.T @ centred)              # (d,), (d, d)
-        scale, basis = np.sqrt(np.clip(values, 0, None)), axes.T
-    else:
-        values, left = np.linalg.eigh(centred @ centred.T)               # (n,), (n, n)
-        scale = np.sqrt(np.clip(values, 0, None))
-        basis = (left.T @ centred) / np.maximum(scale, 1e-12)[:, None]   # the right singular vectors
-    scale = scale / np.sqrt(max(n - 1, 1))
-    return [mean + (rng.standard_normal((n, len(scale))) * scale) @ basis for _ in range(count)]
+    scale, basis = _principal_axes(vectors - mean)
+    scale = scale / np.sqrt(max(len(vectors) - 1, 1))
+    return [mean + (rng.standard_normal((len(vectors), len(scale))) * scale) @ basis for _ in range(count)]
 
 
 def separation_gap(vectors: np.ndarray, subclasses: np.ndarray, resplit: Resplit,
