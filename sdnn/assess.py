@@ -72,9 +72,8 @@ def split_indicators(job: Job, selection: Selection, partition: Partition, phase
     space = features.numpy() if partitioner.space == "features" else embed_chunks(embedder(pipeline), sample.x)
     mean = space.mean(0)
 
-    def resplit(vectors: np.ndarray, seed: int, centre: np.ndarray | None) -> np.ndarray:  # on other observations
-        return partitioner.split(vectors, per_class, vectors.mean(0) if centre is None else centre, job.seed + seed,
-                                 np.random.default_rng(job.seed + seed))
+    def resplit(vectors: np.ndarray, seed: int, centre: np.ndarray) -> np.ndarray:  # on other observations
+        return partitioner.split(vectors, per_class, centre, job.seed + seed, np.random.default_rng(job.seed + seed))
 
     indicators = {}
     for cls in selection.classes:  # k classes, once per run
