@@ -139,16 +139,24 @@ def choose(scores: dict[str, np.ndarray], job: Job,
                           gain_sd=gain["sd"], lower=gain["mean"] - z * gain["sd"],
                           expected=None if prior is None else [round(v, 4) for v in prior])
         records[name] = record
-    level = f"{100 * settings.confidence:g}%"
+    chosen, why = decide(records, settings.confidence)
+    return chosen, records, why
+
+
+def decide(records: dict[str, dict[str, Any]], confidence: float) -> tuple[str, str]:
+    """The choice among candidates' records (``gain`` and its one-sided ``lower`` bound) and why, in words: the
+    largest gain whose bound is above 0, else the baseline."""
+    level = f"{100 * confidence:g}%"
     rivals = [n for n in records if n != "baseline"]
     passing = [n for n in rivals if records[n]["lower"] > 0]
     if not passing:
         if not rivals:
-            return "baseline", records, "baseline: no other candidate was trained"
+            return "baseline", "baseline: no other candidate was trained"
         best = max(rivals, key=lambda n: records[n]["gain"])
-        return "baseline", records, f"baseline: no candidate's gain is clear of the noise (best: {_said(best, records[best], level)})"
+        return "baseline", (f"baseline: no candidate's gain is clear of the noise "
+                            f"(best: {_said(best, records[best], level)})")
     chosen = max(passing, key=lambda n: records[n]["gain"])  # max keeps the first listed of equals
-    return chosen, records, _said(chosen, records[chosen], level) + " is above 0"
+    return chosen, _said(chosen, records[chosen], level) + " is above 0"
 
 
 def _said(name: str, r: dict[str, Any], level: str) -> str:

@@ -90,12 +90,13 @@ def test_the_docs_replay_of_a_choice_with_the_same_lines_is_the_choice(tmp_path)
     spec = importlib.util.spec_from_file_location("replay_auto", ROOT / "docs" / "payoff" / "replay_auto.py")
     replay_auto = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(replay_auto)
-    choice, gains = replay_auto.replay(json.loads(json.dumps(results)), CALIBRATION)
+    choice, records = replay_auto.replay(json.loads(json.dumps(results)), CALIBRATION)
     recorded = results["auto"]["candidates"]
     assert choice == results["auto"]["chosen"] and choice.startswith("sdnn-k")
-    assert set(gains) == {name for name in recorded if name != "baseline"}
-    for name, (gain, sd) in gains.items():
-        assert (gain, sd) == pytest.approx((recorded[name]["gain"], recorded[name]["gain_sd"]), rel=1e-6)
+    assert set(records) == set(recorded)
+    for name in set(records) - {"baseline"}:
+        for key in ("gain", "gain_sd", "lower"):
+            assert records[name][key] == pytest.approx(recorded[name][key], rel=1e-6)
 
 
 def test_auto_keeps_the_baseline_where_nothing_beats_it(tmp_path):

@@ -16,24 +16,27 @@ from statistics import NormalDist
 
 from omegaconf import OmegaConf
 
-from sdnn.auto import candidates_of, combined_gain, expectations
+from sdnn.auto import candidates_of, combined_gain, decide, expectations
 from sdnn.build import build_job
 from sdnn.pipeline import run_phase1
 from sdnn.runlog import quiet
 from sdnn.verdict import load_calibration
 
 
-def replay(results: dict, calibration: Path) -> tuple[str, dict[str, tuple[float, float]]]:
-    """The candidate the guard chooses from ``results``' recorded validation gains and new expectations, and each
-    candidate's combined gain (mean, sd; fractions)."""
+def replay(results: dict, calibration: Path) -> tuple[str, dict[str, dict]]:
+    """The guard's choice (``sdnn.auto.decide``) from ``results``' recorded validation gains and expectations
+    computed anew, and each candidate's record (``gain``, ``gain_sd``, ``lower``: fractions)."""
     auto = results["auto"]
     job = build_job(OmegaConf.create(results["config"]), Path(tempfile.mkdtemp()))
     expected, _ = expectations(job, run_phase1(job), candidates_of(job), load_calibration(calibration))
     z = NormalDist().inv_cdf(job.settings.auto.confidence)
-    gains = {name: combined_gain(record["val_gain"], record["val_gain_se"], expected[name])
-             for name, record in auto["candidates"].items() if "val_gain" in record}
-    passing = [name for name, (gain, sd) in gains.items() if gain - z * sd > 0]
-    return (max(passing, key=lambda name: gains[name][0]) if passing else "baseline"), gains
+    records = {"baseline": {}}
+    for name, recorded in auto["candidates"].items():
+        if "val_gain" in recorded:
+            gain, sd = combined_gain(recorded["val_gain"], recorded["val_gain_se"], expected[name])
+            records[name] = {**recorded, "expected": list(expected[name]), "gain": gain, "gain_sd": sd,
+                             "lower": gain - z * sd}
+    return decide(records, job.settings.auto.confidence)[0], records
 
 
 def main() -> None:
