@@ -177,7 +177,19 @@ def test_advise_recommends_sdnn_where_a_class_is_two_modes_and_reuses_phase_1(tm
     drop = ("seconds", "seconds_after_phase1", "phase1", "cost_share", "runs_estimate_seconds")
     assert {k: v for k, v in again.items() if k not in drop} == {k: v for k, v in advice.items() if k not in drop}
     assert again["phase1"]["cached"] and not advice["phase1"]["cached"]
-    assert again["seconds"] == again["seconds_after_phase1"]  # no phase-1 training counted inside
+
+
+def test_advise_counts_phase_1_in_its_cost_only_when_it_trained_it():
+    """``seconds`` (advice.json) is advise's own work, plus phase 1's training when this call trained it."""
+    from types import SimpleNamespace
+
+    from sdnn.advise import Advice
+
+    def cost(cached: bool) -> float:
+        return Advice.total_seconds.fget(SimpleNamespace(seconds=0.5, phase1=SimpleNamespace(cached=cached,
+                                                                                              seconds=7.0)))
+
+    assert (cost(cached=True), cost(cached=False)) == (0.5, 7.5)
 
 
 def test_advise_recommends_the_baseline_for_one_mode_a_class(tmp_path):
