@@ -80,23 +80,28 @@ def test_auto_picks_sdnn_where_a_class_is_two_modes(tmp_path, monkeypatch):
 
 
 def test_the_docs_replay_of_a_choice_with_the_same_lines_is_the_choice(tmp_path):
-    """docs/payoff/replay_auto.py (docs/reproduction.md): the guard applied anew to a finished auto run's recorded
-    validation results, with the calibration it ran with, gives its choice and its candidates' combined gains."""
+    """docs/payoff/replay_auto.py (docs/reproduction.md): a study's finished auto run, its configuration composed
+    again from the study, the guard applied anew to its recorded validation results with the calibration it ran
+    with, gives its choice and its candidates' combined gains."""
     import importlib.util
 
+    from sdnn.catalogue import adhoc_study
+    from sdnn.study import run_study
     from sdnn.verdict import CALIBRATION
 
-    results = _auto(tmp_path, write_blobs(tmp_path / "modes.npz", multimodal=True))
+    data = write_blobs(tmp_path / "modes.npz", multimodal=True)
+    study = adhoc_study(["dataset=npz", f"dataset.path={data}", *SHORT], "replay")
+    run_study(study, tmp_path / "study", seeds=[0], variants=["auto"])
     spec = importlib.util.spec_from_file_location("replay_auto", ROOT / "docs" / "payoff" / "replay_auto.py")
     replay_auto = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(replay_auto)
-    choice, records = replay_auto.replay(json.loads(json.dumps(results)), CALIBRATION)
-    recorded = results["auto"]["candidates"]
-    assert choice == results["auto"]["chosen"] and choice.startswith("sdnn-k")
-    assert set(records) == set(recorded)
+    recorded_choice, choice, records = replay_auto.replay(study, tmp_path / "study", 0, CALIBRATION)
+    recorded = json.loads((tmp_path / "study" / "runs" / "auto-auto" / "seed0" / "results.json").read_text())
+    assert choice == recorded_choice == recorded["auto"]["chosen"] and choice.startswith("sdnn-k")
+    assert set(records) == set(recorded["auto"]["candidates"])
     for name in set(records) - {"baseline"}:
         for key in ("gain", "gain_sd", "lower"):
-            assert records[name][key] == pytest.approx(recorded[name][key], rel=1e-6)
+            assert records[name][key] == pytest.approx(recorded["auto"]["candidates"][name][key], rel=1e-6)
 
 
 def test_auto_keeps_the_baseline_where_nothing_beats_it(tmp_path):
