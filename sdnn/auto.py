@@ -12,21 +12,31 @@ one with the highest gain wins (a tie: the one listed first); none passing keeps
 ``auto.skip_hopeless`` a candidate whose expected Δ lies wholly below 0 is not trained, and results.json says
 so. ``auto.calibration``: the indicators' calibration (default ``conf/advise/calibration.yaml``).
 
+``auto.folds``: a validation split of a few hundred observations cannot show a gain of a point (one observation
+is worth 100/n points), so by default (``auto``) the comparison is cross-validated until about 1000 observations
+were held out (at most 5 folds): fold 1 is the run's own split; fold j >= 2 holds out part j - 1 of the training
+split (a seeded order, parts of the validation split's size) and trains phase 1 and every candidate again on the
+rest of it and the validation split. The gains are paired within each fold and pooled over all of them; the
+chosen network is still fold 1's, trained on the training split, and only it sees the test split.
+
 Each candidate is an ordinary run in ``<run_dir>/auto/<candidate>/`` (its checkpoints, subclasses, partition),
-sharing phase 1, so a killed auto run resumes candidate by candidate; ``model/`` and ``results.json`` are the
-chosen network's, with ``auto`` added: every candidate's validation score, the choice and why.
+sharing phase 1, and fold j's in ``<run_dir>/auto/fold-<j>/`` (its phase 1 cached under its own key), so a killed
+auto run resumes candidate by candidate; ``model/`` and ``results.json`` are the chosen network's, with ``auto``
+added: every candidate's validation score, the folds, the choice and why.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from sdnn.assess import SplitIndicators, split_indicators
+from sdnn.cache import Phase1Cache
 from sdnn.config import Method
 from sdnn.errors import ConfigError
 from sdnn.figures import phase1_keys
@@ -38,7 +48,9 @@ from sdnn.results import Phase1Result, Results
 from sdnn.verdict import Z80, Calibration, judge, load_calibration
 
 FOLDER = "auto"
-RULE = ("a candidate's gain over the baseline: paired on the validation split, combined ({prior} auto.prior) with "
+MIN_HELD_OUT, MAX_FOLDS = 1000, 5   # auto.folds=auto: folds until this many held-out observations, at most this many
+RULE = ("a candidate's gain over the baseline: paired on the held-out observations of the validation split (and of "
+        "the further folds, auto.folds), combined ({prior} auto.prior) with "
         "the indicators' expectation by precision; chosen when its one-sided {confidence:g} lower bound is above 0, "
         "the highest gain of those")
 
@@ -74,10 +86,11 @@ def candidates_of(job: Job) -> list[Candidate]:
 
 
 def candidate_job(job: Job, candidate: Candidate, phase1: Phase1Result,
-                  indicators: SplitIndicators | None = None) -> Job:
-    """The candidate as an ordinary run of its method in ``<run_dir>/auto/<name>/``: phase 1 shared (and its split's
-    indicators, where ``expectations`` computed them), no look at the test split, no figures of its own."""
-    folder = job.run_dir / FOLDER / candidate.name
+                  indicators: SplitIndicators | None = None, root: Path | None = None) -> Job:
+    """The candidate as an ordinary run of its method in ``<root>/<name>/`` (default ``<run_dir>/auto/``): phase 1
+    shared (and its split's indicators, where ``expectations`` computed them), no look at the test split, no
+    figures of its own."""
+    folder = (root or job.run_dir / FOLDER) / candidate.name
     subclass = job.subclass if candidate.k is None else replace(job.subclass, num_classes_to_repartition=candidate.k)
     settings = replace(job.settings, method=candidate.method, subclass=subclass,
                        observe=replace(job.observe, figures=False))
@@ -85,6 +98,46 @@ def candidate_job(job: Job, candidate: Candidate, phase1: Phase1Result,
     training = replace(job.training, run_dir=folder, test=False, loggers=loggers)
     return replace(job, settings=settings, run_dir=folder, training=training, shared_phase1=phase1,
                    shared_indicators=indicators)
+
+
+def fold_count(job: Job) -> tuple[int, str]:
+    """How many folds the candidates are compared on (``auto.folds``; the module docstring), and why, in words;
+    a ``ConfigError`` for more than the training split holds."""
+    wanted, n_val, most = job.settings.auto.folds, job.data.validation_size, job.data.max_folds()
+    if wanted != "auto":
+        if wanted > most:
+            raise ConfigError(f"auto.folds={wanted}: the training split holds {most - 1} part(s) the size of the "
+                              f"validation split ({n_val}), so at most {most} fold(s); lower auto.folds")
+        return wanted, f"auto.folds={wanted}"
+    folds = min(MAX_FOLDS, -(-MIN_HELD_OUT // max(n_val, 1)), most)
+    if folds == 1:
+        short = "" if n_val >= MIN_HELD_OUT else "; the training split holds no further part of its size"
+        return 1, f"the validation split's {n_val} observations (auto.folds=auto{short})"
+    return folds, (f"{folds} folds of {n_val}: the validation split alone ({n_val}) is fewer than {MIN_HELD_OUT} "
+                   f"held-out observations (auto.folds=auto, at most {MAX_FOLDS}; auto.folds=1 turns it off)")
+
+
+def fold_job(job: Job, fold: int) -> Job:
+    """Fold ``fold`` (>= 2) as a run of its own in ``<run_dir>/auto/fold-<fold>/``: part ``fold - 1`` of the
+    training split held out, phase 1 trained again on the rest (cached under its own key), no look at the test
+    split, no figures, no indicators."""
+    folder = job.run_dir / FOLDER / f"fold-{fold}"
+    cache = Phase1Cache(job.cache.dir.parent, {**job.cache.key_payload, "auto_fold": fold}, job.cache.say)
+    observe = replace(job.observe, figures=False, split_indicators=False, norms_every=0)
+    loggers = LoggerFactory(job.training.loggers.make_logger, folder, job.config)
+    training = replace(job.training, run_dir=folder, test=False, loggers=loggers)
+    return replace(job, settings=replace(job.settings, observe=observe), run_dir=folder, training=training,
+                   data=job.data.fold(fold, job.seed), cache=cache, shared_phase1=None, shared_indicators=None)
+
+
+def fold_scores(job: Job, fold: int, folds: int, candidates: list[Candidate]) -> dict[str, np.ndarray]:
+    """Each candidate's hits on fold ``fold``'s held-out part, trained the way fold 1's were."""
+    sub = fold_job(job, fold)
+    job.say(f"auto: fold {fold} of {folds}, part {fold - 1} of the training split held out "
+            f"({sub.data.validation_size} observations; in {FOLDER}/fold-{fold}/)")
+    phase1 = run_phase1(sub)
+    return {cand.name: RECIPE[cand.method](candidate_job(sub, cand, phase1, root=sub.run_dir)).module.val_correct()
+            .numpy() for cand in candidates}
 
 
 def expectations(job: Job, phase1: Phase1Result, candidates: list[Candidate], calibration: Calibration
@@ -176,6 +229,7 @@ def auto(job: Job) -> Results:
                           "dataset.val_fraction=0.2 (the test split is never used to choose)")
     start = time.perf_counter()
     candidates = candidates_of(job)
+    folds, folds_why = fold_count(job)
     phase1 = run_phase1(job)
     settings = job.settings.auto
     needed = settings.prior or settings.skip_hopeless
@@ -185,12 +239,19 @@ def auto(job: Job) -> Results:
                for name, (low, mid, high) in expected.items() if settings.skip_hopeless and high < 0}
     for name, why in skipped.items():
         job.say(f"auto: skipping {name} ({why})")
+    kept = [c for c in candidates if c.name not in skipped]
     trained: dict[str, Results] = {}
-    for i, cand in enumerate([c for c in candidates if c.name not in skipped], 1):
-        job.say(f"auto: candidate {i} of {len(candidates) - len(skipped)}, {cand.name} (in {FOLDER}/{cand.name}/)")
+    for i, cand in enumerate(kept, 1):
+        job.say(f"auto: candidate {i} of {len(kept)}, {cand.name} (in {FOLDER}/{cand.name}/)")
         trained[cand.name] = RECIPE[cand.method](candidate_job(job, cand, phase1, indicators.get(cand.name)))
-    scores = {name: r.module.val_correct().numpy() for name, r in trained.items()}
+    by_fold = [{name: r.module.val_correct().numpy() for name, r in trained.items()}]
+    by_fold += [fold_scores(job, fold, folds, kept) for fold in range(2, folds + 1)]
+    scores = {name: np.concatenate([hits[name] for hits in by_fold]) for name in trained}  # paired within each fold
     chosen, records, why = choose(scores, job, expected)
+    if folds > 1:
+        for name in trained:
+            if name != "baseline":
+                records[name]["fold_gains"] = [float(hits[name].mean() - hits["baseline"].mean()) for hits in by_fold]
     for name, why_skipped in skipped.items():
         records[name] = {"skipped": why_skipped}
     job.say(f"auto: chose {why}")
@@ -198,6 +259,7 @@ def auto(job: Job) -> Results:
     results.test = test_module(results.module, job.data, job.training)
     results.method = str(Method.auto)
     results.auto = {"candidates": {c.name: records[c.name] for c in candidates}, "chosen": chosen, "why": why,
+                    "folds": {"count": folds, "held_out": len(scores["baseline"]), "why": folds_why},
                     "rule": RULE.format(confidence=settings.confidence, prior="with" if settings.prior else "without"),
                     "calibration": settings.calibration or "conf/advise/calibration.yaml",
                     "seconds": time.perf_counter() - start}

@@ -214,7 +214,10 @@ def _indicators_line(indicators: dict[str, Any], class_names: list[str]) -> str:
 
 def _auto_lines(auto: dict[str, Any]) -> list[str]:
     """method=auto: each candidate's validation accuracy and gain over the baseline; the choice and why."""
-    lines = ["method=auto, candidates on the validation split (test: the chosen one only; gains in points):",
+    folds = auto.get("folds") or {"count": 1}
+    where = ("the validation split" if folds["count"] == 1 else
+             f"{folds['count']} validation folds, {folds['held_out']} held-out observations")
+    lines = [f"method=auto, candidates on {where} (test: the chosen one only; gains in points):",
              f"  {'candidate':>10}  {'val acc':>8}  {'val gain':>13}  {'expected':>8}  {'combined':>13}  "
              f"{'lower':>6}"]
     for name, r in auto["candidates"].items():

@@ -13,7 +13,7 @@ from tests.conftest import QUICK_GUARD, ROOT, compose_config, run_cli
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "observe.figures=false", "observe.norms_every=0",
          "observe.per_class_test_acc=false"]
 SHORT = ["phase1.epochs=3", "trainer.max_epochs=8", "optim.lr=0.1", "scheduler.milestones=[6]",
-         "dataset.batch_size=64", "model=lr", "checkpoint.every_n_epochs=0", *QUIET]
+         "dataset.batch_size=64", "model=lr", "checkpoint.every_n_epochs=0", "auto.folds=1", *QUIET]
 
 
 def write_blobs(path, multimodal: bool, seed: int = 0, per_class: int = 300, with_val: bool = True, width: int = 4):
@@ -123,15 +123,6 @@ def test_auto_is_deterministic_and_resumes_between_candidates_to_the_same_choice
     whole = _auto(tmp_path, data, resumable, name="whole")
     again = _auto(tmp_path, data, resumable, name="again")
 
-    def _strip(results):
-        skip = {"seconds", "train_seconds", "partition_seconds", "cache_dir", "origin", "cached"}
-
-        def walk(value):
-            if isinstance(value, dict):
-                return {k: walk(v) for k, v in value.items() if k not in skip}
-            return [walk(v) for v in value] if isinstance(value, list) else value
-        return walk(results)
-
     assert _strip(whole) == _strip(again)
 
     original = sdnn.auto.RECIPE[Method.reweight]
@@ -147,6 +138,103 @@ def test_auto_is_deterministic_and_resumes_between_candidates_to_the_same_choice
     monkeypatch.setitem(sdnn.auto.RECIPE, Method.reweight, original)
     resumed = _auto(tmp_path, data, resumable, name="killed")
     assert _strip(resumed) == _strip(whole)
+
+
+def test_a_fold_holds_out_its_part_of_train_and_trains_on_the_rest_and_the_validation_split():
+    import torch
+
+    from sdnn.data.tensors import TensorSplits, fold_splits
+
+    n_train, n_val = 23, 5
+    ids = torch.arange(n_train + n_val)  # each observation's identity, as its single feature
+    splits = TensorSplits(ids[:n_train, None].float(), ids[:n_train] % 3, ids[:2, None].float(), ids[:2] % 3, 3,
+                          x_val=ids[n_train:, None].float(), y_val=ids[n_train:] % 3, fine_train=ids[:n_train] % 6,
+                          fine_val=ids[n_train:] % 6)
+    held_out = []
+    for fold in (2, 3, 4, 5):  # 1 + 23 // 5 folds: the run's own split and four parts of train
+        f = fold_splits(splits, fold, seed=7)
+        train, val = f.x_train[:, 0].long(), f.x_val[:, 0].long()
+        assert len(val) == n_val and sorted(train.tolist() + val.tolist()) == list(range(n_train + n_val))
+        assert set(range(n_train, n_train + n_val)) <= set(train.tolist())  # the validation split is trained on
+        assert (f.y_train == train % 3).all() and (f.y_val == val % 3).all()
+        assert (f.fine_train == train % 6).all() and (f.fine_val == val % 6).all()
+        assert f.x_test is splits.x_test
+        held_out.append(set(val.tolist()))
+        assert fold_splits(splits, fold, seed=7).x_val.equal(f.x_val)  # seeded
+    assert all(not (a & b) for i, a in enumerate(held_out) for b in held_out[i + 1:])  # disjoint parts of train
+    for fold in (1, 6):
+        with pytest.raises(ValueError, match="holds 1 to 4 parts"):
+            fold_splits(splits, fold, seed=7)
+
+
+@pytest.mark.parametrize("n_val, n_train, wanted, folds", [
+    (189, 1068, "auto", 5),    # digits: 1000 / 189 -> 6 folds, at most 5
+    (450, 900, "auto", 3),     # 1000 / 450 -> 3, and train holds two more parts
+    (300, 400, "auto", 2),     # train holds one more part only
+    (300, 200, "auto", 1),     # and here none
+    (1000, 9000, "auto", 1),   # enough held-out observations already
+    (5000, 10000, "auto", 1),
+    (189, 1068, 2, 2),
+])
+def test_how_many_folds(n_val, n_train, wanted, folds):
+    from types import SimpleNamespace
+
+    from sdnn.auto import fold_count
+    from sdnn.config import AutoConfig
+
+    data = SimpleNamespace(validation_size=n_val, max_folds=lambda: 1 + n_train // n_val)
+    job = SimpleNamespace(settings=SimpleNamespace(auto=AutoConfig(folds=wanted)), data=data)
+    count, why = fold_count(job)
+    assert count == folds and (str(n_val) in why if wanted == "auto" else why == f"auto.folds={wanted}")
+
+
+def test_auto_cross_validates_a_small_validation_split_and_resumes_inside_a_fold(tmp_path, monkeypatch):
+    """auto.folds=auto on 180 validation observations: 3 folds (the run's split and two parts of train), each with
+    its own phase 1 and candidates; the gains pooled over the folds; a run killed inside fold 2 and run again ends
+    as an uninterrupted one."""
+    import sdnn.auto
+    from sdnn.config import Method
+    from sdnn.errors import Interrupted
+
+    data = write_blobs(tmp_path / "modes.npz", multimodal=True, per_class=120, seed=2)
+    folds = ["auto.folds=auto", "checkpoint.every_n_epochs=1", "auto.candidates=[baseline,sdnn-k1]"]
+    whole = _auto(tmp_path / "w", data, folds)
+    auto = whole["auto"]
+    assert auto["folds"]["count"] == 3 and auto["folds"]["held_out"] == 3 * 180 and "3 folds of 180" in \
+        auto["folds"]["why"]
+    k1 = auto["candidates"]["sdnn-k1"]
+    assert len(k1["fold_gains"]) == 3 and k1["val_gain"] == pytest.approx(np.mean(k1["fold_gains"]))  # equal parts
+    assert auto["chosen"] == "sdnn-k1" and k1["val_gain"] > 0.1, auto["why"]
+    for fold in (2, 3):  # a run of its own: phase 1 (cached under its own key) and the candidates
+        assert (tmp_path / "w" / "run" / "auto" / f"fold-{fold}" / "sdnn-k1" / "subclasses.json").is_file()
+    assert len(list((tmp_path / "w" / "cache").iterdir())) == 3
+    assert not (tmp_path / "w" / "run" / "auto" / "fold-2" / "results.json").exists()
+
+    original = sdnn.auto.RECIPE[Method.sdnn]
+
+    def killed_in_fold_2(job):
+        if "fold-2" in str(job.run_dir):
+            raise KeyboardInterrupt
+        return original(job)
+
+    monkeypatch.setitem(sdnn.auto.RECIPE, Method.sdnn, killed_in_fold_2)
+    with pytest.raises(Interrupted):
+        _auto(tmp_path / "k", data, folds)
+    assert (tmp_path / "k" / "run" / "auto" / "fold-2" / "baseline" / "baseline" / "checkpoints" / "last.ckpt").is_file()
+    monkeypatch.setitem(sdnn.auto.RECIPE, Method.sdnn, original)
+    resumed = _auto(tmp_path / "k", data, folds)
+    assert _strip(resumed) == _strip(whole)
+
+
+def _strip(results):
+    """Results without what differs between two runs of the same settings (times, folders, cache use)."""
+    skip = {"seconds", "train_seconds", "partition_seconds", "cache_dir", "origin", "cached"}
+
+    def walk(value):
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items() if k not in skip}
+        return [walk(v) for v in value] if isinstance(value, list) else value
+    return walk(results)
 
 
 def _job(**auto):
@@ -212,6 +300,9 @@ def test_the_indicators_expectation_tips_a_small_validation_gain_but_not_a_loss(
     (["auto.candidates=[baseline,sdnn-two]"], "sdnn-k<k>"),
     (["auto.confidence=1.5"], "auto.confidence=1.5"),
     (["auto.calibration=nowhere.yaml"], "auto.calibration='nowhere.yaml' is not a file"),
+    (["auto.folds=0"], "auto.folds=0 must be auto"),
+    (["auto.folds=4"], "auto.folds=4: the training split holds 2 part(s) the size of the validation split (45), so "
+                       "at most 3 fold(s)"),
 ])
 def test_auto_errors_are_one_line(tmp_path, extra, message):
     data = write_blobs(tmp_path / "modes.npz", multimodal=True, per_class=30, with_val=extra != ["no validation split"])

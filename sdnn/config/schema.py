@@ -182,8 +182,13 @@ class AutoConfig:
     prior: bool = True         # combine the validation gain with the indicators' expectation (sdnn.advise)
     skip_hopeless: bool = True  # skip a candidate whose expected Δ (sdnn.advise's 80% interval) lies below 0
     calibration: Optional[str] = None  # the indicators' calibration; null: conf/advise/calibration.yaml
+    folds: Any = "auto"        # held-out parts the candidates are compared on: auto (sdnn.auto.fold_count) or n >= 1
 
     def __post_init__(self):
+        require(self.folds == "auto" or (isinstance(self.folds, int) and not isinstance(self.folds, bool)
+                                         and self.folds >= 1), "auto.folds", self.folds,
+                "must be auto (enough folds for about 1000 held-out observations, at most 5) or an integer >= 1 "
+                "(1: the validation split only)")
         names = list(self.candidates)
         bad = [n for n in names if not (n in ("baseline", "reweight") or re.fullmatch(r"sdnn-k[1-9]\d*", n))]
         require(bool(names) and not bad, "auto.candidates", names,

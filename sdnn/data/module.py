@@ -18,7 +18,7 @@ from sdnn.augment import Augmenter
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.preprocess import Preprocessing
 from sdnn.data.sources import InMemoryDataset
-from sdnn.data.tensors import TensorSplits, batch_loader
+from sdnn.data.tensors import TensorSplits, batch_loader, fold_splits
 from sdnn.data.yt8m import YT8MData, YT8MStream
 from sdnn.errors import ConfigError, listed
 from sdnn.lit.progress import Console
@@ -125,6 +125,19 @@ class SDNNData(pl.LightningDataModule):
         """At most ``max_rows`` training observations (a seeded subset) with their classes and units."""
         raise NotImplementedError
 
+    @property
+    def validation_size(self) -> int:
+        """Observations in the validation split (0: none)."""
+        return 0
+
+    def max_folds(self) -> int:
+        """How many validation folds ``fold`` can make: 1 (the validation split only) unless held in memory."""
+        return 1
+
+    def fold(self, fold: int, seed: int) -> SDNNData:
+        """Fold ``fold`` (>= 2) of ``method=auto``'s cross-validation (``sdnn.data.tensors.fold_splits``)."""
+        raise NotImplementedError
+
 
 def data_module(source: InMemoryDataset | YT8MData, loaded: TensorSplits | YT8MData, progress: bool = True) -> SDNNData:
     """The SDNNData of a loaded dataset: tensors in memory, or YouTube-8M's streams."""
@@ -218,6 +231,19 @@ class InMemoryData(SDNNData):
 
     def describe_training(self) -> str:
         return self._description
+
+    @property
+    def validation_size(self) -> int:
+        return 0 if self.splits.y_val is None else len(self.splits.y_val)
+
+    def max_folds(self) -> int:
+        if not self.has_validation:
+            return 1
+        return 1 + len(self.splits.y_train) // len(self.splits.y_val)
+
+    def fold(self, fold: int, seed: int) -> InMemoryData:
+        return InMemoryData(fold_splits(self.splits, fold, seed), self.name, self.batch_size, self.augment, self.seed,
+                            progress=self.progress)
 
 
 class StreamedData(SDNNData):

@@ -7,7 +7,7 @@ collate on the training path).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -87,6 +87,27 @@ def split_off_validation(x: Tensor, y: Tensor, fraction: float, seed: int):
     n_val = max(1, int(round(fraction * len(x))))
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]
+
+
+def fold_splits(splits: TensorSplits, fold: int, seed: int) -> TensorSplits:
+    """Fold ``fold`` (>= 2) of ``method=auto``'s cross-validation: part ``fold - 1`` of the training split (a seeded
+    order, parts of the validation split's size) held out, trained on the rest of it and the validation split.
+    Test data and the normalisation statistics stay the run's (the statistics are label-free)."""
+    n_val, n_train = len(splits.y_val), len(splits.y_train)
+    if not 2 <= fold <= 1 + n_train // n_val:
+        raise ValueError(f"fold {fold}: a training split of {n_train} holds 1 to {n_train // n_val} parts of the "
+                         f"validation split's size ({n_val})")
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
+    held = torch.zeros(n_train, dtype=torch.bool)
+    held[order[(fold - 2) * n_val:(fold - 1) * n_val]] = True
+    kept = ~held
+    fine_train = None
+    if splits.fine_train is not None:
+        fine_train = torch.cat([splits.fine_train[kept], splits.fine_val])
+    return replace(splits, x_train=torch.cat([splits.x_train[kept], splits.x_val]),
+                   y_train=torch.cat([splits.y_train[kept], splits.y_val]), x_val=splits.x_train[held],
+                   y_val=splits.y_train[held], fine_train=fine_train,
+                   fine_val=None if splits.fine_train is None else splits.fine_train[held])
 
 
 def subsample_per_class(x: Tensor, y: Tensor, per_class: int, seed: int) -> tuple[Tensor, Tensor]:
