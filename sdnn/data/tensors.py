@@ -101,13 +101,12 @@ def fold_splits(splits: TensorSplits, fold: int, seed: int) -> TensorSplits:
     held = torch.zeros(n_train, dtype=torch.bool)
     held[order[(fold - 2) * n_val:(fold - 1) * n_val]] = True
     kept = ~held
-    fine_train = None
-    if splits.fine_train is not None:
-        fine_train = torch.cat([splits.fine_train[kept], splits.fine_val])
+    fine = splits.fine_train is not None and splits.fine_val is not None
     return replace(splits, x_train=torch.cat([splits.x_train[kept], splits.x_val]),
                    y_train=torch.cat([splits.y_train[kept], splits.y_val]), x_val=splits.x_train[held],
-                   y_val=splits.y_train[held], fine_train=fine_train,
-                   fine_val=None if splits.fine_train is None else splits.fine_train[held])
+                   y_val=splits.y_train[held],
+                   fine_train=torch.cat([splits.fine_train[kept], splits.fine_val]) if fine else None,
+                   fine_val=splits.fine_train[held] if fine else None)
 
 
 def subsample_per_class(x: Tensor, y: Tensor, per_class: int, seed: int) -> tuple[Tensor, Tensor]:
