@@ -1,9 +1,10 @@
 """``method=auto`` (issue 26): from one phase 1 (cached), train the candidates (``auto.candidates``; by default
 the baseline, reweight and SDNN splitting the k = 1, 2, 3 most neglected classes) on the training split, choose
-on the validation split only, and test the chosen network once.
+on held-out data only (the validation split; cross-validated when small, ``auto.folds``), and test the chosen
+network once.
 
 The guard: a candidate replaces the baseline only when its gain is larger than the noise. Its gain on the
-validation split is paired (the same observations, candidate − baseline; mean and standard error), and, with
+held-out observations is paired (the same observations, candidate − baseline; mean and standard error), and, with
 ``auto.prior`` (the default), combined with what the label-free indicators of its split expect (``sdnn.advise``'s
 verdict: the expected Δ and its 80% interval, from the probe on the training split), each weighted by its
 precision — a validation split of a few hundred observations alone cannot tell a 2-point gain from noise. A
