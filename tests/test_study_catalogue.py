@@ -34,7 +34,7 @@ class OldStudy:
     regime: str = ""
 
 
-SHARED = ROOT.parent / "shared"
+SHARED = (ROOT.parent / "shared").resolve()  # as the catalogue resolves it (../shared may be a link)
 Variant_ = OldVariant
 
 
