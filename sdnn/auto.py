@@ -43,7 +43,7 @@ from sdnn.errors import ConfigError
 from sdnn.figures import phase1_keys
 from sdnn.job import Job
 from sdnn.lit.loggers import LoggerFactory
-from sdnn.lit.trainer import test_module
+from sdnn.lit.trainer import Training, test_module
 from sdnn.pipeline import baseline, partition_once, reweight, run_phase1, sdnn, select
 from sdnn.results import Phase1Result, Results
 from sdnn.verdict import Z80, Calibration, judge, load_calibration
@@ -95,10 +95,14 @@ def candidate_job(job: Job, candidate: Candidate, phase1: Phase1Result,
     subclass = job.subclass if candidate.k is None else replace(job.subclass, num_classes_to_repartition=candidate.k)
     settings = replace(job.settings, method=candidate.method, subclass=subclass,
                        observe=replace(job.observe, figures=False))
-    loggers = LoggerFactory(job.training.loggers.make_logger, folder, job.config)
-    training = replace(job.training, run_dir=folder, test=False, loggers=loggers)
-    return replace(job, settings=settings, run_dir=folder, training=training, shared_phase1=phase1,
+    return replace(job, settings=settings, run_dir=folder, training=_untested_in(job, folder), shared_phase1=phase1,
                    shared_indicators=indicators)
+
+
+def _untested_in(job: Job, folder: Path) -> Training:
+    """The job's training, run in ``folder`` (its checkpoints and loggers) without a look at the test split."""
+    loggers = LoggerFactory(job.training.loggers.make_logger, folder, job.config)
+    return replace(job.training, run_dir=folder, test=False, loggers=loggers)
 
 
 def fold_count(job: Job) -> tuple[int, str]:
@@ -125,10 +129,9 @@ def fold_job(job: Job, fold: int) -> Job:
     folder = job.run_dir / FOLDER / f"fold-{fold}"
     cache = Phase1Cache(job.cache.dir.parent, {**job.cache.key_payload, "auto_fold": fold}, job.cache.say)
     observe = replace(job.observe, figures=False, split_indicators=False, norms_every=0)
-    loggers = LoggerFactory(job.training.loggers.make_logger, folder, job.config)
-    training = replace(job.training, run_dir=folder, test=False, loggers=loggers)
-    return replace(job, settings=replace(job.settings, observe=observe), run_dir=folder, training=training,
-                   data=job.data.fold(fold, job.seed), cache=cache, shared_phase1=None, shared_indicators=None)
+    return replace(job, settings=replace(job.settings, observe=observe), run_dir=folder,
+                   training=_untested_in(job, folder), data=job.data.fold(fold, job.seed), cache=cache,
+                   shared_phase1=None, shared_indicators=None)
 
 
 def fold_scores(job: Job, fold: int, folds: int, candidates: list[Candidate]) -> dict[str, np.ndarray]:

@@ -143,13 +143,15 @@ def test_auto_is_deterministic_and_resumes_between_candidates_to_the_same_choice
 def test_a_fold_holds_out_its_part_of_train_and_trains_on_the_rest_and_the_validation_split():
     import torch
 
-    from sdnn.data.tensors import TensorSplits, fold_splits
+    from sdnn.data.tensors import TensorSplits, fold_count_limit, fold_splits
 
     n_train, n_val = 23, 5
     ids = torch.arange(n_train + n_val)  # each observation's identity, as its single feature
     splits = TensorSplits(ids[:n_train, None].float(), ids[:n_train] % 3, ids[:2, None].float(), ids[:2] % 3, 3,
                           x_val=ids[n_train:, None].float(), y_val=ids[n_train:] % 3, fine_train=ids[:n_train] % 6,
                           fine_val=ids[n_train:] % 6)
+    no_val = TensorSplits(splits.x_train, splits.y_train, splits.x_test, splits.y_test, 3)
+    assert fold_count_limit(splits) == 5 and fold_count_limit(no_val) == 1
     held_out = []
     for fold in (2, 3, 4, 5):  # 1 + 23 // 5 folds: the run's own split and four parts of train
         f = fold_splits(splits, fold, seed=7)

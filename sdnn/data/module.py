@@ -18,7 +18,7 @@ from sdnn.augment import Augmenter
 from sdnn.data.batch_augment import BatchAugment, InputPipeline
 from sdnn.data.preprocess import Preprocessing
 from sdnn.data.sources import InMemoryDataset
-from sdnn.data.tensors import TensorSplits, batch_loader, fold_splits
+from sdnn.data.tensors import TensorSplits, batch_loader, fold_count_limit, fold_splits
 from sdnn.data.yt8m import YT8MData, YT8MStream
 from sdnn.errors import ConfigError, listed
 from sdnn.lit.progress import Console
@@ -237,9 +237,7 @@ class InMemoryData(SDNNData):
         return 0 if self.splits.y_val is None else len(self.splits.y_val)
 
     def max_folds(self) -> int:
-        if not self.has_validation:
-            return 1
-        return 1 + len(self.splits.y_train) // len(self.splits.y_val)
+        return fold_count_limit(self.splits)
 
     def fold(self, fold: int, seed: int) -> InMemoryData:
         return InMemoryData(fold_splits(self.splits, fold, seed), self.name, self.batch_size, self.augment, self.seed,

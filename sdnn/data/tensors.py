@@ -89,12 +89,20 @@ def split_off_validation(x: Tensor, y: Tensor, fraction: float, seed: int):
     return x[train], y[train], x[val], y[val]
 
 
+def fold_count_limit(splits: TensorSplits) -> int:
+    """The most folds ``fold_splits`` can make: the validation split and each whole part of the training split of
+    its size (1 without a validation split)."""
+    if splits.y_val is None or not len(splits.y_val):
+        return 1
+    return 1 + len(splits.y_train) // len(splits.y_val)
+
+
 def fold_splits(splits: TensorSplits, fold: int, seed: int) -> TensorSplits:
     """Fold ``fold`` (>= 2) of ``method=auto``'s cross-validation: part ``fold - 1`` of the training split (a seeded
     order, parts of the validation split's size) held out, trained on the rest of it and the validation split.
     Test data and the normalisation statistics stay the run's (the statistics are label-free)."""
     n_val, n_train = len(splits.y_val), len(splits.y_train)
-    if not 2 <= fold <= 1 + n_train // n_val:
+    if not 2 <= fold <= fold_count_limit(splits):
         raise ValueError(f"fold {fold}: a training split of {n_train} holds 1 to {n_train // n_val} parts of the "
                          f"validation split's size ({n_val})")
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
