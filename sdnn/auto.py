@@ -9,7 +9,9 @@ held-out observations is paired (the same observations, candidate − baseline; 
 verdict: the expected Δ and its 80% interval, from the probe on the training split), each weighted by its
 precision — a validation split of a few hundred observations alone cannot tell a 2-point gain from noise. A
 candidate passes when the one-sided ``auto.confidence`` (95%) lower bound of that gain is above 0; of those, the
-one with the highest gain wins (a tie: the one listed first); none passing keeps the baseline. With
+one with the highest gain wins (a tie: the one listed first); none passing keeps the baseline. Each candidate's
+``detectable`` gain says how fine the comparison is: the true gain its bound would clear in 4 runs of 5
+(``(z_confidence + z_0.8) × sd``, the usual minimum detectable effect); a smaller real gain is often missed. With
 ``auto.skip_hopeless`` a candidate whose expected Δ lies wholly below 0 is not trained, and results.json says
 so. ``auto.calibration``: the indicators' calibration (default ``conf/advise/calibration.yaml``).
 
@@ -50,6 +52,7 @@ from sdnn.verdict import Z80, Calibration, judge, load_calibration
 
 FOLDER = "auto"
 MIN_HELD_OUT, MAX_FOLDS = 1000, 5   # auto.folds=auto: folds until this many held-out observations, at most this many
+POWER = 0.8   # ``detectable``: the gain the guard passes this often
 RULE = ("a candidate's gain over the baseline: paired on the held-out observations of the validation split (and of "
         "the further folds, auto.folds), combined ({prior} auto.prior) with "
         "the indicators' expectation by precision; chosen when its one-sided {confidence:g} lower bound is above 0, "
@@ -186,6 +189,7 @@ def choose(scores: dict[str, np.ndarray], job: Job,
     """The guard (module docstring): the choice, each candidate's record, and why, in words."""
     settings, base = job.settings.auto, scores["baseline"]
     z = NormalDist().inv_cdf(settings.confidence)
+    z_power = NormalDist().inv_cdf(POWER)
     records: dict[str, dict[str, Any]] = {}
     for name, hits in scores.items():
         record: dict[str, Any] = {"val_acc": float(hits.mean())}
@@ -194,6 +198,7 @@ def choose(scores: dict[str, np.ndarray], job: Job,
             gain = combined(hits, base, prior)
             record.update(val_gain=gain["val_gain"], val_gain_se=gain["val_gain_se"], gain=gain["mean"],
                           gain_sd=gain["sd"], lower=gain["mean"] - z * gain["sd"],
+                          detectable=(z + z_power) * gain["sd"],
                           expected=None if prior is None else [round(v, 4) for v in prior])
         records[name] = record
     chosen, why = decide(records, settings.confidence)
@@ -202,7 +207,7 @@ def choose(scores: dict[str, np.ndarray], job: Job,
 
 def decide(records: dict[str, dict[str, Any]], confidence: float) -> tuple[str, str]:
     """The choice among candidates' records (``gain`` and its one-sided ``lower`` bound) and why, in words: the
-    largest gain whose bound is above 0, else the baseline."""
+    largest gain whose bound is above 0, else the baseline (and the smallest gain the comparison detects)."""
     level = f"{100 * confidence:g}%"
     rivals = [n for n in records if n != "baseline"]
     passing = [n for n in rivals if records[n]["lower"] > 0]
@@ -210,8 +215,13 @@ def decide(records: dict[str, dict[str, Any]], confidence: float) -> tuple[str, 
         if not rivals:
             return "baseline", "baseline: no other candidate was trained"
         best = max(rivals, key=lambda n: records[n]["gain"])
-        return "baseline", (f"baseline: no candidate's gain is clear of the noise "
-                            f"(best: {_said(best, records[best], level)})")
+        why = f"baseline: no candidate's gain is clear of the noise (best: {_said(best, records[best], level)})"
+        finest = min(records[n].get("detectable", np.inf) for n in rivals)  # absent in runs before it existed
+        if np.isfinite(finest):
+            why += (f"; this comparison detects a gain of {100 * finest:.2f} points or more {100 * POWER:g}% of the "
+                    "time, so a smaller one may be missed (more held-out data, dataset.val_fraction or auto.folds, "
+                    "detects smaller ones)")
+        return "baseline", why
     chosen = max(passing, key=lambda n: records[n]["gain"])  # max keeps the first listed of equals
     return chosen, _said(chosen, records[chosen], level) + " is above 0"
 

@@ -267,6 +267,41 @@ def test_the_guard_chooses_only_a_gain_clear_of_the_noise():
     assert chosen == "sdnn-k1"  # equal: the first listed
 
 
+def test_the_detectable_gain_is_found_four_times_in_five():
+    """``detectable`` = (z_0.95 + z_0.8) × sd; a true gain of that size, drawn again and again, passes the guard in
+    about 80% of the draws, and half of it in far fewer; a kept baseline says how fine the comparison was."""
+    from sdnn.auto import choose
+
+    n, p_worse, z = 1000, 0.03, 1.6449 + 0.8416
+    gain = 0.02
+    for _ in range(50):  # the gain whose own paired sd puts it at (z_0.95 + z_0.8) standard errors
+        gain = z * np.sqrt((2 * p_worse + gain - gain ** 2) / n)
+    rng = np.random.default_rng(3)
+
+    def passes(true_gain, draws=2000):
+        hits = 0
+        for _ in range(draws):
+            u = rng.random(n)
+            diff = (u < p_worse + true_gain).astype(float) - (u > 1 - p_worse)  # +1, -1 or 0 per observation
+            base = np.zeros(n)
+            base[diff < 0] = 1
+            chosen, records, _ = choose({"baseline": base, "sdnn-k1": base + diff}, _job(prior=False), {})
+            hits += chosen == "sdnn-k1"
+        return hits / draws, records["sdnn-k1"]
+
+    rate, record = passes(gain)
+    assert 0.76 < rate < 0.84
+    assert record["detectable"] == pytest.approx(z * record["gain_sd"], rel=1e-3)
+    assert record["detectable"] == pytest.approx(gain, rel=0.1)
+    assert passes(gain / 2)[0] < 0.45
+    base = (rng.random(400) < 0.8).astype(float)
+    slight = base.copy()
+    slight[np.flatnonzero(base == 0)[:2]] = 1
+    chosen, records, why = choose({"baseline": base, "reweight": slight}, _job(prior=False), {})
+    assert chosen == "baseline"
+    assert f"detects a gain of {100 * records['reweight']['detectable']:.2f} points or more 80% of the time" in why
+
+
 def test_the_indicators_expectation_tips_a_small_validation_gain_but_not_a_loss():
     """+1 point on 400 validation observations (12 more right, 8 more wrong) is noise alone; with an expectation of +3 [+1.7, +4.3] it is not.
     A candidate that loses on validation is not rescued by a hopeful expectation."""
