@@ -44,7 +44,6 @@ from sdnn.config import Method
 from sdnn.errors import ConfigError
 from sdnn.figures import phase1_keys
 from sdnn.job import Job
-from sdnn.lit.loggers import LoggerFactory
 from sdnn.lit.trainer import Training, test_module
 from sdnn.pipeline import baseline, partition_once, reweight, run_phase1, sdnn, select
 from sdnn.results import Phase1Result, Results
@@ -103,9 +102,9 @@ def candidate_job(job: Job, candidate: Candidate, phase1: Phase1Result,
 
 
 def _untested_in(job: Job, folder: Path) -> Training:
-    """The job's training, run in ``folder`` (its checkpoints and loggers) without a look at the test split."""
-    loggers = LoggerFactory(job.training.loggers.make_logger, folder, job.config)
-    return replace(job.training, run_dir=folder, test=False, loggers=loggers)
+    """The job's training, run in ``folder`` (its checkpoints; its loggers in the run's W&B group) without a look at
+    the test split."""
+    return replace(job.training, run_dir=folder, test=False, loggers=job.training.loggers.child(folder))
 
 
 def fold_count(job: Job) -> tuple[int, str]:

@@ -60,3 +60,25 @@ def test_wandb_is_not_given_the_anonymous_setting_it_warns_about(tmp_path):
                              keep_name=True, _partial_=True)
     logger = LoggerFactory(make, tmp_path, {}).make("phase1")  # no W&B run starts before the first log
     assert "anonymous" not in logger._wandb_init and logger._wandb_init["job_type"] == "phase1"
+
+
+def test_auto_candidates_and_folds_log_in_the_auto_runs_group_named_by_their_path(tmp_path):
+    """An auto run's candidates (``<run>/auto/<name>``) and its folds' (``<run>/auto/fold-<j>/<name>``) are W&B runs of
+    the auto run's group, each named by its path from the run, so that fold 2's sdnn-k3 is not fold 1's."""
+    pytest.importorskip("wandb")
+    from sdnn.build import instantiate_group
+    from sdnn.lit.loggers import LoggerFactory
+
+    make = instantiate_group("logger", {"_target_": "pytorch_lightning.loggers.WandbLogger", "project": "sdnn"},
+                             keep_name=True, _partial_=True)
+    run = tmp_path / "12-00-00"
+    top = LoggerFactory(make, run, {})
+    fold = top.child(run / "auto" / "fold-2")
+    inits = {name: factory.make("phase2")._wandb_init for name, factory in
+             (("run", top), ("candidate", top.child(run / "auto" / "sdnn-k3")),
+              ("fold candidate", fold.child(run / "auto" / "fold-2" / "sdnn-k3")))}
+    assert inits["run"]["name"] == "12-00-00/phase2" and inits["run"]["group"] == str(run)
+    assert inits["candidate"]["name"] == "12-00-00/auto/sdnn-k3/phase2"
+    assert inits["fold candidate"]["name"] == "12-00-00/auto/fold-2/sdnn-k3/phase2"
+    assert {init["group"] for init in inits.values()} == {str(run)}
+    assert fold.child(run / "auto" / "fold-2" / "sdnn-k3").run_dir == run / "auto" / "fold-2" / "sdnn-k3"

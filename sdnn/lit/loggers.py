@@ -32,9 +32,19 @@ class LoggerFactory:
     ``make_logger``: the ``logger`` group's class with its arguments (``sdnn.build``), None for none;
     ``config``: the resolved configuration, W&B's run config."""
 
-    def __init__(self, make_logger: Callable[..., Any] | None, run_dir: Path, config: dict[str, Any]):
+    def __init__(self, make_logger: Callable[..., Any] | None, run_dir: Path, config: dict[str, Any],
+                 group: str | None = None, label: str | None = None):
         self.make_logger = make_logger
         self.run_dir, self.config = Path(run_dir), config
+        self.group, self.label = group, label or self.run_dir.name  # W&B: None = the sweep's or the run's own group
+
+    def child(self, folder: Path) -> LoggerFactory:
+        """The loggers of a run inside this one (method=auto's candidates and folds): the same W&B group, each run
+        named by its path from this one (``<run>/auto/fold-2/sdnn-k3/phase2``)."""
+        folder = Path(folder)
+        path = folder.relative_to(self.run_dir).as_posix() if folder.is_relative_to(self.run_dir) else folder.name
+        return LoggerFactory(self.make_logger, folder, self.config, group=self.group or sweep_group(self.run_dir),
+                             label=f"{self.label}/{path}")
 
     @property
     def target(self) -> str:
@@ -45,8 +55,9 @@ class LoggerFactory:
         if self.make_logger is None:
             return False
         if self.target.endswith("WandbLogger"):  # one W&B run per phase, grouped by sweep
-            group = getattr(self.make_logger, "keywords", {}).get("group") or sweep_group(self.run_dir)
-            logger = self.make_logger(save_dir=str(self.run_dir), name=f"{self.run_dir.name}/{phase}", group=group,
+            group = (getattr(self.make_logger, "keywords", {}).get("group") or self.group
+                     or sweep_group(self.run_dir))
+            logger = self.make_logger(save_dir=str(self.run_dir), name=f"{self.label}/{phase}", group=group,
                                       job_type=phase, config=self.config)
             init = getattr(logger, "_wandb_init", {})
             if "anonymous" in init and init["anonymous"] is None:  # Lightning's default; W&B warns it has no effect
