@@ -135,16 +135,23 @@ def validate(cells: Sequence[Cell]) -> list[dict[str, Any]]:
             # auto's candidates as the study measured them (k = 1, 3 where it ran those variants)
             candidates = {m: cell.delta(m) for m in ("baseline", *METHODS, "k=1", "k=3") if m in cell.measured
                           or m == "baseline"}
-            best = max(candidates, key=lambda m: candidates[m][0])
-            pays = candidates[best][0] > candidates[best][1] and best != "baseline"
             row["auto"] = {"measured": [mean, std], "chosen": [v["chosen"] for _, v in sorted(cell.auto.items())],
-                           "never_worse": mean >= -std, "pays": pays, "best_candidate": best,
-                           "share_of_best": mean / candidates[best][0] if pays else None,
+                           **auto_criteria(candidates, (mean, std)),
                            "cost": (float(np.mean([v["seconds"] for v in cell.auto.values()]))
                                     / float(np.mean(list(cell.baseline_seconds.values()))))
                            if cell.auto and cell.baseline_seconds else None}
         rows.append(row)
     return rows
+
+
+def auto_criteria(candidates: dict[str, tuple[float, float]], auto: tuple[float, float]) -> dict[str, Any]:
+    """Issue 26's targets for method=auto, from the mean and seed std of each candidate's Δ test (points; the
+    baseline's (0, 0) among them) and of auto's: the best candidate, whether it pays (its mean above its std),
+    whether auto is no worse than the baseline by more than its std, and the share of the best gain it took."""
+    best = max(candidates, key=lambda m: candidates[m][0])
+    pays = candidates[best][0] > candidates[best][1] and best != "baseline"
+    return {"never_worse": auto[0] >= -auto[1], "pays": pays, "best_candidate": best,
+            "share_of_best": auto[0] / candidates[best][0] if pays else None}
 
 
 def evidence(cells: Sequence[Cell]) -> dict[str, dict[str, float]]:

@@ -104,6 +104,39 @@ def test_the_docs_replay_of_a_choice_with_the_same_lines_is_the_choice(tmp_path)
             assert records[name][key] == pytest.approx(recorded["auto"]["candidates"][name][key], rel=1e-6)
 
 
+def test_the_docs_seed_groups_compute_the_targets_as_the_payoff_does(tmp_path):
+    """docs/payoff/auto_seeds.py (docs/reproduction.md, "Ten seeds") on a hand-made study folder (study.json, the
+    auto runs' results.json): per seed group the best candidate, auto's share of its gain and what the comparison
+    detects, against a hand computation; a seed without an auto run is a one-line error."""
+    import importlib.util
+
+    per_seed = {"main": [0, 0, 0, 0], "reweight": [-0.01] * 4, "k=1": [0.005] * 4, "k=3": [0.01, 0.01, 0.02, 0.0],
+                "auto": [0.01, 0.0, 0.02, 0.0]}
+    variants = {name: {"seeds": [0, 1, 2, 3], "test": {"diff_per_seed": diffs}} for name, diffs in per_seed.items()}
+    variants["auto"]["auto"] = {str(s): {"chosen": c} for s, c in enumerate(["sdnn-k3", "baseline", "sdnn-k3",
+                                                                             "baseline"])}
+    (tmp_path / "study.json").write_text(json.dumps({"study": "hand", "variants": variants}))
+    for seed in range(4):
+        record = {"gain_sd": 0.004} if seed < 3 else {"gain_sd": 0.004, "detectable": 0.02}
+        folder = tmp_path / "runs" / "auto-auto" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"config": {"auto": {"confidence": 0.9}},
+                                                         "auto": {"candidates": {"sdnn-k3": record}}}))
+    spec = importlib.util.spec_from_file_location("auto_seeds", ROOT / "docs" / "payoff" / "auto_seeds.py")
+    auto_seeds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(auto_seeds)
+    first, everything = auto_seeds.cell_rows(tmp_path, ["0-1", "0-3"])
+    # seeds 0-1: k = 3 +1.00 ± 0.00 pays, auto +0.50 → 50%; the comparison detects (z_0.9 + z_0.8) × 0.4 points
+    assert "| 0-1 | k=3: +1.00 ± 0.00 |" in first and first.endswith("| yes | 50% |")
+    assert f"| {(1.2816 + 0.8416) * 0.4:.2f} |" in first
+    # seeds 0-3: k = 3 +1.00 ± 0.82 still pays; auto +0.75 → 75%; one seed's recorded detectable (2 points) counts
+    assert "| 0-3 | k=3: +1.00 ± 0.82 |" in everything and everything.endswith("| yes | 75% |")
+    assert f"| {(3 * (1.2816 + 0.8416) * 0.4 + 2) / 4:.2f} |" in everything
+    assert "(sdnn-k3 ×2, baseline ×2)" in everything
+    with pytest.raises(SystemExit, match=r"no auto run for seed\(s\) \[4\]"):
+        auto_seeds.cell_rows(tmp_path, ["0-4"])
+
+
 def test_auto_keeps_the_baseline_where_nothing_beats_it(tmp_path):
     results = _auto(tmp_path, write_blobs(tmp_path / "blobs.npz", multimodal=False))
     auto = results["auto"]

@@ -1,0 +1,86 @@
+"""method=auto's targets on groups of seeds of finished study folders (docs/reproduction.md, "Ten seeds"): per
+cell and seed group, auto's Δ test and its choices, the best candidate and the share of its gain auto took, as
+``python -m sdnn.study payoff`` computes them (``sdnn.payoff.auto_criteria``), and what auto's comparison
+detects for the best candidate (its ``detectable`` gain, from ``gain_sd`` for runs made before it was recorded).
+A study's study.json and its auto runs' results.json are read as data only.
+
+    python docs/payoff/auto_seeds.py studies/seeds10/digits_lr ... --groups 0-4 5-9 0-9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from sdnn.auto import POWER
+from sdnn.payoff import auto_criteria
+from sdnn.stats import mean_std
+
+CANDIDATES = {"main": "sdnn-k2", "reweight": "reweight", "k=1": "sdnn-k1", "k=3": "sdnn-k3"}  # variant → auto's name
+AUTO = Path("runs") / "auto-auto"   # the regime variant set's auto runs (conf/study/variants/regime.yaml)
+
+
+def seeds_of(group: str) -> list[int]:
+    """``"5-9"`` → [5, 6, 7, 8, 9]."""
+    first, _, last = group.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def detectable(results: Path, candidate: str) -> float:
+    """The candidate's ``detectable`` gain in an auto run's results.json (fractions), or, for a run made before it
+    was recorded, the same formula on its ``gain_sd`` at the run's ``auto.confidence``."""
+    payload = json.loads(results.read_text())
+    record = payload["auto"]["candidates"][candidate]
+    if "detectable" in record:
+        return record["detectable"]
+    confidence = payload["config"]["auto"]["confidence"]
+    return (NormalDist().inv_cdf(confidence) + NormalDist().inv_cdf(POWER)) * record["gain_sd"]
+
+
+def cell_rows(folder: Path, groups: list[str]) -> list[str]:
+    """One table row per seed group of the study in ``folder``."""
+    report = json.loads((folder / "study.json").read_text())
+    variants = report["variants"]
+    delta = {name: dict(zip(variants[name]["seeds"], 100 * np.asarray(variants[name]["test"]["diff_per_seed"])))
+             for name in (*CANDIDATES, "auto")}
+    chosen = {int(seed): record["chosen"] for seed, record in variants["auto"]["auto"].items()}
+    rows = []
+    for group in groups:
+        seeds = seeds_of(group)
+        missing = [s for s in seeds if s not in delta["auto"]]
+        if missing:
+            raise SystemExit(f"error: {folder} has no auto run for seed(s) {missing}; run its study with those seeds")
+        measured = {name: mean_std([delta[name][s] for s in seeds]) for name in delta}
+        candidates = {"baseline": (0.0, 0.0), **{name: measured[name] for name in CANDIDATES}}
+        targets = auto_criteria(candidates, measured["auto"])
+        best = targets["best_candidate"]
+        shown = best if best != "baseline" else max(CANDIDATES, key=lambda n: candidates[n][0])
+        detects = 100 * np.mean([detectable(folder / AUTO / f"seed{s}" / "results.json", CANDIDATES[shown])
+                                  for s in seeds])
+        picks = ", ".join(f"{name} ×{n}" for name, n in Counter(chosen[s] for s in seeds).most_common())
+        share = "–" if targets["share_of_best"] is None else f"{100 * targets['share_of_best']:.0f}%"
+        rows.append(f"| {report['study']} | {group} | {shown}: {candidates[shown][0]:+.2f} ± {candidates[shown][1]:.2f}"
+                    f"{'' if targets['pays'] else ' (none pays)'} | {detects:.2f} | {measured['auto'][0]:+.2f} ± "
+                    f"{measured['auto'][1]:.2f} ({picks}) | {'yes' if targets['never_worse'] else 'NO'} | {share} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="finished study folders with the regime variants")
+    parser.add_argument("--groups", nargs="+", default=["0-4"], help="seed groups, e.g. 0-4 5-9 0-9")
+    args = parser.parse_args()
+    rows = [row for folder in args.folders for row in cell_rows(folder, args.groups)]
+    print("| study | seeds | best candidate, Δ test | auto detects (points) | method=auto Δ test (chosen) | "
+          "never worse | share of the best |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
