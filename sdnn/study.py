@@ -261,7 +261,8 @@ def run_study(study: Study | str, out: Path, seeds: Sequence[int] | None = None,
                                                  built)
         job = None
     report: dict[str, Any] = {"study": study.name, "about": study.about, "regime": study.regime or study.name,
-                              "command": command(study, seeds, names, out, extra), "settings": asdict(settings),
+                              "command": command(study, seeds, names, out, extra, calibration),
+                              "settings": asdict(settings),
                               "seeds": seeds, "overrides": list(plan.common), "variants": {}}
     for name, (baseline, arm) in plan.pairs.items():
         variant = study.variants[name]
@@ -299,10 +300,12 @@ def advise_study(study: Study, out: Path, seeds: Sequence[int] | None = None,
     return advice
 
 
-def command(study: Study, seeds: Sequence[int], names: Sequence[str], out: Path, extra: Sequence[str]) -> str:
+def command(study: Study, seeds: Sequence[int], names: Sequence[str], out: Path, extra: Sequence[str],
+            calibration: Path | None = None) -> str:
     """The command that runs (or continues) this study."""
     text = (f"python -m sdnn.study {study.invocation} --seeds {' '.join(str(s) for s in seeds)} "
             f"--variants {shlex.join(names)} --out {shlex.quote(str(out))}")
+    text += f" --calibration {shlex.quote(str(calibration))}" if calibration is not None else ""
     return text + (f" -- {shlex.join(extra)}" if extra else "")
 
 

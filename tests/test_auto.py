@@ -104,6 +104,25 @@ def test_the_docs_replay_of_a_choice_with_the_same_lines_is_the_choice(tmp_path)
             assert records[name][key] == pytest.approx(recorded["auto"]["candidates"][name][key], rel=1e-6)
 
 
+def test_the_studys_recorded_command_continues_it_with_its_calibration(tmp_path):
+    """study.json's ``command`` runs or continues the study: with ``--calibration`` its auto runs ran with that
+    calibration, so the command names it (without it the finished runs would be of other settings)."""
+    import shlex
+
+    from sdnn.catalogue import adhoc_study
+    from sdnn.study import main, run_study
+    from sdnn.verdict import CALIBRATION
+
+    data = write_blobs(tmp_path / "modes.npz", multimodal=True, per_class=60)
+    study = adhoc_study(["dataset=npz", f"dataset.path={data}", *SHORT], "calibrated")
+    report = run_study(study, tmp_path / "study", seeds=[0], variants=["auto"], calibration=CALIBRATION)
+    argv = shlex.split(report["command"])
+    assert argv[:3] == ["python", "-m", "sdnn.study"] and argv[argv.index("--calibration") + 1] == str(CALIBRATION)
+    stamp = (tmp_path / "study" / "runs" / "auto-auto" / "seed0" / "results.json").stat().st_mtime_ns
+    assert main(argv[3:]) == 0
+    assert (tmp_path / "study" / "runs" / "auto-auto" / "seed0" / "results.json").stat().st_mtime_ns == stamp
+
+
 def test_the_docs_seed_groups_compute_the_targets_as_the_payoff_does(tmp_path):
     """docs/payoff/auto_seeds.py (docs/reproduction.md, "Ten seeds") on a hand-made study folder (study.json, the
     auto runs' results.json): per seed group the best candidate, auto's share of its gain and what the comparison
