@@ -10,8 +10,8 @@ verdict: the expected Δ and its 80% interval, from the probe on the training sp
 precision — a validation split of a few hundred observations alone cannot tell a 2-point gain from noise. A
 candidate passes when the one-sided ``auto.confidence`` (95%) lower bound of that gain is above 0; of those, the
 one with the highest gain wins (a tie: the one listed first); none passing keeps the baseline. Each candidate's
-``detectable`` gain says how fine the comparison is: the true gain its bound would clear in 4 runs of 5
-(``(z_confidence + z_0.8) × sd``, the usual minimum detectable effect); a smaller real gain is often missed. With
+``detectable`` gain says how fine the comparison is: the true gain the guard passes in 4 runs of 5 (the minimum
+detectable effect; ``detectable_gain``); a smaller real gain is often missed. With
 ``auto.skip_hopeless`` a candidate whose expected Δ lies wholly below 0 is not trained, and results.json says
 so. ``auto.calibration``: the indicators' calibration (default ``conf/advise/calibration.yaml``).
 
@@ -188,7 +188,6 @@ def choose(scores: dict[str, np.ndarray], job: Job,
     """The guard (module docstring): the choice, each candidate's record, and why, in words."""
     settings, base = job.settings.auto, scores["baseline"]
     z = NormalDist().inv_cdf(settings.confidence)
-    z_power = NormalDist().inv_cdf(POWER)
     records: dict[str, dict[str, Any]] = {}
     for name, hits in scores.items():
         record: dict[str, Any] = {"val_acc": float(hits.mean())}
@@ -197,11 +196,23 @@ def choose(scores: dict[str, np.ndarray], job: Job,
             gain = combined(hits, base, prior)
             record.update(val_gain=gain["val_gain"], val_gain_se=gain["val_gain_se"], gain=gain["mean"],
                           gain_sd=gain["sd"], lower=gain["mean"] - z * gain["sd"],
-                          detectable=(z + z_power) * gain["sd"],
+                          detectable=detectable_gain(gain["val_gain_se"], gain["sd"],
+                                                     None if prior is None else prior[1] / 100, settings.confidence),
                           expected=None if prior is None else [round(v, 4) for v in prior])
         records[name] = record
     chosen, why = decide(records, settings.confidence)
     return chosen, records, why
+
+
+def detectable_gain(se: float, sd: float, expected_mid: float | None, confidence: float) -> float:
+    """The true gain (fractions) the guard passes with probability ``POWER``. The held-out gain ĝ ~ N(gain, se²)
+    enters the combined gain with the weight w = sd² / se² beside the expectation's middle m (``combined_gain``), so
+    the bound clears 0 when ĝ > (z·sd − (1 − w)·m) / w; that threshold plus z_POWER·se. Without an expectation
+    (w = 1) it is (z + z_POWER)·se. 0 where the expectation alone would carry the candidate."""
+    z, z_power = NormalDist().inv_cdf(confidence), NormalDist().inv_cdf(POWER)
+    weight = sd ** 2 / se ** 2
+    threshold = (z * sd - (1 - weight) * (expected_mid or 0.0)) / weight
+    return max(threshold + z_power * se, 0.0)
 
 
 def decide(records: dict[str, dict[str, Any]], confidence: float) -> tuple[str, str]:

@@ -4,6 +4,7 @@ whose answer is known; the guard against slow references; determinism, resume be
 from __future__ import annotations
 
 import json
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -135,8 +136,13 @@ def test_the_docs_seed_groups_compute_the_targets_as_the_payoff_does(tmp_path):
     variants["auto"]["auto"] = {str(s): {"chosen": c} for s, c in enumerate(["sdnn-k3", "baseline", "sdnn-k3",
                                                                              "baseline"])}
     (tmp_path / "study.json").write_text(json.dumps({"study": "hand", "variants": variants}))
+    prior_sd = 0.02 / (2 * 1.2816)   # seed 2 ran with an expectation of +1 [0, +2] points
+    sd = np.sqrt(1 / (1 / 0.004 ** 2 + 1 / prior_sd ** 2))
+    weight = sd ** 2 / 0.004 ** 2
+    with_prior = (1.2816 * sd - (1 - weight) * 0.01) / weight + 0.8416 * 0.004
     for seed in range(4):
-        record = {"gain_sd": 0.004} if seed < 3 else {"gain_sd": 0.004, "detectable": 0.02}
+        record = {"val_gain_se": 0.004, "gain_sd": 0.004, "expected": None}
+        record.update({2: {"gain_sd": sd, "expected": [0.0, 1.0, 2.0]}, 3: {"detectable": 0.02}}.get(seed, {}))
         folder = tmp_path / "runs" / "auto-auto" / f"seed{seed}"
         folder.mkdir(parents=True)
         (folder / "results.json").write_text(json.dumps({"config": {"auto": {"confidence": 0.9}},
@@ -148,9 +154,10 @@ def test_the_docs_seed_groups_compute_the_targets_as_the_payoff_does(tmp_path):
     # seeds 0-1: k = 3 +1.00 ± 0.00 pays, auto +0.50 → 50%; the comparison detects (z_0.9 + z_0.8) × 0.4 points
     assert "| 0-1 | k=3: +1.00 ± 0.00 |" in first and first.endswith("| yes | 50% |")
     assert f"| {(1.2816 + 0.8416) * 0.4:.2f} |" in first
-    # seeds 0-3: k = 3 +1.00 ± 0.82 still pays; auto +0.75 → 75%; one seed's recorded detectable (2 points) counts
+    # seeds 0-3: k = 3 +1.00 ± 0.82 still pays; auto +0.75 → 75%; seed 2's through its expectation, seed 3's as
+    # recorded (2 points)
     assert "| 0-3 | k=3: +1.00 ± 0.82 |" in everything and everything.endswith("| yes | 75% |")
-    assert f"| {(3 * (1.2816 + 0.8416) * 0.4 + 2) / 4:.2f} |" in everything
+    assert f"| {(2 * (1.2816 + 0.8416) * 0.4 + 100 * with_prior + 2) / 4:.2f} |" in everything
     assert "(sdnn-k3 ×2, baseline ×2)" in everything
     with pytest.raises(SystemExit, match=r"no auto run for seed\(s\) \[4\]"):
         auto_seeds.cell_rows(tmp_path, ["0-4"])
@@ -319,16 +326,40 @@ def test_the_guard_chooses_only_a_gain_clear_of_the_noise():
     assert chosen == "sdnn-k1"  # equal: the first listed
 
 
-def test_the_detectable_gain_is_found_four_times_in_five():
-    """``detectable`` = (z_0.95 + z_0.8) × sd; a true gain of that size, drawn again and again, passes the guard in
-    about 80% of the draws, and half of it in far fewer; a kept baseline says how fine the comparison was."""
+@pytest.mark.parametrize("expected", [None, (0.0, 1.0, 2.0)])
+def test_the_detectable_gain_is_found_four_times_in_five(expected):
+    """``detectable``: a true gain of that size, drawn again and again (paired observations, +1/0/-1), passes the
+    guard in about 80% of the draws, and half of it as often as the normal model says; without an expectation it is
+    (z_0.95 + z_0.8) × se, with one (+1 [0, +2] points, a strong pull towards +1) the threshold that the precision
+    weighting puts on the held-out gain; a kept baseline says how fine the comparison was."""
     from sdnn.auto import choose
 
-    n, p_worse, z = 1000, 0.03, 1.6449 + 0.8416
+    n, p_worse, z, z80 = 1000, 0.03, 1.6449, 0.8416
+    prior_var = ((expected[2] - expected[0]) / 100 / (2 * 1.2816)) ** 2 if expected else np.inf
+
+    def cut_at(se):  # the held-out gain above which the guard passes, under the normal model
+        weight = (1 / se ** 2) / (1 / se ** 2 + 1 / prior_var)
+        sd = np.sqrt(1 / (1 / se ** 2 + 1 / prior_var))
+        mid = expected[1] / 100 if expected else 0.0
+        return (z * sd - (1 - weight) * mid) / weight
+
+    def threshold(gain):  # that cut and the se of a held-out gain of this size
+        se = np.sqrt((2 * p_worse + gain - gain ** 2) / n)
+        return cut_at(se), se
+
+    def detectable(gain):  # an independent solution of P(pass) = 0.8
+        cut, se = threshold(gain)
+        return cut + z80 * se
+
+    def power(gain):
+        cut, se = threshold(gain)
+        return NormalDist().cdf((gain - cut) / se)
+
     gain = 0.02
-    for _ in range(50):  # the gain whose own paired sd puts it at (z_0.95 + z_0.8) standard errors
-        gain = z * np.sqrt((2 * p_worse + gain - gain ** 2) / n)
+    for _ in range(50):  # the gain that is its own detectable gain
+        gain = detectable(gain)
     rng = np.random.default_rng(3)
+    job, prior = _job(prior=expected is not None), {"sdnn-k1": expected} if expected else {}
 
     def passes(true_gain, draws=2000):
         hits = 0
@@ -337,15 +368,19 @@ def test_the_detectable_gain_is_found_four_times_in_five():
             diff = (u < p_worse + true_gain).astype(float) - (u > 1 - p_worse)  # +1, -1 or 0 per observation
             base = np.zeros(n)
             base[diff < 0] = 1
-            chosen, records, _ = choose({"baseline": base, "sdnn-k1": base + diff}, _job(prior=False), {})
+            chosen, records, _ = choose({"baseline": base, "sdnn-k1": base + diff}, job, prior)
             hits += chosen == "sdnn-k1"
         return hits / draws, records["sdnn-k1"]
 
     rate, record = passes(gain)
     assert 0.76 < rate < 0.84
-    assert record["detectable"] == pytest.approx(z * record["gain_sd"], rel=1e-3)
-    assert record["detectable"] == pytest.approx(gain, rel=0.1)
-    assert passes(gain / 2)[0] < 0.45
+    assert record["detectable"] == pytest.approx(gain, rel=0.1)  # from one draw's se
+    se = record["val_gain_se"]
+    assert record["detectable"] == pytest.approx(cut_at(se) + z80 * se, rel=1e-3)
+    if expected is None:
+        assert record["detectable"] == pytest.approx((z + z80) * record["gain_sd"], rel=1e-3)
+    half = passes(gain / 2)[0]
+    assert half < 0.5 and abs(half - power(gain / 2)) < 0.04
     base = (rng.random(400) < 0.8).astype(float)
     slight = base.copy()
     slight[np.flatnonzero(base == 0)[:2]] = 1

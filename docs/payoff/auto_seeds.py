@@ -1,7 +1,8 @@
 """method=auto's targets on groups of seeds of finished study folders (docs/reproduction.md, "Ten seeds"): per
 cell and seed group, auto's Δ test and its choices, the best candidate and the share of its gain auto took, as
 ``python -m sdnn.study payoff`` computes them (``sdnn.payoff.auto_criteria``), and what auto's comparison
-detects for the best candidate (its ``detectable`` gain, from ``gain_sd`` for runs made before it was recorded).
+detects for the best candidate (its ``detectable`` gain, computed from its record for runs made before it was
+recorded).
 A study's study.json and its auto runs' results.json are read as data only.
 
     python docs/payoff/auto_seeds.py studies/seeds10/digits_lr ... --groups 0-4 5-9 0-9
@@ -13,11 +14,10 @@ import argparse
 import json
 from collections import Counter
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 
-from sdnn.auto import POWER
+from sdnn.auto import detectable_gain
 from sdnn.payoff import auto_criteria
 from sdnn.stats import mean_std
 
@@ -33,13 +33,14 @@ def seeds_of(group: str) -> list[int]:
 
 def detectable(results: Path, candidate: str) -> float:
     """The candidate's ``detectable`` gain in an auto run's results.json (fractions), or, for a run made before it
-    was recorded, the same formula on its ``gain_sd`` at the run's ``auto.confidence``."""
+    was recorded, ``sdnn.auto.detectable_gain`` of its record at the run's ``auto.confidence``."""
     payload = json.loads(results.read_text())
     record = payload["auto"]["candidates"][candidate]
     if "detectable" in record:
         return record["detectable"]
-    confidence = payload["config"]["auto"]["confidence"]
-    return (NormalDist().inv_cdf(confidence) + NormalDist().inv_cdf(POWER)) * record["gain_sd"]
+    expected = record.get("expected")
+    return detectable_gain(record["val_gain_se"], record["gain_sd"], None if expected is None else expected[1] / 100,
+                           payload["config"]["auto"]["confidence"])
 
 
 def cell_rows(folder: Path, groups: list[str]) -> list[str]:
@@ -64,7 +65,8 @@ def cell_rows(folder: Path, groups: list[str]) -> list[str]:
                                   for s in seeds])
         picks = ", ".join(f"{name} ×{n}" for name, n in Counter(chosen[s] for s in seeds).most_common())
         share = "–" if targets["share_of_best"] is None else f"{100 * targets['share_of_best']:.0f}%"
-        rows.append(f"| {report['study']} | {group} | {shown}: {candidates[shown][0]:+.2f} ± {candidates[shown][1]:.2f}"
+        mean, std = candidates[shown]
+        rows.append(f"| {report['study']} | {group} | {shown}: {mean:+.2f} ± {std:.2f}"
                     f"{'' if targets['pays'] else ' (none pays)'} | {detects:.2f} | {measured['auto'][0]:+.2f} ± "
                     f"{measured['auto'][1]:.2f} ({picks}) | {'yes' if targets['never_worse'] else 'NO'} | {share} |")
     return rows
