@@ -389,6 +389,31 @@ def test_the_detectable_gain_is_found_four_times_in_five(expected):
     assert f"detects a gain of {100 * records['reweight']['detectable']:.2f} points or more 80% of the time" in why
 
 
+def test_the_summary_table_shows_each_candidates_evidence_and_what_it_detects():
+    """The run summary's auto table: per candidate its validation accuracy, gain, combined gain, bound and
+    detectable gain (in points), the chosen one marked, and why; a record from before ``detectable`` existed
+    leaves that cell empty."""
+    from sdnn.auto import choose
+    from sdnn.results import _auto_lines
+
+    rng = np.random.default_rng(2)
+    base = (rng.random(400) < 0.8).astype(float)
+    better = base.copy()
+    better[np.flatnonzero(base == 0)[:40]] = 1
+    chosen, records, why = choose({"baseline": base, "reweight": base.copy(), "sdnn-k1": better},
+                                  _job(prior=False), {})
+    records["reweight"].pop("detectable")   # as results.json of an older run has it
+    lines = _auto_lines({"candidates": records, "chosen": chosen, "why": why,
+                         "folds": {"count": 2, "held_out": 400}})
+    assert "2 validation folds, 400 held-out observations" in lines[0] and lines[1].split()[-1] == "detects"
+    rows = {line.split()[0]: line for line in lines[2:-1]}
+    k1 = records["sdnn-k1"]
+    assert rows["sdnn-k1"].endswith(f"{100 * k1['lower']:+6.2f}  {100 * k1['detectable']:7.2f}  <- chosen")
+    assert rows["reweight"].endswith(f"{100 * records['reweight']['lower']:+6.2f}" + " " * 9)
+    assert rows["baseline"].split() == ["baseline", f"{100 * base.mean():.2f}%"]
+    assert lines[-1] == f"chosen: {why}"
+
+
 def test_the_indicators_expectation_tips_a_small_validation_gain_but_not_a_loss():
     """+1 point on 400 validation observations (12 more right, 8 more wrong) is noise alone; with an expectation of +3 [+1.7, +4.3] it is not.
     A candidate that loses on validation is not rescued by a hopeful expectation."""
