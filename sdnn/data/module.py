@@ -75,7 +75,7 @@ class SDNNData(pl.LightningDataModule):
 
     @property
     def has_validation(self) -> bool:
-        return False
+        return self.validation_size > 0
 
     def callbacks(self) -> list[pl.Callback]:
         return []
@@ -164,10 +164,6 @@ class InMemoryData(SDNNData):
     @property
     def skipped(self) -> list[str]:
         return list(self.splits.skipped)
-
-    @property
-    def has_validation(self) -> bool:
-        return self.splits.x_val is not None
 
     def train_dataloader(self):
         return batch_loader(*self.train, self.batch_size, shuffle=True, seed=self.seed)
