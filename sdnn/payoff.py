@@ -56,6 +56,11 @@ class Cell:
         return mean_std(list(self.measured[method].values()))
 
 
+def seed_deltas(variant: dict[str, Any]) -> dict[int, float]:
+    """A study.json variant's Δ test per seed (points)."""
+    return {s: 100 * d for s, d in zip(variant["seeds"], variant["test"]["diff_per_seed"])}
+
+
 def read_cell(folder: Path) -> Cell:
     """A study folder's ``study.json`` and ``advice/seed*/advice.json``."""
     folder = Path(folder)
@@ -81,7 +86,7 @@ def read_cell(folder: Path) -> Cell:
         if not test:
             continue
         method = {"main": "sdnn"}.get(name, name)
-        measured[method] = {s: 100 * d for s, d in zip(variant["seeds"], test["diff_per_seed"])}
+        measured[method] = seed_deltas(variant)
         seconds = (variant.get("seconds") or {}).get("baseline") or []
         baseline_seconds.update({s: t for s, t in zip(variant["seeds"], seconds) if t is not None})
         if variant.get("auto"):

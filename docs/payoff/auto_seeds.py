@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sdnn.auto import detectable_gain
-from sdnn.payoff import auto_criteria
+from sdnn.payoff import auto_criteria, seed_deltas
 from sdnn.stats import mean_std
 
 CANDIDATES = {"main": "sdnn-k2", "reweight": "reweight", "k=1": "sdnn-k1", "k=3": "sdnn-k3"}  # variant → auto's name
@@ -47,8 +47,7 @@ def cell_rows(folder: Path, groups: list[str]) -> list[str]:
     """One table row per seed group of the study in ``folder``."""
     report = json.loads((folder / "study.json").read_text())
     variants = report["variants"]
-    delta = {name: dict(zip(variants[name]["seeds"], 100 * np.asarray(variants[name]["test"]["diff_per_seed"])))
-             for name in (*CANDIDATES, "auto")}
+    delta = {name: seed_deltas(variants[name]) for name in (*CANDIDATES, "auto")}
     chosen = {int(seed): record["chosen"] for seed, record in variants["auto"]["auto"].items()}
     rows = []
     for group in groups:
@@ -77,7 +76,13 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="finished study folders with the regime variants")
     parser.add_argument("--groups", nargs="+", default=["0-4"], help="seed groups, e.g. 0-4 5-9 0-9")
     args = parser.parse_args()
-    rows = [row for folder in args.folders for row in cell_rows(folder, args.groups)]
+    rows = []
+    for folder in args.folders:
+        try:
+            rows += cell_rows(folder, args.groups)
+        except (OSError, KeyError, ValueError) as err:   # ValueError: a study.json that is not JSON
+            raise SystemExit(f"error: {folder}: not a finished study with the variants {', '.join(CANDIDATES)} "
+                             f"and auto ({type(err).__name__}: {err}); run python -m sdnn.study with them") from None
     print("| study | seeds | best candidate, Δ test | auto detects (points) | method=auto Δ test (chosen) | "
           "never worse | share of the best |")
     print("|---|---|---|---|---|---|---|")
