@@ -187,21 +187,37 @@ def choose(scores: dict[str, np.ndarray], job: Job,
            expected: dict[str, tuple[float, float, float]]) -> tuple[str, dict[str, dict[str, Any]], str]:
     """The guard (module docstring): the choice, each candidate's record, and why, in words."""
     settings, base = job.settings.auto, scores["baseline"]
-    z = NormalDist().inv_cdf(settings.confidence)
     records: dict[str, dict[str, Any]] = {}
     for name, hits in scores.items():
         record: dict[str, Any] = {"val_acc": float(hits.mean())}
         if name != "baseline":
             prior = expected.get(name) if settings.prior else None
             gain = combined(hits, base, prior)
-            record.update(val_gain=gain["val_gain"], val_gain_se=gain["val_gain_se"], gain=gain["mean"],
-                          gain_sd=gain["sd"], lower=gain["mean"] - z * gain["sd"],
-                          detectable=detectable_gain(gain["val_gain_se"], gain["sd"],
-                                                     None if prior is None else prior[1] / 100, settings.confidence),
-                          expected=None if prior is None else [round(v, 4) for v in prior])
+            record = bounded({**record, "val_gain": gain["val_gain"], "val_gain_se": gain["val_gain_se"],
+                              "gain": gain["mean"], "gain_sd": gain["sd"],
+                              "expected": None if prior is None else [round(v, 4) for v in prior]},
+                             settings.confidence)
         records[name] = record
     chosen, why = decide(records, settings.confidence)
     return chosen, records, why
+
+
+def bounded(record: dict[str, Any], confidence: float) -> dict[str, Any]:
+    """A candidate's record with its one-sided ``confidence`` ``lower`` bound and its ``detectable`` gain, from its
+    ``gain`` ± ``gain_sd``, ``val_gain_se`` and ``expected``."""
+    expected = record.get("expected")
+    return {**record, "lower": record["gain"] - NormalDist().inv_cdf(confidence) * record["gain_sd"],
+            "detectable": detectable_gain(record["val_gain_se"], record["gain_sd"],
+                                          None if expected is None else expected[1] / 100, confidence)}
+
+
+def rechoose(records: dict[str, dict[str, Any]], confidence: float) -> tuple[str, str]:
+    """The guard's choice (and why) at another ``auto.confidence``, from an auto run's recorded candidates
+    (results.json ``auto.candidates``): each bound is computed again from the recorded gain; nothing is retrained.
+    Candidates that were not trained (``auto.skip_hopeless``) stay out."""
+    again = {name: record if name == "baseline" else bounded(record, confidence)
+             for name, record in records.items() if name == "baseline" or "gain" in record}
+    return decide(again, confidence)
 
 
 def detectable_gain(se: float, sd: float, expected_mid: float | None, confidence: float) -> float:

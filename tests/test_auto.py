@@ -326,6 +326,35 @@ def test_the_guard_chooses_only_a_gain_clear_of_the_noise():
     assert chosen == "sdnn-k1"  # equal: the first listed
 
 
+@pytest.mark.parametrize("prior", [False, True])
+def test_rechoose_gives_what_the_guard_would_have_chosen_at_another_confidence(prior):
+    """``rechoose`` on a run's records (a JSON round trip, a skipped candidate among them) equals ``choose`` run
+    again with that confidence, at every level: the levels chosen so that the choice changes between them."""
+    import json
+
+    from sdnn.auto import choose, rechoose
+
+    rng = np.random.default_rng(1)
+    base = (rng.random(600) < 0.8).astype(float)
+    wrong, right = np.flatnonzero(base == 0), np.flatnonzero(base == 1)
+
+    def changed(up, down):   # ``up`` more observations right, ``down`` fewer
+        hits = base.copy()
+        hits[wrong[:up]], hits[right[:down]] = 1, 0
+        return hits
+    scores = {"baseline": base, "reweight": changed(6, 4), "sdnn-k1": changed(12, 0), "sdnn-k2": changed(50, 30)}
+    expected = {"reweight": (-1.0, 0.2, 1.4), "sdnn-k1": (-0.5, 0.5, 1.5), "sdnn-k2": (-1.0, 1.0, 3.0)}
+    _, records, _ = choose(scores, _job(prior=prior, confidence=0.95), expected)
+    recorded = json.loads(json.dumps({**records, "sdnn-k3": {"skipped": "expected Δ below 0"}}))
+    choices = set()
+    for level in (0.5, 0.8, 0.9, 0.95, 0.99, 0.999):
+        again, _, why = choose(scores, _job(prior=prior, confidence=level), expected)
+        assert rechoose(recorded, level) == (again, why)
+        choices.add(again)
+    assert len(choices) >= 2, choices   # the levels tell candidates apart, so the test can fail
+    assert rechoose({"baseline": {"val_acc": 0.8}}, 0.5)[0] == "baseline"
+
+
 @pytest.mark.parametrize("expected", [None, (0.0, 1.0, 2.0)])
 def test_the_detectable_gain_is_found_four_times_in_five(expected):
     """``detectable``: a true gain of that size, drawn again and again (paired observations, +1/0/-1), passes the
