@@ -31,6 +31,7 @@ from sdnn.job import Job
 from sdnn.pipeline import partition_once, run_phase1, select
 from sdnn.results import Phase1Result, Selection
 from sdnn.runlog import quiet
+from sdnn.stats import signed
 from sdnn.verdict import Calibration, Verdict, judge, load_calibration
 
 register()  # the schema conf/config.yaml starts from
@@ -70,16 +71,19 @@ class Advice:
         lines = [f"advice: {verdict.recommendation} — {verdict.why}"]
         for method in ("sdnn", "reweight"):
             low, mid, high = verdict.expected[method]
-            lines.append(f"  expected Δ test accuracy, {method:8s} vs baseline: {mid:+.2f} points "
-                         f"(80% interval {low:+.2f} to {high:+.2f})")
+            lines.append(f"  expected Δ test accuracy, {method:8s} vs baseline: {signed(mid)} points "
+                         f"(80% interval {signed(low)} to {signed(high)})")
         if probe is not None:
-            reweight = "" if probe.reweight is None else f"; reweight {probe.reweight:+.2f} ± {probe.reweight_se:.2f}"
+            reweight = ("" if probe.reweight is None
+                        else f"; reweight {signed(probe.reweight)} ± {probe.reweight_se:.2f}")
             lines.append(f"  probe (ridge heads on {probe.seen()}, {probe.folds}-fold on {probe.n} training "
-                         f"observations): subclass heads {probe.delta:+.2f} ± {probe.delta_se:.2f} points{reweight}")
+                         f"observations): subclass heads {signed(probe.delta)} ± {probe.delta_se:.2f} "
+                         f"points{reweight}")
         lines.append("  per selected class (gap against one mode: about 0 = no modes to split; stability: ARI of "
                      "the split under resampling):")
         for k, v in self.indicators.per_class.items():
-            lines.append(f"    {names[k][:16]:>16}  gap {v.gap:+.3f} (z {v.gap_z:+.1f})  stability {v.stability:.2f}")
+            lines.append(f"    {names[k][:16]:>16}  gap {signed(v.gap, 3)} (z {signed(v.gap_z, 1)})  "
+                         f"stability {v.stability:.2f}")
         lines += [f"  note: {note}" for note in verdict.notes]
         share = self.total_seconds / self.runs_estimate if self.runs_estimate else float("nan")
         lines.append(f"  cost: {self.total_seconds:.1f} s ({'phase 1 from the cache' if self.phase1.cached else 'phase 1 included'})"

@@ -16,6 +16,7 @@ from sdnn.job import Job
 from sdnn.lit.module import embedder
 from sdnn.repartition import Partition, embed_chunks
 from sdnn.results import Phase1Result, Selection
+from sdnn.stats import signed
 from sdnn.subclass import subclass_numbers
 
 MAX_ROWS = 20_000   # training observations the indicators look at (a seeded subset beyond it)
@@ -39,8 +40,8 @@ class SplitIndicators:
         probe = self.probe
         if probe is None:
             return f"{parts}; no probe (no phase-1 network)"
-        reweight = "" if probe.reweight is None else f", reweight {probe.reweight:+.2f} ± {probe.reweight_se:.2f}"
-        return (f"{parts}; probe on the phase-1 features: subclass heads {probe.delta:+.2f} ± {probe.delta_se:.2f} "
+        reweight = "" if probe.reweight is None else f", reweight {signed(probe.reweight)} ± {probe.reweight_se:.2f}"
+        return (f"{parts}; probe on the phase-1 features: subclass heads {signed(probe.delta)} ± {probe.delta_se:.2f} "
                 f"points over class heads{reweight}")
 
     def to_json(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from sdnn.job import Job
 from sdnn.lit.trainer import Training, test_module
 from sdnn.pipeline import baseline, partition_once, reweight, run_phase1, sdnn, select
 from sdnn.results import Phase1Result, Results
+from sdnn.stats import signed
 from sdnn.verdict import Z80, Calibration, judge, load_calibration
 
 FOLDER = "auto"
@@ -254,12 +255,12 @@ def decide(records: dict[str, dict[str, Any]], confidence: float) -> tuple[str, 
 
 def _said(name: str, r: dict[str, Any], level: str) -> str:
     """A candidate's evidence in words: the validation gain, the expectation, their combination and its bound."""
-    text = f"{name}: validation gain {100 * r['val_gain']:+.2f} ± {100 * r['val_gain_se']:.2f} points"
+    text = f"{name}: validation gain {signed(100 * r['val_gain'])} ± {100 * r['val_gain_se']:.2f} points"
     if r.get("expected") is not None:
         low, mid, high = r["expected"]
-        text += (f", expected {mid:+.2f} [{low:+.2f}, {high:+.2f}] from the indicators; combined "
-                 f"{100 * r['gain']:+.2f} ± {100 * r['gain_sd']:.2f}")
-    return text + f"; one-sided {level} lower bound {100 * r['lower']:+.2f}"
+        text += (f", expected {signed(mid)} [{signed(low)}, {signed(high)}] from the indicators; combined "
+                 f"{signed(100 * r['gain'])} ± {100 * r['gain_sd']:.2f}")
+    return text + f"; one-sided {level} lower bound {signed(100 * r['lower'])}"
 
 
 def auto(job: Job) -> Results:
@@ -275,7 +276,7 @@ def auto(job: Job) -> Results:
     needed = settings.prior or settings.skip_hopeless
     expected, indicators = expectations(job, phase1, candidates,
                                         load_calibration(*filter(None, [settings.calibration]))) if needed else ({}, {})
-    skipped = {name: f"expected Δ {mid:+.2f} points, 80% interval [{low:+.2f}, {high:+.2f}] below 0"
+    skipped = {name: f"expected Δ {signed(mid)} points, 80% interval [{signed(low)}, {signed(high)}] below 0"
                for name, (low, mid, high) in expected.items() if settings.skip_hopeless and high < 0}
     for name, why in skipped.items():
         job.say(f"auto: skipping {name} ({why})")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sdnn.errors import ConfigError
-from sdnn.stats import mean_std
+from sdnn.stats import mean_std, signed
 from sdnn.verdict import Calibration, Line, judge, leave_one_out
 
 METHODS = ("sdnn", "reweight")
@@ -210,7 +210,7 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _interval(values: Sequence[float]) -> str:
     low, mid, high = values
-    return f"{mid:+.2f} [{low:+.2f}, {high:+.2f}]"
+    return f"{signed(mid)} [{signed(low)}, {signed(high)}]"
 
 
 def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str, float]] | None = None,
@@ -224,12 +224,13 @@ def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str
         s, w = r["sdnn"], r["reweight"]
         sign = ("✓" if s["sign_right"] else "✗") if s["clear"] else "(–)"
         auto = r.get("auto")
-        auto_text = "–" if not auto else (f"{auto['measured'][0]:+.2f} ± {auto['measured'][1]:.2f} "
+        auto_text = "–" if not auto else (f"{signed(auto['measured'][0])} ± {auto['measured'][1]:.2f} "
                                           f"({', '.join(auto['chosen'])})")
         cost = "–" if not auto or auto["cost"] is None else f"{auto['cost']:.1f}"
-        lines.append(f"| `{r['cell']}` | {r['regime']} | {r['probe']['delta']:+.2f} ± {r['probe']['delta_se']:.2f} | "
-                     f"{_interval(s['predicted'])} | {s['measured'][0]:+.2f} ± {s['measured'][1]:.2f} | {sign} | "
-                     f"{_interval(w['predicted'])} | {w['measured'][0]:+.2f} ± {w['measured'][1]:.2f} | "
+        lines.append(f"| `{r['cell']}` | {r['regime']} | {signed(r['probe']['delta'])} ± "
+                     f"{r['probe']['delta_se']:.2f} | "
+                     f"{_interval(s['predicted'])} | {signed(s['measured'][0])} ± {s['measured'][1]:.2f} | {sign} | "
+                     f"{_interval(w['predicted'])} | {signed(w['measured'][0])} ± {w['measured'][1]:.2f} | "
                      f"{r['recommendation']} ({r['agreeing_seeds']}/{r['seeds']}) | {r['best']} | "
                      f"{'✓' if r['recommendation_ok'] else '✗'} | {auto_text} | {cost} |")
     total = summary(rows)
@@ -241,7 +242,7 @@ def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str
     if indicators:
         lines += ["", "Each indicator (mean over a cell's seeds and split classes) against the cell's measured Δ sdnn, "
                       "across the cells:", "", "| indicator | Pearson r | Spearman ρ |", "|---|---:|---:|"]
-        lines += [f"| {name} | {v['pearson']:+.2f} | {v['spearman']:+.2f} |" for name, v in indicators.items()]
+        lines += [f"| {name} | {signed(v['pearson'])} | {signed(v['spearman'])} |" for name, v in indicators.items()]
     if spent:
         lines += ["", "What advise cost against the baseline + SDNN runs it predicts (seconds, means over the seeds; the "
                       "runs' training times as the study measured them, phase 1 counted once):", "",

@@ -24,7 +24,7 @@ from typing import Any
 
 from sdnn.plots import plot_setting_bars, plot_sweep
 from sdnn.results import Results
-from sdnn.stats import seed_mean_std, sort_key
+from sdnn.stats import seed_mean_std, signed, sort_key
 
 import numpy as np
 
@@ -226,10 +226,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _percent(value: float | None, signed: bool = False) -> str:
+def _percent(value: float | None, with_sign: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+    return signed(100 * value) if with_sign else f"{100 * value:.2f}"
 
 
 def format_markdown(summary: list[dict]) -> str:
@@ -251,7 +251,7 @@ def format_markdown(summary: list[dict]) -> str:
                          else f"{_percent(mean)} (n=1, no std)")
         low, high = entry.get(f"{main}_min"), entry.get(f"{main}_max")
         cells.append("-" if low is None or entry["n"] < 2 else f"{_percent(low)}–{_percent(high)}")
-        cells.append(_percent(entry.get("delta_vs_baseline"), signed=True))
+        cells.append(_percent(entry.get("delta_vs_baseline"), with_sign=True))
         seconds = entry.get("train_seconds_mean")
         cells.append("-" if seconds is None else f"{seconds:.1f}")
         lines.append("| " + " | ".join(cells) + " |")

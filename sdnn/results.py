@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sdnn.cache import atomic_write_json
+from sdnn.stats import signed
 
 REQUIRED_KEYS = ("method", "dataset", "model", "seed", "selected_classes", "theta", "subclass_to_class",
                  "test", "train_seconds", "config")
@@ -194,7 +195,7 @@ def format_summary(results: Results) -> str:
         rho = results.neglect_vs_error.get("spearman")
         lines.append("Spearman rank correlation of θ after phase 1 with the phase-1 network's per-class test error: "
                      + ("n/a (undefined: the classes' errors or θ cannot be ranked, e.g. every error is 0)"
-                        if rho is None else f"{rho:+.2f}"))
+                        if rho is None else f"{signed(rho)}"))
     if results.figures:
         lines.append("figures: " + ", ".join(results.figures.values()))
     return "\n".join(lines)
@@ -207,7 +208,7 @@ def _indicators_line(indicators: dict[str, Any], class_names: list[str]) -> str:
     line = f"split indicators (gap vs one mode / stability; about 0 = no modes): {parts}"
     probe = indicators.get("probe")
     if probe:
-        line += (f"; probe on the phase-1 features: subclass heads {probe['delta']:+.2f} ± {probe['delta_se']:.2f} "
+        line += (f"; probe on the phase-1 features: subclass heads {signed(probe['delta'])} ± {probe['delta_se']:.2f} "
                  "points over class heads")
     return line
 
@@ -230,7 +231,7 @@ def _auto_lines(auto: dict[str, Any]) -> list[str]:
         if "val_gain" not in r:
             lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%{mark}")
             continue
-        expected = "" if r.get("expected") is None else f"{r['expected'][1]:+.2f}"
+        expected = "" if r.get("expected") is None else f"{signed(r['expected'][1])}"
         detects = "" if r.get("detectable") is None else f"{100 * r['detectable']:.2f}"
         lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%  {100 * r['val_gain']:+6.2f} ± {100 * r['val_gain_se']:4.2f}"
                      f"  {expected:>8}  {100 * r['gain']:+6.2f} ± {100 * r['gain_sd']:4.2f}  {100 * r['lower']:+6.2f}"

@@ -1,4 +1,5 @@
-"""Statistics of runs and sweeps, in numpy: ranks, Spearman's ρ, mean ± std, the order of swept values."""
+"""Statistics of runs and sweeps, in numpy: ranks, Spearman's ρ, mean ± std, the order of swept values; a signed
+number as text."""
 
 from __future__ import annotations
 
@@ -65,3 +66,8 @@ def seed_mean_std(values: Sequence[float]) -> tuple[float, float | None]:
         return math.nan, None
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
+
+def signed(value: float, places: int = 2) -> str:
+    """``value`` with its sign at ``places`` decimals; one that rounds to zero is ``+0.00``, never ``-0.00``."""
+    text = f"{value:+.{places}f}"
+    return "+" + text[1:] if text.startswith("-") and float(text) == 0 else text

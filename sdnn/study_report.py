@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sdnn.stats import mean_std, spearman
+from sdnn.stats import mean_std, signed, spearman
 
 # ----------------------------------------------------------------------------- the comparison (pure)
 
@@ -152,14 +152,14 @@ def _epochs(count: float) -> str:
     return f"{count:g} epoch" + ("" if count == 1 else "s")
 
 
-def _pct(pair_or_value, signed: bool = False) -> str:
+def _pct(pair_or_value, with_sign: bool = False) -> str:
     if isinstance(pair_or_value, (tuple, list)):
         mean, std = pair_or_value
         if mean is None or not math.isfinite(mean):
             return "–"
-        return f"{100 * mean:+.2f} ± {100 * std:.2f}" if signed else f"{100 * mean:.2f} ± {100 * std:.2f}"
+        return f"{signed(100 * mean)} ± {100 * std:.2f}" if with_sign else f"{100 * mean:.2f} ± {100 * std:.2f}"
     return "–" if pair_or_value is None or not math.isfinite(pair_or_value) else (
-        f"{100 * pair_or_value:+.2f}" if signed else f"{100 * pair_or_value:.2f}")
+        signed(100 * pair_or_value) if with_sign else f"{100 * pair_or_value:.2f}")
 
 
 def _nmi(v: dict[str, Any]) -> str:
@@ -190,9 +190,9 @@ def format_report(report: dict[str, Any]) -> str:
              "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in report["variants"].items():
         test, val = v.get("test") or {}, v.get("val") or {}
-        per_seed = ", ".join(_pct(d, signed=True) for d in test.get("diff_per_seed", []))
+        per_seed = ", ".join(_pct(d, with_sign=True) for d in test.get("diff_per_seed", []))
         rho = (v.get("spearman_theta_vs_baseline_error") or {}).get("mean", (math.nan, math.nan))
-        rho_text = "–" if rho[0] is None or not math.isfinite(rho[0]) else f"{rho[0]:+.2f} ± {rho[1]:.2f}"
+        rho_text = "–" if rho[0] is None or not math.isfinite(rho[0]) else f"{signed(rho[0])} ± {rho[1]:.2f}"
         lines.append(f"| {name} | {v.get('method', 'sdnn')} | `{' '.join(v['overrides']) or '–'}` | "
                      f"{len(v['seeds'])} | "
                      f"{_pct(test.get('baseline'))} | {_pct(test.get('variant'))} | {_pct(test.get('diff'), True)} | "

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from sdnn.errors import ConfigError
+from sdnn.stats import signed
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "conf" / "advise" / "calibration.yaml"
 Z80 = 1.2816  # two-sided 80% normal interval
@@ -120,12 +121,12 @@ def judge(calibration: Calibration, probe: float, probe_se: float, reweight: flo
     if not paying:
         best = max(METHODS, key=lambda m: expected[m][1])
         return Verdict(expected, "baseline", f"neither interval lies above 0 (the best, {best}, expects "
-                                             f"{expected[best][1]:+.2f} [{expected[best][0]:+.2f}, "
-                                             f"{expected[best][2]:+.2f}] points)", notes)
+                                             f"{signed(expected[best][1])} [{signed(expected[best][0])}, "
+                                             f"{signed(expected[best][2])}] points)", notes)
     choice = max(paying, key=lambda m: expected[m][1])
     low, mid, high = expected[choice]
-    return Verdict(expected, choice, f"{choice} expects {mid:+.2f} points, 80% interval [{low:+.2f}, {high:+.2f}], "
-                                     "above 0", notes)
+    return Verdict(expected, choice, f"{choice} expects {signed(mid)} points, 80% interval "
+                                     f"[{signed(low)}, {signed(high)}], above 0", notes)
 
 
 def leave_one_out(probes: dict[str, float], deltas: dict[str, float]) -> dict[str, Line]:

@@ -1,4 +1,4 @@
-"""sdnn.stats' Spearman's ρ against scipy; every figure of sdnn.plots (paper Fig. 1, Fig. 2, θ vs error, sweep)."""
+"""sdnn.stats' Spearman's ρ against scipy and its signed numbers; every figure of sdnn.plots (paper Fig. 1, Fig. 2, θ vs error, sweep)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sdnn.plots import (
     plot_sweep,
     theta_from_history,
 )
-from sdnn.stats import spearman
+from sdnn.stats import signed, spearman
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -29,6 +29,24 @@ def assert_png(path: Path) -> None:
     assert data[:8] == PNG_MAGIC and len(data) > 1000
     image = imread(path)
     assert image.ndim == 3 and image.shape[2] in (3, 4) and image.shape[0] > 50 and image.shape[1] > 50
+
+
+@pytest.mark.parametrize(("value", "places", "text"), [
+    (-0.001, 2, "+0.00"), (-0.0, 2, "+0.00"), (np.float32(-0.004), 2, "+0.00"), (-0.006, 2, "-0.01"),
+    (0.004, 3, "+0.004"), (-0.0004, 3, "+0.000"), (-0.04, 1, "+0.0"), (-0.05001, 1, "-0.1"), (1.5, 2, "+1.50")])
+def test_signed_never_prints_a_negative_zero(value, places, text):
+    assert signed(value, places) == text
+
+
+def test_a_study_report_prints_a_loss_that_rounds_to_zero_as_plus_zero():
+    """A per-seed Δ of −0.001 points (a study's diff_per_seed, fractions) is "+0.00", a loss of 0.19 "-0.19"."""
+    from sdnn.study_report import format_report
+
+    variant = {"method": "sdnn", "overrides": [], "seeds": [0, 1],
+               "test": {"baseline": [0.9, 0.0], "variant": [0.9, 0.0], "diff": [-0.00001, 0.0],
+                        "diff_per_seed": [-0.00001, -0.0019], "wins": 0}}
+    text = format_report({"study": "tiny", "about": "", "overrides": [], "variants": {"main": variant}})
+    assert "| +0.00 ± 0.00 | +0.00, -0.19 |" in text and "-0.00" not in text
 
 
 def test_spearman_matches_scipy_with_ties():

@@ -19,7 +19,7 @@ import numpy as np
 
 from sdnn.auto import detectable_gain
 from sdnn.payoff import auto_criteria, seed_deltas
-from sdnn.stats import mean_std
+from sdnn.stats import mean_std, signed
 
 CANDIDATES = {"main": "sdnn-k2", "reweight": "reweight", "k=1": "sdnn-k1", "k=3": "sdnn-k3"}  # variant → auto's name
 AUTO = Path("runs") / "auto-auto"   # the regime variant set's auto runs (conf/study/variants/regime.yaml)
@@ -65,8 +65,8 @@ def cell_rows(folder: Path, groups: list[str]) -> list[str]:
         picks = ", ".join(f"{name} ×{n}" for name, n in Counter(chosen[s] for s in seeds).most_common())
         share = "–" if targets["share_of_best"] is None else f"{100 * targets['share_of_best']:.0f}%"
         mean, std = candidates[shown]
-        rows.append(f"| {report['study']} | {group} | {shown}: {mean:+.2f} ± {std:.2f}"
-                    f"{'' if targets['pays'] else ' (none pays)'} | {detects:.2f} | {measured['auto'][0]:+.2f} ± "
+        rows.append(f"| {report['study']} | {group} | {shown}: {signed(mean)} ± {std:.2f}"
+                    f"{'' if targets['pays'] else ' (none pays)'} | {detects:.2f} | {signed(measured['auto'][0])} ± "
                     f"{measured['auto'][1]:.2f} ({picks}) | {'yes' if targets['never_worse'] else 'NO'} | {share} |")
     return rows
 
