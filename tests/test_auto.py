@@ -163,6 +163,61 @@ def test_the_docs_seed_groups_compute_the_targets_as_the_payoff_does(tmp_path):
         auto_seeds.cell_rows(tmp_path, ["0-4"])
 
 
+def test_the_docs_confidence_replay_computes_the_targets_of_each_level(tmp_path):
+    """docs/payoff/auto_confidence.py (docs/reproduction.md, "The guard's confidence") on a hand-made study folder:
+    the choice at each level from the recorded gains, its Δ test from the study's run of that candidate (main is
+    the study's k = 2; a variant of other overrides is not a candidate), the targets against a hand computation; a
+    candidate the study did not run is unknown; a record whose replay at its own level differs is an error."""
+    import importlib.util
+
+    per_seed = {"main": [0.0, 0.0], "reweight": [0.0, -0.01], "k=1": [0.01, 0.0], "k=3": [0.02, 0.015],
+                "partitioner=random": [0.05, 0.05], "auto": [0.02, 0.0]}
+    overrides = {"k=1": ["subclass.num_classes_to_repartition=1"], "k=3": ["subclass.num_classes_to_repartition=3"],
+                 "partitioner=random": ["partitioner=random"], "auto": ["auto.skip_hopeless=false"]}
+    variants = {name: {"seeds": [0, 1], "test": {"diff_per_seed": diffs}, "overrides": overrides.get(name, []),
+                       "method": {"reweight": "reweight", "auto": "auto"}.get(name, "sdnn")}
+                for name, diffs in per_seed.items()}
+    report = {"study": "hand", "settings": {"num_classes_to_repartition": 2}, "variants": variants}
+    (tmp_path / "study.json").write_text(json.dumps(report))
+
+    def record(gain, sd):
+        return {"val_gain": gain, "val_gain_se": sd, "gain": gain, "gain_sd": sd, "expected": None}
+    # seed 0: k = 3 (+2 ± 1) passes up to 0.95, k = 1 (+1 ± 0.4) at 0.99 too; seed 1: reweight (+0.5 ± 0.4) up to 0.8
+    runs = {0: ("sdnn-k3", {"sdnn-k1": record(0.01, 0.004), "sdnn-k3": record(0.02, 0.01)}),
+            1: ("baseline", {"reweight": record(0.005, 0.004), "sdnn-k2": {"skipped": "expected Δ below 0"}})}
+    for seed, (chosen, candidates) in runs.items():
+        folder = tmp_path / "runs" / "auto-auto" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"config": {"auto": {"confidence": 0.95}}, "auto": {
+            "chosen": chosen, "candidates": {"baseline": {"val_acc": 0.9}, **candidates}}}))
+    spec = importlib.util.spec_from_file_location("auto_confidence", ROOT / "docs" / "payoff" / "auto_confidence.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.candidate_variants(report) == {"baseline": "baseline", "sdnn-k2": "main", "reweight": "reweight",
+                                                 "sdnn-k1": "k=1", "sdnn-k3": "k=3"}
+    replayed = script.replay(tmp_path, [0.5, 0.9, 0.95, 0.99], [0, 1])
+    levels = replayed["levels"]
+    assert [levels[level]["chosen"] for level in (0.5, 0.9, 0.99)] == [
+        {0: "sdnn-k3", 1: "reweight"}, {0: "sdnn-k3", 1: "baseline"}, {0: "sdnn-k1", 1: "baseline"}]
+    assert replayed["best"] == ("sdnn-k3", 1.75, pytest.approx(np.std([2, 1.5], ddof=1)))
+    # 0.5: +2 and -1 → +0.50 ± 2.12, 29%; 0.95: +2 and 0 → +1.00 ± 1.41, 57%; 0.99: +1 and 0 → 29%
+    assert levels[0.5]["measured"] == pytest.approx((0.5, np.std([2, -1], ddof=1)))
+    assert levels[0.95]["share_of_best"] == pytest.approx(1 / 1.75) and levels[0.95]["never_worse"]
+    assert levels[0.99]["share_of_best"] == pytest.approx(0.5 / 1.75)
+    line = script.row(replayed, "0-1")
+    assert line.startswith("| hand | 0-1 | sdnn-k3: +1.75 ± 0.35 | +0.50 ± 2.12 (29%) | +1.00 ± 1.41 (57%) |")
+    del report["variants"]["k=1"]
+    (tmp_path / "study.json").write_text(json.dumps(report))
+    unknown = script.row(script.replay(tmp_path, [0.99], [0, 1]), "0-1")
+    assert unknown.endswith("| unknown (baseline, sdnn-k1 not run) |")
+    results = tmp_path / "runs" / "auto-auto" / "seed1" / "results.json"
+    results.write_text(results.read_text().replace('"chosen": "baseline"', '"chosen": "reweight"'))
+    with pytest.raises(SystemExit, match="seed 1: the replay at the run's own confidence 0.95 does not give"):
+        script.replay(tmp_path, [0.5], [0, 1])
+    with pytest.raises(SystemExit, match=r"no auto run for seed\(s\) \[2\]"):
+        script.replay(tmp_path, [0.5], [0, 1, 2])
+
+
 def test_auto_keeps_the_baseline_where_nothing_beats_it(tmp_path):
     results = _auto(tmp_path, write_blobs(tmp_path / "blobs.npz", multimodal=False))
     auto = results["auto"]
