@@ -11,9 +11,10 @@ precision — a validation split of a few hundred observations alone cannot tell
 candidate passes when the one-sided ``auto.confidence`` (95%) lower bound of that gain is above 0; of those, the
 one with the highest gain wins (a tie: the one listed first); none passing keeps the baseline. Each candidate's
 ``detectable`` gain says how fine the comparison is: the true gain the guard passes in 4 runs of 5 (the minimum
-detectable effect; ``detectable_gain``); a smaller real gain is often missed. With
-``auto.skip_hopeless`` a candidate whose expected Δ lies wholly below 0 is not trained, and results.json says
-so. ``auto.calibration``: the indicators' calibration (default ``conf/advise/calibration.yaml``).
+detectable effect; ``detectable_gain``); a smaller real gain is often missed. ``rechoose`` gives a finished run's
+choice at another level from its records, without training. With ``auto.skip_hopeless`` a candidate whose
+expected Δ lies wholly below 0 is not trained, and results.json says so. ``auto.calibration``: the indicators'
+calibration (default ``conf/advise/calibration.yaml``).
 
 ``auto.folds``: a validation split of a few hundred observations cannot show a gain of a point (one observation
 is worth 100/n points), so by default (``auto``) the comparison is cross-validated until about 1000 observations

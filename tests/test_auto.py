@@ -216,6 +216,10 @@ def test_the_docs_confidence_replay_computes_the_targets_of_each_level(tmp_path)
         script.replay(tmp_path, [0.5], [0, 1])
     with pytest.raises(SystemExit, match=r"no auto run for seed\(s\) \[2\]"):
         script.replay(tmp_path, [0.5], [0, 1, 2])
+    report["variants"]["auto"]["test"]["diff_per_seed"] = [0.01, 0.0]   # not what the study's k = 3 run scored
+    (tmp_path / "study.json").write_text(json.dumps(report))
+    with pytest.raises(SystemExit, match=r"seed 0: auto's Δ test \+1.00 is not the study's run of its choice"):
+        script.replay(tmp_path, [0.5], [0])
 
 
 def test_auto_keeps_the_baseline_where_nothing_beats_it(tmp_path):

@@ -2,9 +2,10 @@
 (docs/reproduction.md, "The guard's confidence"): each auto run's choice is replayed from its recorded candidates
 (``sdnn.auto.rechoose``: the bounds computed again from the recorded gains, nothing retrained; at the run's own
 level the replay must give the recorded choice), the chosen candidate's Δ test is the study's run of that
-candidate on the same seed (main, k=1, k=3, reweight), and issue 26's targets are computed as
-``python -m sdnn.study payoff`` computes them (``sdnn.payoff.auto_criteria``). A choice whose candidate the
-study did not run is reported as unknown, not guessed. study.json and results.json are read as data only.
+candidate on the same seed (main, k=1, k=3, reweight; checked: at the run's own level it is auto's own Δ test),
+and issue 26's targets are computed as ``python -m sdnn.study payoff`` computes them
+(``sdnn.payoff.auto_criteria``). A choice whose candidate the study did not run is reported as unknown, not
+guessed. study.json and results.json are read as data only.
 
     python docs/payoff/auto_confidence.py studies/digits_lr ... --levels 0.5 0.8 0.9 0.95 0.99 --seeds 0-4
 """
@@ -55,6 +56,7 @@ def replay(folder: Path, levels: list[float], seeds: list[int]) -> dict[str, Any
     delta = {name: {s: 0.0 for s in seeds} if name == "baseline" else seed_deltas(report["variants"][variant])
              for name, variant in variants.items()}
     measured = {name: mean_std([delta[name][s] for s in seeds]) for name in delta}
+    auto_delta = seed_deltas(report["variants"]["auto"])
     out: dict[str, Any] = {"study": report["study"], "levels": {}}
     for level in levels:
         chosen: dict[int, str] = {}
@@ -64,6 +66,11 @@ def replay(folder: Path, levels: list[float], seeds: list[int]) -> dict[str, Any
             if rechoose(recorded["candidates"], ran_at)[0] != recorded["chosen"]:
                 raise SystemExit(f"error: {folder} seed {seed}: the replay at the run's own confidence {ran_at} does "
                                  f"not give its recorded choice {recorded['chosen']}; is it a run of this version?")
+            own = delta.get(recorded["chosen"], {}).get(seed)
+            if own is not None and abs(own - auto_delta[seed]) > 1e-6:
+                raise SystemExit(f"error: {folder} seed {seed}: auto's Δ test {signed(auto_delta[seed])} is not the "
+                                 f"study's run of its choice {recorded['chosen']} ({signed(own)}); the replay would "
+                                 "not measure auto")
             chosen[seed] = rechoose(recorded["candidates"], level)[0]
         gains = [delta[c][s] if c in delta else None for s, c in chosen.items()]
         known = None not in gains
