@@ -208,6 +208,9 @@ def test_the_docs_confidence_replay_computes_the_targets_of_each_level(tmp_path)
     assert line.startswith("| hand | 0-1 | sdnn-k3: +1.75 ± 0.35 | +0.50 ± 2.12 (29%) | +1.00 ± 1.41 (57%) |")
     del report["variants"]["k=1"]
     (tmp_path / "study.json").write_text(json.dumps(report))
+    worse = {"study": "hand", "best": ("sdnn-k3", 1.0, 0.1), "levels": {0.5: {
+        "chosen": {0: "reweight"}, "measured": (-0.5, 0.1), "never_worse": False, "pays": True, "share_of_best": -0.5}}}
+    assert script.row(worse, "0").endswith("| -0.50 ± 0.10 **worse** |")
     unknown = script.row(script.replay(tmp_path, [0.99], [0, 1]), "0-1")
     assert unknown.endswith("| unknown (baseline, sdnn-k1 not run) |")
     results = tmp_path / "runs" / "auto-auto" / "seed1" / "results.json"

@@ -57,21 +57,22 @@ def replay(folder: Path, levels: list[float], seeds: list[int]) -> dict[str, Any
              for name, variant in variants.items()}
     measured = {name: mean_std([delta[name][s] for s in seeds]) for name in delta}
     auto_delta = seed_deltas(report["variants"]["auto"])
+    records: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        results = json.loads((folder / AUTO / f"seed{seed}" / "results.json").read_text())
+        recorded, ran_at = results["auto"], results["config"]["auto"]["confidence"]
+        if rechoose(recorded["candidates"], ran_at)[0] != recorded["chosen"]:
+            raise SystemExit(f"error: {folder} seed {seed}: the replay at the run's own confidence {ran_at} does "
+                             f"not give its recorded choice {recorded['chosen']}; is it a run of this version?")
+        own = delta.get(recorded["chosen"], {}).get(seed)
+        if own is not None and abs(own - auto_delta[seed]) > 1e-6:
+            raise SystemExit(f"error: {folder} seed {seed}: auto's Δ test {signed(auto_delta[seed])} is not the "
+                             f"study's run of its choice {recorded['chosen']} ({signed(own)}); the replay would "
+                             "not measure auto")
+        records[seed] = recorded["candidates"]
     out: dict[str, Any] = {"study": report["study"], "levels": {}}
     for level in levels:
-        chosen: dict[int, str] = {}
-        for seed in seeds:
-            results = json.loads((folder / AUTO / f"seed{seed}" / "results.json").read_text())
-            recorded, ran_at = results["auto"], results["config"]["auto"]["confidence"]
-            if rechoose(recorded["candidates"], ran_at)[0] != recorded["chosen"]:
-                raise SystemExit(f"error: {folder} seed {seed}: the replay at the run's own confidence {ran_at} does "
-                                 f"not give its recorded choice {recorded['chosen']}; is it a run of this version?")
-            own = delta.get(recorded["chosen"], {}).get(seed)
-            if own is not None and abs(own - auto_delta[seed]) > 1e-6:
-                raise SystemExit(f"error: {folder} seed {seed}: auto's Δ test {signed(auto_delta[seed])} is not the "
-                                 f"study's run of its choice {recorded['chosen']} ({signed(own)}); the replay would "
-                                 "not measure auto")
-            chosen[seed] = rechoose(recorded["candidates"], level)[0]
+        chosen = {seed: rechoose(candidates, level)[0] for seed, candidates in records.items()}
         gains = [delta[c][s] if c in delta else None for s, c in chosen.items()]
         known = None not in gains
         auto = mean_std(gains) if known else None
