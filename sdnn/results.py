@@ -195,7 +195,7 @@ def format_summary(results: Results) -> str:
         rho = results.neglect_vs_error.get("spearman")
         lines.append("Spearman rank correlation of θ after phase 1 with the phase-1 network's per-class test error: "
                      + ("n/a (undefined: the classes' errors or θ cannot be ranked, e.g. every error is 0)"
-                        if rho is None else f"{signed(rho)}"))
+                        if rho is None else signed(rho)))
     if results.figures:
         lines.append("figures: " + ", ".join(results.figures.values()))
     return "\n".join(lines)
@@ -231,11 +231,11 @@ def _auto_lines(auto: dict[str, Any]) -> list[str]:
         if "val_gain" not in r:
             lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%{mark}")
             continue
-        expected = "" if r.get("expected") is None else f"{signed(r['expected'][1])}"
+        expected = "" if r.get("expected") is None else signed(r["expected"][1])
         detects = "" if r.get("detectable") is None else f"{100 * r['detectable']:.2f}"
-        lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%  {100 * r['val_gain']:+6.2f} ± {100 * r['val_gain_se']:4.2f}"
-                     f"  {expected:>8}  {100 * r['gain']:+6.2f} ± {100 * r['gain_sd']:4.2f}  {100 * r['lower']:+6.2f}"
-                     f"  {detects:>7}{mark}")
+        lines.append(f"  {name:>10}  {100 * r['val_acc']:7.2f}%  {signed(100 * r['val_gain']):>6} ± "
+                     f"{100 * r['val_gain_se']:4.2f}  {expected:>8}  {signed(100 * r['gain']):>6} ± "
+                     f"{100 * r['gain_sd']:4.2f}  {signed(100 * r['lower']):>6}  {detects:>7}{mark}")
     lines.append(f"chosen: {auto['why']}")
     return lines
 

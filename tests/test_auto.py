@@ -494,6 +494,7 @@ def test_the_summary_table_shows_each_candidates_evidence_and_what_it_detects():
     chosen, records, why = choose({"baseline": base, "reweight": base.copy(), "sdnn-k1": better},
                                   _job(prior=False), {})
     records["reweight"].pop("detectable")   # as results.json of an older run has it
+    records["reweight"]["val_gain"] = -1e-6   # rounds to 0: printed +0.00, not -0.00
     lines = _auto_lines({"candidates": records, "chosen": chosen, "why": why,
                          "folds": {"count": 2, "held_out": 400}})
     assert "2 validation folds, 400 held-out observations" in lines[0] and lines[1].split()[-1] == "detects"
@@ -502,6 +503,7 @@ def test_the_summary_table_shows_each_candidates_evidence_and_what_it_detects():
     assert rows["sdnn-k1"].endswith(f"{100 * k1['lower']:+6.2f}  {100 * k1['detectable']:7.2f}  <- chosen")
     assert rows["reweight"].endswith(f"{100 * records['reweight']['lower']:+6.2f}" + " " * 9)
     assert rows["baseline"].split() == ["baseline", f"{100 * base.mean():.2f}%"]
+    assert rows["reweight"].split()[2] == "+0.00"
     assert lines[-1] == f"chosen: {why}"
 
 
