@@ -234,8 +234,9 @@ def detectable_gain(se: float, sd: float, expected_mid: float | None, confidence
 
 
 def decide(records: dict[str, dict[str, Any]], confidence: float) -> tuple[str, str]:
-    """The choice among candidates' records (``gain`` and its one-sided ``lower`` bound) and why, in words: the
-    largest gain whose bound is above 0, else the baseline (and the smallest gain the comparison detects)."""
+    """The choice among candidates' records (``bounded``: ``gain``, its one-sided ``lower`` bound, ``detectable``)
+    and why, in words: the largest gain whose bound is above 0, else the baseline (and the smallest gain the
+    comparison detects)."""
     level = f"{100 * confidence:g}%"
     rivals = [n for n in records if n != "baseline"]
     passing = [n for n in rivals if records[n]["lower"] > 0]
@@ -244,12 +245,10 @@ def decide(records: dict[str, dict[str, Any]], confidence: float) -> tuple[str, 
             return "baseline", "baseline: no other candidate was trained"
         best = max(rivals, key=lambda n: records[n]["gain"])
         why = f"baseline: no candidate's gain is clear of the noise (best: {_said(best, records[best], level)})"
-        finest = min(records[n].get("detectable", np.inf) for n in rivals)  # absent in runs before it existed
-        if np.isfinite(finest):
-            why += (f"; this comparison detects a gain of {100 * finest:.2f} points or more {100 * POWER:g}% of the "
-                    "time, so a smaller one may be missed (more held-out data, dataset.val_fraction or auto.folds, "
-                    "detects smaller ones)")
-        return "baseline", why
+        finest = min(records[n]["detectable"] for n in rivals)
+        return "baseline", (f"{why}; this comparison detects a gain of {100 * finest:.2f} points or more "
+                            f"{100 * POWER:g}% of the time, so a smaller one may be missed (more held-out data, "
+                            "dataset.val_fraction or auto.folds, detects smaller ones)")
     chosen = max(passing, key=lambda n: records[n]["gain"])  # max keeps the first listed of equals
     return chosen, _said(chosen, records[chosen], level) + " is above 0"
 

@@ -14,10 +14,9 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
-from sdnn.auto import candidates_of, combined_gain, decide, expectations
+from sdnn.auto import bounded, candidates_of, combined_gain, decide, expectations
 from sdnn.build import build_job
 from sdnn.catalogue import Study, load_study
 from sdnn.errors import ConfigError
@@ -31,7 +30,7 @@ FOLDER = Path("runs") / "auto-auto"   # the regime variant set's auto runs (conf
 
 def replay(study: Study, folder: Path, seed: int, calibration: Path) -> tuple[str, str, dict[str, dict[str, Any]]]:
     """The recorded choice of the study's auto run of ``seed``, the guard's choice (``sdnn.auto.decide``) with
-    expectations from ``calibration``, and each candidate's new record (``gain``, ``gain_sd``, ``lower``)."""
+    expectations from ``calibration``, and each candidate's new record (``gain``, ``gain_sd``, ``lower``, ...)."""
     results = json.loads((folder / FOLDER / f"seed{seed}" / "results.json").read_text())
     ran_with = results["config"]["auto"]["calibration"]  # its --calibration, so that the settings compare equal
     study.check_files()
@@ -39,14 +38,14 @@ def replay(study: Study, folder: Path, seed: int, calibration: Path) -> tuple[st
     cfg = compose_runs(Plan(plan.common, plan.arms[1:], {}), [seed], folder)[plan.arms[1].folder, seed]
     job = build_job(cfg, Path(tempfile.mkdtemp()))
     expected, _ = expectations(job, run_phase1(job), candidates_of(job), load_calibration(calibration))
-    z = NormalDist().inv_cdf(job.settings.auto.confidence)
+    confidence = job.settings.auto.confidence
     records: dict[str, dict[str, Any]] = {"baseline": {}}
     for name, recorded in results["auto"]["candidates"].items():
         if "val_gain" in recorded:
             gain, sd = combined_gain(recorded["val_gain"], recorded["val_gain_se"], expected[name])
-            records[name] = {**recorded, "expected": list(expected[name]), "gain": gain, "gain_sd": sd,
-                             "lower": gain - z * sd}
-    return results["auto"]["chosen"], decide(records, job.settings.auto.confidence)[0], records
+            records[name] = bounded({**recorded, "expected": list(expected[name]), "gain": gain, "gain_sd": sd},
+                                    confidence)
+    return results["auto"]["chosen"], decide(records, confidence)[0], records
 
 
 def main() -> None:
