@@ -25,6 +25,8 @@ from sdnn.verdict import Calibration, Line, judge, leave_one_out
 
 METHODS = ("sdnn", "reweight")
 VARIANT = {"sdnn": "main", "reweight": "reweight"}   # the study variant that measured each method
+AUTO_RUNS = Path("runs") / "auto-auto"   # a study's auto variant's runs (sdnn.catalogue.Variant.folder)
+SPLIT_K = "subclass.num_classes_to_repartition="
 
 
 @dataclass
@@ -59,6 +61,28 @@ class Cell:
 def seed_deltas(variant: dict[str, Any]) -> dict[int, float]:
     """A study.json variant's Δ test per seed (points)."""
     return {s: 100 * d for s, d in zip(variant["seeds"], variant["test"]["diff_per_seed"])}
+
+
+def seed_group(group: str) -> list[int]:
+    """``"5-9"`` → [5, 6, 7, 8, 9]; ``"3"`` → [3]."""
+    first, _, last = group.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def candidate_variants(report: dict[str, Any]) -> dict[str, str]:
+    """method=auto's candidate → the study.json variant that ran the same configuration: ``reweight``, ``main``
+    (SDNN splitting the study's k) and each variant that only sets k (``k=1`` → ``sdnn-k1``)."""
+    found = {"baseline": "baseline"}
+    for name, variant in report["variants"].items():
+        overrides = variant.get("overrides", [])
+        if name == "reweight" and variant["method"] == "reweight" and not overrides:
+            found["reweight"] = name
+        elif variant["method"] == "sdnn" and (name == "main" and not overrides or
+                                              len(overrides) == 1 and overrides[0].startswith(SPLIT_K)):
+            k = (int(overrides[0].removeprefix(SPLIT_K)) if overrides
+                 else report["settings"]["num_classes_to_repartition"])
+            found[f"sdnn-k{k}"] = name
+    return found
 
 
 def read_cell(folder: Path) -> Cell:

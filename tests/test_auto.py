@@ -132,16 +132,20 @@ def test_the_docs_seed_groups_compute_the_targets_as_the_payoff_does(tmp_path):
 
     per_seed = {"main": [0, 0, 0, 0], "reweight": [-0.01] * 4, "k=1": [0.005] * 4, "k=3": [0.01, 0.01, 0.02, 0.0],
                 "auto": [0.01, 0.0, 0.02, 0.0]}
-    variants = {name: {"seeds": [0, 1, 2, 3], "test": {"diff_per_seed": diffs}} for name, diffs in per_seed.items()}
+    overrides = {"k=1": ["subclass.num_classes_to_repartition=1"], "k=3": ["subclass.num_classes_to_repartition=3"]}
+    variants = {name: {"seeds": [0, 1, 2, 3], "test": {"diff_per_seed": diffs}, "overrides": overrides.get(name, []),
+                       "method": {"reweight": "reweight", "auto": "auto"}.get(name, "sdnn")}
+                for name, diffs in per_seed.items()}
     variants["auto"]["auto"] = {str(s): {"chosen": c} for s, c in enumerate(["sdnn-k3", "baseline", "sdnn-k3",
                                                                              "baseline"])}
-    (tmp_path / "study.json").write_text(json.dumps({"study": "hand", "variants": variants}))
+    (tmp_path / "study.json").write_text(json.dumps({"study": "hand", "settings": {"num_classes_to_repartition": 2},
+                                                     "variants": variants}))
     prior_sd = 0.02 / (2 * 1.2816)   # seed 2 ran with an expectation of +1 [0, +2] points
     sd = np.sqrt(1 / (1 / 0.004 ** 2 + 1 / prior_sd ** 2))
     weight = sd ** 2 / 0.004 ** 2
     with_prior = (1.2816 * sd - (1 - weight) * 0.01) / weight + 0.8416 * 0.004
     for seed in range(4):
-        record = {"val_gain_se": 0.004, "gain_sd": 0.004, "expected": None}
+        record = {"val_gain_se": 0.004, "gain": 0.0, "gain_sd": 0.004, "expected": None}
         record.update({2: {"gain_sd": sd, "expected": [0.0, 1.0, 2.0]}, 3: {"detectable": 0.02}}.get(seed, {}))
         folder = tmp_path / "runs" / "auto-auto" / f"seed{seed}"
         folder.mkdir(parents=True)
@@ -190,10 +194,13 @@ def test_the_docs_confidence_replay_computes_the_targets_of_each_level(tmp_path)
         folder.mkdir(parents=True)
         (folder / "results.json").write_text(json.dumps({"config": {"auto": {"confidence": 0.95}}, "auto": {
             "chosen": chosen, "candidates": {"baseline": {"val_acc": 0.9}, **candidates}}}))
+    from sdnn.payoff import candidate_variants, seed_group
+
+    assert seed_group("10-12") == [10, 11, 12] and seed_group("3") == [3]
     spec = importlib.util.spec_from_file_location("auto_confidence", ROOT / "docs" / "payoff" / "auto_confidence.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.candidate_variants(report) == {"baseline": "baseline", "sdnn-k2": "main", "reweight": "reweight",
+    assert candidate_variants(report) == {"baseline": "baseline", "sdnn-k2": "main", "reweight": "reweight",
                                                  "sdnn-k1": "k=1", "sdnn-k3": "k=3"}
     replayed = script.replay(tmp_path, [0.5, 0.9, 0.95, 0.99], [0, 1])
     levels = replayed["levels"]

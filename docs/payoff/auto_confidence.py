@@ -18,38 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from sdnn.auto import rechoose
-from sdnn.payoff import auto_criteria, seed_deltas
+from sdnn.payoff import AUTO_RUNS, auto_criteria, candidate_variants, seed_deltas, seed_group
 from sdnn.stats import mean_std, signed
-
-AUTO = Path("runs") / "auto-auto"   # the regime variant set's auto runs (conf/study/variants/regime.yaml)
-SPLIT = "subclass.num_classes_to_repartition="
-
-
-def candidate_variants(report: dict[str, Any]) -> dict[str, str]:
-    """auto's candidate name → the study variant that ran the same configuration (``main`` splits the study's k)."""
-    found = {"baseline": "baseline"}
-    for name, variant in report["variants"].items():
-        overrides = variant.get("overrides", [])
-        if name == "reweight" and variant["method"] == "reweight" and not overrides:
-            found["reweight"] = name
-        elif variant["method"] == "sdnn" and (name == "main" and not overrides or
-                                              len(overrides) == 1 and overrides[0].startswith(SPLIT)):
-            k = int(overrides[0].removeprefix(SPLIT)) if overrides else report["settings"]["num_classes_to_repartition"]
-            found[f"sdnn-k{k}"] = name
-    return found
-
-
-def seeds_of(group: str) -> list[int]:
-    """``"5-9"`` → [5, 6, 7, 8, 9]."""
-    first, _, last = group.partition("-")
-    return list(range(int(first), int(last or first) + 1))
 
 
 def replay(folder: Path, levels: list[float], seeds: list[int]) -> dict[str, Any]:
     """Per level: auto's Δ test per seed (None: the study did not run the chosen candidate), its choices, and the
     targets; ``best``: the best candidate by the study's runs (mean, std)."""
     report = json.loads((folder / "study.json").read_text())
-    missing = [s for s in seeds if not (folder / AUTO / f"seed{s}" / "results.json").is_file()]
+    missing = [s for s in seeds if not (folder / AUTO_RUNS / f"seed{s}" / "results.json").is_file()]
     if missing:
         raise SystemExit(f"error: {folder} has no auto run for seed(s) {missing}; run its study with those seeds")
     variants = candidate_variants(report)
@@ -59,7 +36,7 @@ def replay(folder: Path, levels: list[float], seeds: list[int]) -> dict[str, Any
     auto_delta = seed_deltas(report["variants"]["auto"])
     records: dict[int, dict[str, Any]] = {}
     for seed in seeds:
-        results = json.loads((folder / AUTO / f"seed{seed}" / "results.json").read_text())
+        results = json.loads((folder / AUTO_RUNS / f"seed{seed}" / "results.json").read_text())
         recorded, ran_at = results["auto"], results["config"]["auto"]["confidence"]
         if rechoose(recorded["candidates"], ran_at)[0] != recorded["chosen"]:
             raise SystemExit(f"error: {folder} seed {seed}: the replay at the run's own confidence {ran_at} does "
@@ -114,7 +91,7 @@ def main() -> None:
     for folder in args.folders:
         for group in args.seeds:
             try:
-                replayed = replay(folder, args.levels, seeds_of(group))
+                replayed = replay(folder, args.levels, seed_group(group))
             except (OSError, KeyError, ValueError) as err:   # ValueError: a file that is not JSON
                 raise SystemExit(f"error: {folder}: not a finished study with the variants main, reweight and auto "
                                  f"for seeds {group} ({type(err).__name__}: {err}); run python -m sdnn.study with "
