@@ -271,6 +271,8 @@ def test_auto_is_deterministic_and_resumes_between_candidates_to_the_same_choice
 def test_a_fold_holds_out_its_part_of_train_and_trains_on_the_rest_and_the_validation_split():
     import torch
 
+    from dataclasses import replace
+
     from sdnn.data.tensors import TensorSplits, fold_count_limit, fold_splits
 
     n_train, n_val = 23, 5
@@ -293,8 +295,10 @@ def test_a_fold_holds_out_its_part_of_train_and_trains_on_the_rest_and_the_valid
         assert fold_splits(splits, fold, seed=7).x_val.equal(f.x_val)  # seeded
     assert all(not (a & b) for i, a in enumerate(held_out) for b in held_out[i + 1:])  # disjoint parts of train
     for fold in (1, 6):
-        with pytest.raises(ValueError, match="holds 1 to 4 parts"):
+        with pytest.raises(ValueError, match="fold .: folds 2 to 5 exist"):
             fold_splits(splits, fold, seed=7)
+    with pytest.raises(ValueError, match="fold 2: no fold beyond the first exists"):
+        fold_splits(replace(splits, x_val=None, y_val=None, fine_val=None), 2, seed=7)
 
 
 @pytest.mark.parametrize("n_val, n_train, wanted, folds", [

@@ -101,10 +101,12 @@ def fold_splits(splits: TensorSplits, fold: int, seed: int) -> TensorSplits:
     """Fold ``fold`` (>= 2) of ``method=auto``'s cross-validation: part ``fold - 1`` of the training split (a seeded
     order, parts of the validation split's size) held out, trained on the rest of it and the validation split.
     Test data and the normalisation statistics stay the run's (the statistics are label-free)."""
+    limit = fold_count_limit(splits)
+    if not 2 <= fold <= limit:
+        exist = f"folds 2 to {limit} exist" if limit >= 2 else "no fold beyond the first exists"
+        raise ValueError(f"fold {fold}: {exist} (one per whole part of the training split of the validation split's "
+                         "size; none without a validation split)")
     n_val, n_train = len(splits.y_val), len(splits.y_train)
-    if not 2 <= fold <= fold_count_limit(splits):
-        raise ValueError(f"fold {fold}: a training split of {n_train} holds 1 to {n_train // n_val} parts of the "
-                         f"validation split's size ({n_val})")
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
     held = torch.zeros(n_train, dtype=torch.bool)
     held[order[(fold - 2) * n_val:(fold - 1) * n_val]] = True
