@@ -39,6 +39,7 @@ class Cell:
     per_class: dict[int, dict[str, Any]]            # seed → advice.json's per_class (gap, stability)
     measured: dict[str, dict[int, float]]           # method (sdnn, reweight, auto, ...) → seed → Δ test, points
     auto: dict[int, dict[str, Any]] = field(default_factory=dict)   # seed → {"chosen", "seconds"}
+    candidates: dict[str, str] = field(default_factory=dict)   # auto's candidate → its key in ``measured``
     baseline_seconds: dict[int, float] = field(default_factory=dict)
     sdnn_seconds: dict[int, float] = field(default_factory=dict)     # phase 2's training time
     advice_seconds: dict[int, tuple[float, float]] = field(default_factory=dict)  # (after phase 1, phase 1)
@@ -115,12 +116,14 @@ def read_cell(folder: Path) -> Cell:
         baseline_seconds.update({s: t for s, t in zip(variant["seeds"], seconds) if t is not None})
         if variant.get("auto"):
             auto = {int(s): v for s, v in variant["auto"].items()}
+    candidates = {name: {"main": "sdnn"}.get(variant, variant)
+                  for name, variant in (candidate_variants(report) if auto else {}).items()}
     missing = [m for m in METHODS if m not in measured]
     if missing:
         raise ConfigError(f"{folder}: the study has no {', '.join(VARIANT[m] for m in missing)} variant; run it with "
                           f"--variants main reweight")
     return Cell(report["study"], report.get("regime", report["study"]), probes, per_class, measured, auto,
-                baseline_seconds, sdnn_seconds, advice_seconds)
+                candidates, baseline_seconds, sdnn_seconds, advice_seconds)
 
 
 def calibrate(cells: Sequence[Cell], source: str = "") -> Calibration:
@@ -161,9 +164,9 @@ def validate(cells: Sequence[Cell]) -> list[dict[str, Any]]:
         row["recommendation_ok"] = chosen[0] >= deltas[best][0] - max(chosen[1], deltas[best][1])
         if "auto" in cell.measured:
             mean, std = cell.delta("auto")
-            # auto's candidates as the study measured them (k = 1, 3 where it ran those variants)
-            candidates = {m: cell.delta(m) for m in ("baseline", *METHODS, "k=1", "k=3") if m in cell.measured
-                          or m == "baseline"}
+            # auto's candidates as the study measured them (the variants that ran their configurations)
+            candidates = {name: cell.delta(key) for name, key in cell.candidates.items()
+                          if key == "baseline" or key in cell.measured}
             row["auto"] = {"measured": [mean, std], "chosen": [v["chosen"] for _, v in sorted(cell.auto.items())],
                            **auto_criteria(candidates, (mean, std)),
                            "cost": (float(np.mean([v["seconds"] for v in cell.auto.values()]))

@@ -87,14 +87,18 @@ def test_the_shipped_calibration_loads_and_a_broken_one_is_one_line(tmp_path):
 def _write_cell(folder, name, probes, sdnn, reweight, auto=None):
     """A finished study folder as sdnn.study writes it: study.json and advice per seed (points → fractions)."""
     seeds = list(range(len(sdnn)))
-    variants = {"main": {"seeds": seeds, "test": {"diff_per_seed": [d / 100 for d in sdnn]},
+    variants = {"main": {"method": "sdnn", "overrides": [], "seeds": seeds,
+                         "test": {"diff_per_seed": [d / 100 for d in sdnn]},
                          "seconds": {"baseline": [10.0] * len(seeds), "variant": [8.0] * len(seeds)}},
-                "reweight": {"seeds": seeds, "test": {"diff_per_seed": [d / 100 for d in reweight]}}}
+                "reweight": {"method": "reweight", "overrides": [], "seeds": seeds,
+                             "test": {"diff_per_seed": [d / 100 for d in reweight]}}}
     if auto is not None:
-        variants["auto"] = {"seeds": seeds, "test": {"diff_per_seed": [d / 100 for d in auto]},
+        variants["auto"] = {"method": "auto", "overrides": [], "seeds": seeds,
+                            "test": {"diff_per_seed": [d / 100 for d in auto]},
                             "auto": {str(s): {"chosen": "sdnn-k2", "seconds": 50.0} for s in seeds}}
     folder.mkdir(parents=True)
-    (folder / "study.json").write_text(json.dumps({"study": name, "regime": name, "variants": variants}))
+    (folder / "study.json").write_text(json.dumps({"study": name, "regime": name, "variants": variants,
+                                                   "settings": {"num_classes_to_repartition": 2}}))
     for seed, probe in zip(seeds, probes):
         advice = folder / "advice" / f"seed{seed}"
         advice.mkdir(parents=True)
@@ -127,6 +131,9 @@ def test_the_payoff_table_from_study_folders_and_the_calibration_it_writes(tmp_p
     assert rows["cell4"]["recommendation"] == "sdnn" and rows["cell5"]["recommendation"] == "baseline"
     assert payoff["summary"]["sdnn_sign_right"] == payoff["summary"]["sdnn_clear_cells"]
     assert payoff["summary"]["auto_never_worse"] == 6 and rows["cell4"]["auto"]["cost"] == pytest.approx(5.0)
+    # the best of auto's candidates as the study ran them, in auto's names: main is SDNN at the study's k = 2
+    assert rows["cell4"]["auto"]["best_candidate"] == "sdnn-k2" and rows["cell4"]["auto"]["pays"]
+    assert rows["cell5"]["auto"]["best_candidate"] == "baseline" and rows["cell5"]["auto"]["share_of_best"] is None
     assert (tmp_path / "out" / "payoff.png").stat().st_size > 10_000
     assert "| `cell3` |" in (tmp_path / "out" / "payoff.md").read_text()
     assert payoff["indicators"]["probe"]["spearman"] > 0.9 and payoff["indicators"]["gap"]["spearman"] > 0.9
