@@ -48,7 +48,7 @@ from sdnn.job import Job
 from sdnn.lit.trainer import Training, test_module
 from sdnn.pipeline import baseline, partition_once, reweight, run_phase1, sdnn, select
 from sdnn.results import Phase1Result, Results
-from sdnn.stats import signed
+from sdnn.stats import signed, signed_interval
 from sdnn.verdict import Z80, Calibration, judge, load_calibration
 
 FOLDER = "auto"
@@ -257,8 +257,7 @@ def _said(name: str, r: dict[str, Any], level: str) -> str:
     """A candidate's evidence in words: the validation gain, the expectation, their combination and its bound."""
     text = f"{name}: validation gain {signed(100 * r['val_gain'])} ± {100 * r['val_gain_se']:.2f} points"
     if r.get("expected") is not None:
-        low, mid, high = r["expected"]
-        text += (f", expected {signed(mid)} [{signed(low)}, {signed(high)}] from the indicators; combined "
+        text += (f", expected {signed_interval(r['expected'])} from the indicators; combined "
                  f"{signed(100 * r['gain'])} ± {100 * r['gain_sd']:.2f}")
     return text + f"; one-sided {level} lower bound {signed(100 * r['lower'])}"
 

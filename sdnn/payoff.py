@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sdnn.errors import ConfigError
-from sdnn.stats import mean_std, signed
+from sdnn.stats import mean_std, signed, signed_interval
 from sdnn.verdict import Calibration, Line, judge, leave_one_out
 
 METHODS = ("sdnn", "reweight")
@@ -235,11 +235,6 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _interval(values: Sequence[float]) -> str:
-    low, mid, high = values
-    return f"{signed(mid)} [{signed(low)}, {signed(high)}]"
-
-
 def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str, float]] | None = None,
                   spent: Sequence[dict[str, Any]] = ()) -> str:
     """The table of docs/reproduction.md, "Predicting the payoff", and the counts against the targets."""
@@ -256,8 +251,8 @@ def format_payoff(rows: Sequence[dict[str, Any]], indicators: dict[str, dict[str
         cost = "–" if not auto or auto["cost"] is None else f"{auto['cost']:.1f}"
         lines.append(f"| `{r['cell']}` | {r['regime']} | {signed(r['probe']['delta'])} ± "
                      f"{r['probe']['delta_se']:.2f} | "
-                     f"{_interval(s['predicted'])} | {signed(s['measured'][0])} ± {s['measured'][1]:.2f} | {sign} | "
-                     f"{_interval(w['predicted'])} | {signed(w['measured'][0])} ± {w['measured'][1]:.2f} | "
+                     f"{signed_interval(s['predicted'])} | {signed(s['measured'][0])} ± {s['measured'][1]:.2f} | {sign} | "
+                     f"{signed_interval(w['predicted'])} | {signed(w['measured'][0])} ± {w['measured'][1]:.2f} | "
                      f"{r['recommendation']} ({r['agreeing_seeds']}/{r['seeds']}) | {r['best']} | "
                      f"{'✓' if r['recommendation_ok'] else '✗'} | {auto_text} | {cost} |")
     total = summary(rows)

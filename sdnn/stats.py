@@ -71,3 +71,9 @@ def signed(value: float, places: int = 2) -> str:
     """``value`` with its sign at ``places`` decimals; one that rounds to zero is ``+0.00``, never ``-0.00``."""
     text = f"{value:+.{places}f}"
     return "+" + text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def signed_interval(values: Sequence[float]) -> str:
+    """An interval (low, middle, high) as ``middle [low, high]``, each ``signed``."""
+    low, mid, high = values
+    return f"{signed(mid)} [{signed(low)}, {signed(high)}]"

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from sdnn.errors import ConfigError
-from sdnn.stats import signed
+from sdnn.stats import signed, signed_interval
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "conf" / "advise" / "calibration.yaml"
 Z80 = 1.2816  # two-sided 80% normal interval
@@ -121,8 +121,7 @@ def judge(calibration: Calibration, probe: float, probe_se: float, reweight: flo
     if not paying:
         best = max(METHODS, key=lambda m: expected[m][1])
         return Verdict(expected, "baseline", f"neither interval lies above 0 (the best, {best}, expects "
-                                             f"{signed(expected[best][1])} [{signed(expected[best][0])}, "
-                                             f"{signed(expected[best][2])}] points)", notes)
+                                             f"{signed_interval(expected[best])} points)", notes)
     choice = max(paying, key=lambda m: expected[m][1])
     low, mid, high = expected[choice]
     return Verdict(expected, choice, f"{choice} expects {signed(mid)} points, 80% interval "

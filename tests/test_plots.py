@@ -18,7 +18,7 @@ from sdnn.plots import (
     plot_sweep,
     theta_from_history,
 )
-from sdnn.stats import signed, spearman
+from sdnn.stats import signed, signed_interval, spearman
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -36,6 +36,11 @@ def assert_png(path: Path) -> None:
     (0.004, 3, "+0.004"), (-0.0004, 3, "+0.000"), (-0.04, 1, "+0.0"), (-0.05001, 1, "-0.1"), (1.5, 2, "+1.50")])
 def test_signed_never_prints_a_negative_zero(value, places, text):
     assert signed(value, places) == text
+
+
+def test_an_interval_prints_its_middle_then_its_ends():
+    assert signed_interval((-1.234, -0.001, 2.5)) == "+0.00 [-1.23, +2.50]"
+    assert signed_interval([0.5, 1.0, 1.5]) == "+1.00 [+0.50, +1.50]"
 
 
 def test_a_study_report_prints_a_loss_that_rounds_to_zero_as_plus_zero():
